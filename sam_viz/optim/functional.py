@@ -1,0 +1,423 @@
+"""Functional cores of every optimizer: pure update rules over lists of tensors with a leading "runs" dimension.
+
+Every tensor a rule sees has shape ``(R, *param_shape)``: R independent runs (R = 1 for an ordinary optimizer,
+R = cells of a ρ × lr grid for a batched sweep). Hyperparameters are Python numbers or tensors of shape ``(R,)``;
+global norms are taken per run over all parameter tensors. Rules change parameters and state in place and
+never allocate state after ``init``, so the same code serves the ``torch.optim`` adapter and batched sweeps.
+
+A SAM-type step is ``perturb`` (build e_t from the ascent gradient s_t at θ_t) and then ``update`` (move θ_t with
+the gradient g_t taken at θ_t + e_t); plain SGD/Adam have no ``perturb``. Shared pieces are written once:
+``global_norm``, ``per_run``, and the base updates ``sgd_update`` / ``adam_update``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Tensors = Sequence[Tensor]
+HParam = float | Tensor  # a number, or one value per run with shape (R,)
+State = dict[str, Any]
+Info = dict[str, Tensor]  # per-run diagnostics, each of shape (R,)
+
+NORM_EPS = 1e-12  # davda54/sam and pytorch-optimizer add this to ‖s‖ before dividing
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+
+def per_run(h: HParam, like: Tensor) -> HParam:
+    """Reshape a per-run hyperparameter ``(R,)`` so it broadcasts against ``like`` ``(R, ...)``; numbers pass."""
+    if isinstance(h, Tensor) and h.dim() > 0:
+        return h.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+    return h
+
+
+def _runs(tensors: Tensors) -> int:
+    return tensors[0].shape[0]
+
+
+def sq_norm(tensors: Tensors) -> Tensor:
+    """Squared global L2 norm per run: Σ over all tensors and coordinates, shape (R,)."""
+    return sum(t.reshape(t.shape[0], -1).pow(2).sum(1) for t in tensors)
+
+
+def global_norm(tensors: Tensors) -> Tensor:
+    """Global L2 norm per run over all tensors, shape (R,)."""
+    return sq_norm(tensors).sqrt()
+
+
+def _scale_per_run(scale: Tensor, t: Tensor) -> Tensor:
+    return scale.view(-1, *([1] * (t.dim() - 1)))
+
+
+def _median_per_run(tensors: Tensors) -> Tensor:
+    """Median over all coordinates per run: a robust summary of a per-coordinate quantity, shape (R,)."""
+    flat = torch.cat([t.reshape(t.shape[0], -1) for t in tensors], dim=1)
+    return flat.median(dim=1).values
+
+
+def _full(tensors: Tensors, value: HParam) -> Tensor:
+    """A (R,) tensor holding ``value`` (number or per-run tensor) in the parameters' dtype and device."""
+    ref = tensors[0]
+    if isinstance(value, Tensor):
+        return value.to(device=ref.device, dtype=ref.dtype).expand(ref.shape[0]).clone()
+    return torch.full((ref.shape[0],), float(value), device=ref.device, dtype=ref.dtype)
+
+
+def _zeros_like(params: Tensors) -> list[Tensor]:
+    return [torch.zeros_like(p) for p in params]
+
+
+def _filled_like(params: Tensors, value: float) -> list[Tensor]:
+    return [torch.full_like(p, value) for p in params]
+
+
+# --------------------------------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One optimizer as pure functions.
+
+    Attributes:
+        init: ``init(params, hp) -> state``; allocates every state tensor once.
+        perturb: ``perturb(params, grads, state, hp) -> (eps, info)`` or None for one-pass methods. ``grads`` is the
+            ascent gradient s_t at θ_t; ``eps`` has the shapes of ``params``; ``info`` holds ``grad_norm``,
+            ``eps_norm`` and ``effective_rho`` per run.
+        update: ``update(params, grads, state, hp) -> info`` moves θ_t in place with ``grads`` (g_t, taken at
+            θ_t + e_t for SAM types, s_t otherwise); ``info`` holds ``effective_lr`` per run.
+        takes_names: whether ``perturb`` needs parameter names (ASAM scales only weight tensors).
+    """
+
+    init: Callable[..., State]
+    perturb: Callable[..., tuple[list[Tensor], Info]] | None
+    update: Callable[..., Info]
+    takes_names: bool = False
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+# ---- base updates -------------------------------------------------------------------------------------------
+
+
+def sgd_init(params: Tensors, hp: dict) -> State:
+    return {"step": 0, "momentum_buffer": _zeros_like(params)}
+
+
+def sgd_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
+    """torch.optim.SGD (dampening 0): d = g + wd·θ; b = μ·b + d (b = d at the first step); θ -= lr·(d + μ·b if
+    nesterov else b). Matches torch to rounding so SAM's oracle (pytorch-optimizer over torch SGD) holds."""
+    state["step"] += 1
+    first = state["step"] == 1
+    lr, wd, mom = hp["lr"], hp.get("weight_decay", 0.0), hp.get("momentum", 0.0)
+    nesterov = hp.get("nesterov", False)
+    for p, g, buf in zip(params, grads, state["momentum_buffer"]):
+        d = g + per_run(wd, p) * p if _nonzero(wd) else g
+        if _nonzero(mom):
+            if first:
+                buf.copy_(d)
+            else:
+                buf.mul_(per_run(mom, p)).add_(d)
+            d = d + per_run(mom, p) * buf if nesterov else buf
+        p.sub_(per_run(lr, p) * d)
+    return {"effective_lr": _full(params, lr)}
+
+
+def adam_init(params: Tensors, hp: dict) -> State:
+    return {"step": 0, "exp_avg": _zeros_like(params), "exp_avg_sq": _zeros_like(params)}
+
+
+def adam_update(params: Tensors, grads: Tensors, state: State, hp: dict, *, decoupled: bool = False) -> Info:
+    """torch.optim.Adam / AdamW with bias correction: m, v EMAs; θ -= lr/(1-β1^t) · m / (sqrt(v)/sqrt(1-β2^t) + eps).
+    Weight decay is added to g (Adam) or applied as θ *= 1 - lr·wd (AdamW, ``decoupled``)."""
+    state["step"] += 1
+    t = state["step"]
+    lr, wd, eps = hp["lr"], hp.get("weight_decay", 0.0), hp.get("eps", 1e-8)
+    beta1, beta2 = hp.get("betas", (0.9, 0.999))
+    for p, g, m, v in zip(params, grads, state["exp_avg"], state["exp_avg_sq"]):
+        b1, b2 = per_run(beta1, p), per_run(beta2, p)
+        if _nonzero(wd):
+            if decoupled:
+                p.mul_(1 - per_run(lr, p) * per_run(wd, p))
+            else:
+                g = g + per_run(wd, p) * p
+        m.mul_(b1).add_((1 - b1) * g)
+        v.mul_(b2).add_((1 - b2) * g * g)
+        step_size = per_run(lr, p) / (1 - b1**t)
+        denom = v.sqrt() / _sqrt(1 - b2**t) + per_run(eps, p)
+        p.sub_(step_size * m / denom)
+    return {"effective_lr": _full(params, lr)}
+
+
+def adamw_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
+    return adam_update(params, grads, state, hp, decoupled=True)
+
+
+BASES: dict[str, tuple[Callable[..., State], Callable[..., Info]]] = {
+    "sgd": (sgd_init, sgd_update),
+    "adam": (adam_init, adam_update),
+    "adamw": (adam_init, adamw_update),
+}
+
+
+def _nonzero(h: HParam) -> bool:
+    """False only for a number that is exactly 0 (a per-run tensor may be 0 in some runs: apply it anyway)."""
+    return isinstance(h, Tensor) or h != 0
+
+
+def _sqrt(x: HParam) -> HParam:
+    return x.sqrt() if isinstance(x, Tensor) else math.sqrt(x)
+
+
+# ---- perturbations -----------------------------------------------------------------------------------------
+
+
+def _normalized_ascent(grads: Tensors, rho: HParam, norm: Tensor) -> list[Tensor]:
+    scale = per_run(rho, norm) / (norm + NORM_EPS)
+    return [g * _scale_per_run(scale, g) for g in grads]
+
+
+def sam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tuple[list[Tensor], Info]:
+    """SAM (Foret et al. 2021): e = ρ s/(‖s‖ + 1e-12). With ``adaptive`` (davda54's ASAM form, η = 0, all tensors):
+    e = ρ θ²⊙s / (‖|θ|⊙s‖ + 1e-12)."""
+    rho = hp["rho"]
+    grad_norm = global_norm(grads)
+    if hp.get("adaptive", False):
+        scaled_norm = global_norm([p.abs() * g for p, g in zip(params, grads)])
+        scale = per_run(rho, scaled_norm) / (scaled_norm + NORM_EPS)
+        eps = [p * p * g * _scale_per_run(scale, g) for p, g in zip(params, grads)]
+    else:
+        eps = _normalized_ascent(grads, rho, grad_norm)
+    return eps, _perturb_info(eps, grad_norm, rho)
+
+
+def asam_perturb(
+    params: Tensors, grads: Tensors, state: State, hp: dict, *, names: Sequence[str]
+) -> tuple[list[Tensor], Info]:
+    """ASAM (Kwon et al. 2021, SamsungLabs/ASAM ``asam.py``): T = |θ| + η on tensors whose name contains "weight",
+    T = I elsewhere (biases); e = ρ T²s / (‖T s‖ + 1e-12). (The official code adds 1e-16; 1e-12 as in SAM here.)"""
+    rho, eta = hp["rho"], hp.get("eta", 0.01)
+    grad_norm = global_norm(grads)
+    t_ops = [p.abs() + per_run(eta, p) if "weight" in n else None for p, n in zip(params, names)]
+    t_grads = [g if t is None else t * g for g, t in zip(grads, t_ops)]
+    scale = per_run(rho, grad_norm) / (global_norm(t_grads) + NORM_EPS)
+    eps = [tg * _scale_per_run(scale, tg) if t is None else t * tg * _scale_per_run(scale, tg)
+           for tg, t in zip(t_grads, t_ops)]
+    return eps, _perturb_info(eps, grad_norm, rho)
+
+
+def fsam_init(params: Tensors, hp: dict) -> State:
+    return {"ema": _zeros_like(params), "perturb_step": 0}
+
+
+def fsam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tuple[list[Tensor], Info]:
+    """Friendly-SAM (Li et al. 2024), the official nblt/F-SAM ``utils.py`` form: d_t = s_t − σ m_{t−1}, then
+    m_t = λ m_{t−1} + (1−λ) s_t, with m_1 = d_1 = s_1; e = ρ d/(‖d‖ + 1e-12) (adaptive: as SAM's adaptive form).
+
+    The paper writes d_t = s_t − σ m_t (EMA updated first); both agree after normalisation only when σ = 1.
+    """
+    rho, sigma, lmbda = hp["rho"], hp.get("sigma", 1.0), hp.get("lmbda", 0.9)
+    state["perturb_step"] += 1
+    first = state["perturb_step"] == 1
+    diffs = []
+    for g, m in zip(grads, state["ema"]):
+        if first:
+            m.copy_(g)
+            diffs.append(g)
+        else:
+            diffs.append(g - per_run(sigma, g) * m)
+            m.mul_(per_run(lmbda, g)).add_((1 - per_run(lmbda, g)) * g)
+    eps, _ = sam_perturb(params, diffs, state, hp)
+    return eps, _perturb_info(eps, global_norm(grads), rho)
+
+
+def msam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tuple[list[Tensor], Info]:
+    """Monge-SAM (Jacobsen & Arvanitidis 2025), metric G = I + s sᵀ: e = ρ s / (‖s‖ sqrt(1 + ‖s‖²)), so
+    ‖e‖ = ρ/sqrt(1 + ‖s‖²): SAM's direction, a radius that shrinks where the gradient is large."""
+    rho = hp["rho"]
+    grad_norm = global_norm(grads)
+    radius = per_run(rho, grad_norm) / torch.sqrt(1 + grad_norm * grad_norm)
+    eps = _normalized_ascent(grads, radius, grad_norm)
+    return eps, _perturb_info(eps, grad_norm, radius)
+
+
+def _perturb_info(eps: Tensors, grad_norm: Tensor, effective_rho: HParam) -> Info:
+    return {"grad_norm": grad_norm, "eps_norm": global_norm(eps), "effective_rho": _full(eps, effective_rho)}
+
+
+# ---- LightSAM I / II / III and AdaSAM: adaptive perturbation and update in one rule ------------------------
+
+
+def lightsam1_init(params: Tensors, hp: dict) -> State:
+    eps0 = hp.get("eps", 1e-8) ** 2
+    r = _runs(params)
+    ref = params[0]
+    return {"u": torch.full((r,), eps0, dtype=ref.dtype, device=ref.device),
+            "v": torch.full((r,), eps0, dtype=ref.dtype, device=ref.device)}
+
+
+def lightsam1_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tuple[list[Tensor], Info]:
+    """LightSAM-I (AdaGrad-Norm): u_t = u_{t−1} + ‖s_t‖² (scalar, global), e_t = ρ s_t/sqrt(u_t); ‖e_t‖ ≤ ρ."""
+    grad_sq = sq_norm(grads)
+    state["u"].add_(grad_sq)
+    radius = per_run(hp["rho"], state["u"]) / state["u"].sqrt()
+    eps = [g * _scale_per_run(radius, g) for g in grads]
+    return eps, _perturb_info(eps, grad_sq.sqrt(), radius)
+
+
+def lightsam1_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
+    """v_t = v_{t−1} + ‖g_t‖²; θ -= η g_t/sqrt(v_t) (η/sqrt(v_t) is the effective learning rate)."""
+    state["v"].add_(sq_norm(grads))
+    lr_t = per_run(hp["lr"], state["v"]) / state["v"].sqrt()
+    _decoupled_decay(params, hp)
+    for p, g in zip(params, grads):
+        p.sub_(g * _scale_per_run(lr_t, g))
+    return {"effective_lr": lr_t.clone()}
+
+
+def lightsam2_init(params: Tensors, hp: dict) -> State:
+    eps0 = hp.get("eps", 1e-8) ** 2
+    return {"u": _filled_like(params, eps0), "v": _filled_like(params, eps0)}
+
+
+def lightsam2_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tuple[list[Tensor], Info]:
+    """LightSAM-II (AdaGrad): u_t = u_{t−1} + s_t², e_t = ρ s_t/sqrt(u_t) per coordinate; ‖e_t‖_∞ ≤ ρ."""
+    rho = hp["rho"]
+    for u, g in zip(state["u"], grads):
+        u.add_(g * g)
+    eps = [per_run(rho, g) * g / u.sqrt() for g, u in zip(grads, state["u"])]
+    radius = _median_per_run([per_run(rho, u) / u.sqrt() for u in state["u"]])
+    return eps, _perturb_info(eps, global_norm(grads), radius)
+
+
+def lightsam2_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
+    """v_t = v_{t−1} + g_t²; θ -= η g_t/sqrt(v_t) per coordinate (effective lr: median of η/sqrt(v_t))."""
+    lr = hp["lr"]
+    _decoupled_decay(params, hp)
+    for p, g, v in zip(params, grads, state["v"]):
+        v.add_(g * g)
+        p.sub_(per_run(lr, p) * g / v.sqrt())
+    return {"effective_lr": _median_per_run([per_run(lr, v) / v.sqrt() for v in state["v"]])}
+
+
+def lightsam3_init(params: Tensors, hp: dict) -> State:
+    eps0 = hp.get("eps", 1e-8) ** 2
+    return {"r": _zeros_like(params), "u": _filled_like(params, eps0),
+            "m": _zeros_like(params), "v": _filled_like(params, eps0), "perturb_step": 0, "step": 0}
+
+
+def _adam_direction(first: Tensor, second: Tensor, t: int, betas: tuple[HParam, HParam], bias_correction: bool) -> Tensor:
+    """m/sqrt(v), optionally with Adam's bias corrections (1−β1^t), (1−β2^t)."""
+    if not bias_correction:
+        return first / second.sqrt()
+    b1, b2 = per_run(betas[0], first), per_run(betas[1], first)
+    return (first / (1 - b1**t)) / (second / (1 - b2**t)).sqrt()
+
+
+def lightsam3_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tuple[list[Tensor], Info]:
+    """LightSAM-III (Adam): r_t = β1 r + (1−β1) s, u_t = β2 u + (1−β2) s², e_t = ρ r_t/sqrt(u_t).
+
+    No bias correction by default (the third-party renderings have none, so the first ascent step is about
+    3.16 ρ·sign(s) per coordinate); ``bias_correction=True`` divides by (1−β^t) as Adam does."""
+    rho, (beta1, beta2) = hp["rho"], hp.get("betas", (0.9, 0.999))
+    state["perturb_step"] += 1
+    for g, r, u in zip(grads, state["r"], state["u"]):
+        b1, b2 = per_run(beta1, g), per_run(beta2, g)
+        r.mul_(b1).add_((1 - b1) * g)
+        u.mul_(b2).add_((1 - b2) * g * g)
+    bc = hp.get("bias_correction", False)
+    directions = [_adam_direction(r, u, state["perturb_step"], (beta1, beta2), bc)
+                  for r, u in zip(state["r"], state["u"])]
+    eps = [per_run(rho, d) * d for d in directions]
+    radius = _median_per_run([per_run(rho, u) / u.sqrt() for u in state["u"]])
+    return eps, _perturb_info(eps, global_norm(grads), radius)
+
+
+def lightsam3_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
+    """m_t = β1 m + (1−β1) g, v_t = β2 v + (1−β2) g², θ -= η m_t/sqrt(v_t) (no ε in the denominator: v_0 = ε²)."""
+    lr, (beta1, beta2) = hp["lr"], hp.get("betas", (0.9, 0.999))
+    state["step"] += 1
+    _decoupled_decay(params, hp)
+    bc = hp.get("bias_correction", False)
+    for p, g, m, v in zip(params, grads, state["m"], state["v"]):
+        b1, b2 = per_run(beta1, g), per_run(beta2, g)
+        m.mul_(b1).add_((1 - b1) * g)
+        v.mul_(b2).add_((1 - b2) * g * g)
+        p.sub_(per_run(lr, p) * _adam_direction(m, v, state["step"], (beta1, beta2), bc))
+    return {"effective_lr": _median_per_run([per_run(lr, v) / v.sqrt() for v in state["v"]])}
+
+
+def adasam_init(params: Tensors, hp: dict) -> State:
+    eps0 = hp.get("eps", 1e-8) ** 2
+    return {"m": _zeros_like(params), "v": _zeros_like(params), "v_max": _filled_like(params, eps0)}
+
+
+def adasam_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
+    """AdaSAM (Sun et al. 2023) descent: m = β1 m + (1−β1) g, v = β2 v + (1−β2) g², v̂ = max(v̂, v) with v̂_{−1} = ε²
+    (AMSGrad), θ -= lr m/sqrt(v̂); no bias correction, no ε in the denominator. The ascent is SAM's."""
+    lr, (beta1, beta2) = hp["lr"], hp.get("betas", (0.9, 0.999))
+    _decoupled_decay(params, hp)
+    for p, g, m, v, vmax in zip(params, grads, state["m"], state["v"], state["v_max"]):
+        b1, b2 = per_run(beta1, g), per_run(beta2, g)
+        m.mul_(b1).add_((1 - b1) * g)
+        v.mul_(b2).add_((1 - b2) * g * g)
+        torch.maximum(vmax, v, out=vmax)
+        p.sub_(per_run(lr, p) * m / vmax.sqrt())
+    return {"effective_lr": _median_per_run([per_run(lr, v) / v.sqrt() for v in state["v_max"]])}
+
+
+def _decoupled_decay(params: Tensors, hp: dict) -> None:
+    """θ *= 1 − lr·wd (AdamW-style; the adaptive SAM variants' theory has no weight decay, default 0)."""
+    wd = hp.get("weight_decay", 0.0)
+    if _nonzero(wd):
+        for p in params:
+            p.mul_(1 - per_run(hp["lr"], p) * per_run(wd, p))
+
+
+# ---- assembling rules ----------------------------------------------------------------------------------------
+
+
+def _no_state(params: Tensors, hp: dict) -> State:
+    return {}
+
+
+def with_base(perturb_init: Callable[..., State], perturb: Callable | None, base: str, takes_names: bool = False) -> Rule:
+    """A rule that perturbs with ``perturb`` and descends with the base optimizer ``base`` (sgd, adam, adamw)."""
+    base_init, base_update = BASES[base]
+
+    def init(params: Tensors, hp: dict) -> State:
+        return {**perturb_init(params, hp), **base_init(params, hp)}
+
+    return Rule(init=init, perturb=perturb, update=base_update, takes_names=takes_names)
+
+
+def make_rule(name: str, base: str = "sgd") -> Rule:
+    """The functional rule of a registry optimizer (``base`` matters for sam, asam, fsam, msam)."""
+    if base not in BASES:
+        raise ValueError(f"Invalid base: {base!r}; valid: {sorted(BASES)}")
+    if name == "sgd":
+        return with_base(_no_state, None, "sgd")
+    if name == "adam":
+        return with_base(_no_state, None, "adam")
+    if name == "sam":
+        return with_base(_no_state, sam_perturb, base)
+    if name == "asam":
+        return with_base(_no_state, asam_perturb, base, takes_names=True)
+    if name == "fsam":
+        return with_base(fsam_init, fsam_perturb, base)
+    if name == "msam":
+        return with_base(_no_state, msam_perturb, base)
+    if name == "adasam":
+        return Rule(init=adasam_init, perturb=sam_perturb, update=adasam_update)
+    if name == "lightsam1":
+        return Rule(init=lightsam1_init, perturb=lightsam1_perturb, update=lightsam1_update)
+    if name == "lightsam2":
+        return Rule(init=lightsam2_init, perturb=lightsam2_perturb, update=lightsam2_update)
+    if name == "lightsam3":
+        return Rule(init=lightsam3_init, perturb=lightsam3_perturb, update=lightsam3_update)
+    raise ValueError(f"Unknown optimizer: {name!r}")
