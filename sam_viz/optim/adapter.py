@@ -125,7 +125,8 @@ class SAMOptimizer(torch.optim.Optimizer):
         grads = [p.grad.unsqueeze(0) for p in params]
         if self.rule.perturb is None:  # one-pass method: θ stays put, so there is nothing to save
             eps = [torch.zeros_like(g) for g in grads]
-            info = {"grad_norm": global_norm(grads), "eps_norm": torch.zeros(1), "effective_rho": torch.zeros(1)}
+            grad_norm = global_norm(grads)
+            info = {"grad_norm": grad_norm, "eps_norm": torch.zeros_like(grad_norm), "effective_rho": torch.zeros_like(grad_norm)}
         else:
             extra = {"names": names} if self.rule.takes_names else {}
             eps, info = self.rule.perturb(views, grads, core, hp, **extra)
@@ -149,15 +150,11 @@ class SAMOptimizer(torch.optim.Optimizer):
         perturbed_grad_norm = global_norm(grads)
         update_info = self.rule.update([p.unsqueeze(0) for p in params], grads, core, hp)
         eps, info = self._pending
-        self.last = StepReport(
-            perturbation=[e[0] for e in eps],
-            eps_norm=float(info["eps_norm"][0]),
-            grad_norm=float(info["grad_norm"][0]),
-            perturbed_grad_norm=float(perturbed_grad_norm[0]),
-            effective_rho=float(info["effective_rho"][0]),
-            effective_lr=float(update_info["effective_lr"][0]),
-            perturbed_loss=perturbed_loss,
-        )
+        # one device-to-host transfer for all five scalars
+        scalars = torch.stack([info["eps_norm"][0], info["grad_norm"][0], perturbed_grad_norm[0],
+                               info["effective_rho"][0].to(perturbed_grad_norm.dtype),
+                               update_info["effective_lr"][0].to(perturbed_grad_norm.dtype)]).tolist()
+        self.last = StepReport([e[0] for e in eps], *scalars, perturbed_loss=perturbed_loss)
         if zero_grad:
             self.zero_grad()
 

@@ -44,6 +44,8 @@ def _runs(tensors: Tensors) -> int:
 
 def sq_norm(tensors: Tensors) -> Tensor:
     """Squared global L2 norm per run: Σ over all tensors and coordinates, shape (R,)."""
+    if tensors[0].shape[0] == 1:  # one run (the torch.optim adapter): one fused kernel over all tensors
+        return torch.stack(torch._foreach_norm(list(tensors))).square().sum().reshape(1)
     return sum(t.reshape(t.shape[0], -1).pow(2).sum(1) for t in tensors)
 
 
@@ -191,9 +193,9 @@ def sam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tupl
         scaled_norm = global_norm([p.abs() * g for p, g in zip(params, grads)])
         scale = per_run(rho, scaled_norm) / (scaled_norm + NORM_EPS)
         eps = [p * p * g * _scale_per_run(scale, g) for p, g in zip(params, grads)]
-    else:
-        eps = _normalized_ascent(grads, rho, grad_norm)
-    return eps, _perturb_info(eps, grad_norm, rho)
+        return eps, _perturb_info(eps, grad_norm, rho)
+    eps = _normalized_ascent(grads, rho, grad_norm)
+    return eps, _perturb_info(eps, grad_norm, rho, eps_norm=_normalized_norm(rho, grad_norm))
 
 
 def asam_perturb(
@@ -243,11 +245,17 @@ def msam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tup
     grad_norm = global_norm(grads)
     radius = per_run(rho, grad_norm) / torch.sqrt(1 + grad_norm * grad_norm)
     eps = _normalized_ascent(grads, radius, grad_norm)
-    return eps, _perturb_info(eps, grad_norm, radius)
+    return eps, _perturb_info(eps, grad_norm, radius, eps_norm=_normalized_norm(radius, grad_norm))
 
 
-def _perturb_info(eps: Tensors, grad_norm: Tensor, effective_rho: HParam) -> Info:
-    return {"grad_norm": grad_norm, "eps_norm": global_norm(eps), "effective_rho": _full(eps, effective_rho)}
+def _normalized_norm(rho: HParam, grad_norm: Tensor) -> Tensor:
+    """‖ρ s/(‖s‖ + 1e-12)‖ in closed form (saves a pass over e)."""
+    return per_run(rho, grad_norm) * grad_norm / (grad_norm + NORM_EPS)
+
+
+def _perturb_info(eps: Tensors, grad_norm: Tensor, effective_rho: HParam, eps_norm: Tensor | None = None) -> Info:
+    return {"grad_norm": grad_norm, "eps_norm": global_norm(eps) if eps_norm is None else eps_norm,
+            "effective_rho": _full(eps, effective_rho)}
 
 
 # ---- LightSAM I / II / III and AdaSAM: adaptive perturbation and update in one rule ------------------------

@@ -1,0 +1,196 @@
+"""``Config``: one training run as a frozen, hashable record that round-trips through a flat dict of primitives.
+
+The flat dict is what the app puts in the URL and the command line takes as flags, so every value is a str,
+int, float or bool, and ``Config.from_flat`` accepts the same values as strings. Limits are enforced here and in
+``train`` (the engine), whatever the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .optim import OPTIMIZERS, validate
+
+MAX_STEPS = 20_000
+MAX_SNAPSHOTS = 2_001
+DTYPES = ("float32", "float64")
+
+
+def _f(default: Any, help_: str) -> Any:
+    return field(default=default, metadata={"help": help_})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that determines a run; the same Config gives bit-identical arrays on the CPU.
+
+    Each field's meaning is in its ``metadata["help"]`` (the command line and the app show the same text).
+    ``hparams`` holds every hyperparameter of ``optimizer`` as sorted (name, value) pairs with the defaults
+    filled in, so two Configs that train alike compare and hash alike; pass a mapping
+    (``Config(hparams={"rho": 0.1})``) or use ``with_optimizer`` / ``replace``.
+    """
+
+    task: str = _f("moons", "Data set or analytic loss (see `python -m sam_viz tasks`).")
+    n_samples: int = _f(512, "Samples generated (analytic tasks: simulated noise vectors); digits caps at 1,797.")
+    noise: float = _f(0.2, "Input noise of the 2-D generators; analytic tasks: std of the simulated gradient noise.")
+    test_fraction: float = _f(0.25, "Share of the samples held out for test metrics (analytic tasks have none).")
+    n_classes: int = _f(3, "Classes of the blobs task.")
+    data_seed: int = _f(0, "Seed of the data generator, apart from `seed` so one data set serves many seeds.")
+    model: str = _f("mlp", "logistic, mlp, cnn (digits) or point (analytic tasks: the parameters are the plane).")
+    depth: int = _f(2, "Hidden layers of the MLP.")
+    width: int = _f(32, "Units per hidden layer of the MLP.")
+    activation: str = _f("tanh", "MLP/CNN activation: tanh, relu, gelu, sigmoid, softplus, elu.")
+    start_x: float | None = _f(None, "Start of the point model, first coordinate (default: the task's start).")
+    start_y: float | None = _f(None, "Start of the point model, second coordinate (default: the task's start).")
+    optimizer: str = _f("sam", "Optimizer registry name (see `python -m sam_viz optimizers`).")
+    hparams: Any = field(default=(), metadata={"help": "Hyperparameters of the optimizer, sorted (name, value) pairs."})
+    steps: int = _f(200, f"Optimizer steps (at most {MAX_STEPS:,}).")
+    batch_size: int = _f(0, "Minibatch size; 0 = full batch. Batches are drawn without replacement, reshuffled "
+                            "every epoch, the last incomplete batch dropped.")
+    seed: int = _f(0, "Model initialisation and minibatch order: runs with one seed share θ_0 and batches.")
+    device: str = _f("auto", "auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")
+    dtype: str = _f("float32", "float32 or float64.")
+    snapshot_every: int = _f(10, f"Keep θ_t and e_t every k steps, plus the final θ (at most {MAX_SNAPSHOTS:,} snapshots).")
+    eval_every: int = _f(1, "Evaluate full train and test loss/accuracy every k steps (NaN between).")
+    fullgrad_every: int = _f(1, "Full-batch gradient for cos(e_t, ∇L) every k steps (NaN between).")
+
+    def __post_init__(self) -> None:
+        given = dict(self.hparams)
+        checked = validate(self.optimizer, given)
+        object.__setattr__(self, "hparams", tuple(sorted(checked.items())))
+        _check_int("steps", self.steps, 1, MAX_STEPS)
+        _check_int("batch_size", self.batch_size, 0, 1_000_000)
+        _check_int("seed", self.seed, 0, 2**31 - 1)
+        _check_int("data_seed", self.data_seed, 0, 2**31 - 1)
+        _check_int("n_classes", self.n_classes, 2, 10)
+        for name in ("snapshot_every", "eval_every", "fullgrad_every"):
+            _check_int(name, getattr(self, name), 1, MAX_STEPS)
+        if self.steps // self.snapshot_every + 2 > MAX_SNAPSHOTS:
+            raise ValueError(f"Invalid snapshot_every: {self.snapshot_every} keeps more than {MAX_SNAPSHOTS} "
+                             f"snapshots over {self.steps} steps; use at least {math.ceil(self.steps / (MAX_SNAPSHOTS - 2))}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"Invalid dtype: {self.dtype!r}; valid: {', '.join(DTYPES)}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"Invalid device: {self.device!r}; valid: auto, cpu, cuda, cuda:N")
+        for name in ("noise", "test_fraction"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"Invalid {name}: {value!r} is not a finite number")
+        for name in ("start_x", "start_y"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not math.isfinite(float(value))):
+                raise ValueError(f"Invalid {name}: {value!r} is not a finite number")
+
+    @property
+    def hp(self) -> dict[str, Any]:
+        """The hyperparameters as a dict (every one, defaults included)."""
+        return dict(self.hparams)
+
+    def with_optimizer(self, optimizer: str, **hparams: Any) -> Config:
+        """The same run with another optimizer (its hyperparameters start from the registry defaults)."""
+        return dataclasses.replace(self, optimizer=optimizer, hparams=hparams)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with fields changed; hyperparameter names (lr, rho, ...) may be given directly."""
+        fields_ = {f.name for f in dataclasses.fields(self)}
+        hp_changes = {k: v for k, v in changes.items() if k not in fields_}
+        base = {k: v for k, v in changes.items() if k in fields_}
+        hp = dict(self.hparams) if "optimizer" not in base else {}
+        hp.update(dict(base.pop("hparams", ())))
+        hp.update(hp_changes)
+        return dataclasses.replace(self, **base, hparams=hp)
+
+    # ------------------------------------------------------------------ flat dict (URL, CLI, JSON)
+
+    def to_flat(self) -> dict[str, Any]:
+        """A flat dict of primitives: every field except ``hparams``, then each hyperparameter by name.
+
+        Pairs (Adam's betas) become "b1,b2" strings; None start coordinates are left out.
+        """
+        flat: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "hparams" or value is None:
+                continue
+            flat[f.name] = value
+        for key, value in self.hparams:
+            flat[key] = ",".join(repr(float(v)) for v in value) if isinstance(value, tuple) else value
+        return flat
+
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Any]) -> Config:
+        """Inverse of ``to_flat``; also parses strings ("0.1", "true", "0.9,0.999") as from a URL or command line.
+
+        Raises:
+            ValueError: an unknown key, an unparsable value, or a value outside its range (named in the message).
+        """
+        fields_ = {f.name: f for f in dataclasses.fields(cls) if f.name != "hparams"}
+        optimizer = str(flat.get("optimizer", cls.optimizer))
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer: {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        specs = OPTIMIZERS[optimizer].hparams
+        kwargs: dict[str, Any] = {}
+        hparams: dict[str, Any] = {}
+        for key, raw in flat.items():
+            if key in fields_:
+                kwargs[key] = _parse_field(key, fields_[key].default, raw)
+            elif key in specs:
+                hparams[key] = _parse_hparam(key, specs[key].kind, raw)
+            else:
+                raise ValueError(f"Unknown setting: {key!r} (not a Config field nor a hyperparameter of {optimizer})")
+        return cls(**kwargs, hparams=hparams)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"Invalid {name}: {value!r} (valid: integers in [{low}, {high}])")
+
+
+def _parse_bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"Invalid {key}: {raw!r} (expected true or false)")
+
+
+def _parse_field(key: str, default: Any, raw: Any) -> Any:
+    try:
+        if key in ("start_x", "start_y"):
+            return None if raw in (None, "", "none", "None") else float(raw)
+        if isinstance(default, bool):
+            return _parse_bool(key, raw)
+        if isinstance(default, int):
+            number = float(raw) if not isinstance(raw, int) else raw
+            if isinstance(raw, bool) or number != int(number):
+                raise ValueError
+            return int(number)
+        if isinstance(default, float):
+            return float(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"Invalid {key}: {raw!r} is not a {type(default).__name__}") from None
+    return str(raw)
+
+
+def _parse_hparam(key: str, kind: str, raw: Any) -> Any:
+    if kind == "bool":
+        return _parse_bool(key, raw)
+    if kind == "pair":
+        parts = raw.split(",") if isinstance(raw, str) else list(raw)
+        try:
+            return tuple(float(p) for p in parts)
+        except (TypeError, ValueError):
+            raise ValueError(f"Invalid {key}: {raw!r} (expected two numbers, e.g. 0.9,0.999)") from None
+    if kind == "choice":
+        return str(raw)
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"Invalid {key}: {raw!r} is not a number") from None

@@ -1,0 +1,150 @@
+"""Records the engine hands to the views: frozen dataclasses of numpy arrays that round-trip through ``.npz``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import Config
+
+# Per-step series of a Run, in the order they are documented and saved.
+STEP_FIELDS = (
+    "step", "batch_loss", "train_loss", "train_acc", "test_loss", "test_acc", "grad_norm", "perturbed_grad_norm",
+    "perturbed_loss", "eps_norm", "effective_rho", "effective_lr", "full_grad_norm", "cos_eps_fullgrad", "elapsed",
+)
+SCALAR_FIELDS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc", "diverged",
+                 "diverged_step", "stopped", "wall_time", "device")
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """One training run. Per-step arrays have length n = steps completed (fewer than ``config.steps`` when the
+    run diverged or was stopped); entry t describes step t, taken at θ_t. NaN marks "not computed".
+
+    Attributes:
+        config: the Config that produced the run.
+        step: (n,) int64, 0..n-1.
+        batch_loss: (n,) minibatch loss at θ_t (the loss the step used).
+        train_loss, train_acc, test_loss, test_acc: (n,) full train/test set at θ_t, every ``eval_every`` steps;
+            accuracy is NaN for analytic tasks, test metrics NaN when there is no test set.
+        grad_norm: (n,) ‖s_t‖, minibatch gradient at θ_t.
+        perturbed_grad_norm: (n,) ‖g_t‖, minibatch gradient at θ_t + e_t (= grad_norm for one-pass methods).
+        perturbed_loss: (n,) minibatch loss at θ_t + e_t (NaN for one-pass methods).
+        eps_norm: (n,) ‖e_t‖.
+        effective_rho, effective_lr: (n,) see ``sam_viz.optim.StepReport``.
+        full_grad_norm: (n,) ‖∇L(θ_t)‖ on the full train set, every ``fullgrad_every`` steps.
+        cos_eps_fullgrad: (n,) cos(e_t, ∇L(θ_t)): the share of the perturbation along the full gradient (F-SAM's
+            decomposition: ‖e‖·cos is the full-gradient part, ‖e‖·sqrt(1 − cos²) the minibatch-noise part);
+            NaN for one-pass methods and between ``fullgrad_every`` steps.
+        elapsed: (n,) seconds since the start of training, after step t.
+        snapshot_step: (S,) int64 steps of the snapshots: every ``snapshot_every``-th step and the final step n.
+        weights: (S, P) θ at those steps, flattened in ``param_names`` order (float64 for float64 runs, else
+            float32). Memory: S ≤ 2,001 and S·P ≤ ``MAX_SNAPSHOT_VALUES`` (checked before training).
+        perturbations: (S, P) e_t at those steps; the final row (no step taken there) is NaN.
+        param_names, param_shapes: how to unflatten a snapshot into the model's tensors.
+        final_train_loss, final_train_acc, final_test_loss, final_test_acc: at θ_n, after the last step.
+        diverged: the loss became NaN or infinite; ``diverged_step`` is the step (-1 otherwise); the run ended
+            there cleanly and everything before is kept.
+        stopped: stopped early on request (progress kept).
+        wall_time: seconds spent training; device: the device that ran it.
+    """
+
+    config: Config
+    step: np.ndarray
+    batch_loss: np.ndarray
+    train_loss: np.ndarray
+    train_acc: np.ndarray
+    test_loss: np.ndarray
+    test_acc: np.ndarray
+    grad_norm: np.ndarray
+    perturbed_grad_norm: np.ndarray
+    perturbed_loss: np.ndarray
+    eps_norm: np.ndarray
+    effective_rho: np.ndarray
+    effective_lr: np.ndarray
+    full_grad_norm: np.ndarray
+    cos_eps_fullgrad: np.ndarray
+    elapsed: np.ndarray
+    snapshot_step: np.ndarray
+    weights: np.ndarray
+    perturbations: np.ndarray
+    param_names: tuple[str, ...]
+    param_shapes: tuple[tuple[int, ...], ...]
+    final_train_loss: float
+    final_train_acc: float
+    final_test_loss: float
+    final_test_acc: float
+    diverged: bool
+    diverged_step: int
+    stopped: bool
+    wall_time: float
+    device: str
+
+    @property
+    def n_steps(self) -> int:
+        """Steps completed."""
+        return int(self.step.shape[0])
+
+    @property
+    def n_params(self) -> int:
+        return int(self.weights.shape[1])
+
+    @property
+    def final_weights(self) -> np.ndarray:
+        """θ_n, the parameters after the last step (P,)."""
+        return self.weights[-1]
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary: the config (flat), the final metrics and the run's status."""
+        scalars = {name: _plain(getattr(self, name)) for name in SCALAR_FIELDS}
+        return {"config": self.config.to_flat(), "n_steps": self.n_steps, "n_params": self.n_params, **scalars}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the run to ``path`` (``.npz``): every array, plus the config and scalars as JSON."""
+        path = Path(path)
+        arrays = {name: getattr(self, name) for name in (*STEP_FIELDS, "snapshot_step", "weights", "perturbations")}
+        meta = {**self.summary(), "param_names": list(self.param_names),
+                "param_shapes": [list(s) for s in self.param_shapes]}
+        np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
+        return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Run:
+        """Read a run written by ``save``."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {name: data[name] for name in data.files if name != "meta"}
+        return cls(
+            config=Config.from_flat(meta["config"]),
+            param_names=tuple(meta["param_names"]),
+            param_shapes=tuple(tuple(s) for s in meta["param_shapes"]),
+            **{name: float("nan") if meta[name] is None else meta[name] for name in SCALAR_FIELDS},
+            **arrays,
+        )
+
+    def equal_arrays(self, other: Run) -> bool:
+        """Bit-identical results (timings excluded): the determinism check."""
+        for f in dataclasses.fields(self):
+            if f.name in ("elapsed", "wall_time"):
+                continue
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, np.ndarray):
+                if a.shape != b.shape or a.dtype != b.dtype or not np.array_equal(a, b, equal_nan=True):
+                    return False
+            elif a != b and not (isinstance(a, float) and np.isnan(a) and np.isnan(b)):
+                return False
+        return True
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars → Python scalars; NaN/inf → None so the JSON is standard."""
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

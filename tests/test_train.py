@@ -1,0 +1,148 @@
+"""Training runs: determinism, shared initialisation, divergence, stopping, limits, records, command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sam_viz.cli import main
+from sam_viz.config import Config
+from sam_viz.records import Run
+from sam_viz.train import MAX_SNAPSHOT_VALUES, run, run_many, setup
+
+SMALL = Config(n_samples=128, width=16, steps=25, snapshot_every=5, device="cpu")
+
+
+def test_same_config_gives_bit_identical_arrays():
+    for config in (SMALL, SMALL.replace(optimizer="fsam", batch_size=32), SMALL.replace(optimizer="lightsam2", dtype="float64")):
+        assert run(config).equal_arrays(run(config))
+
+
+def test_different_seeds_differ():
+    assert not run(SMALL).equal_arrays(run(SMALL.replace(seed=1)))
+
+
+def test_run_many_shares_initialisation_and_batches():
+    config = SMALL.replace(batch_size=32, dtype="float64")
+    sgd, sam0, sam = run_many(config, [("sgd", {}), ("sam", {"rho": 0.0}), ("sam", {"rho": 0.1})])
+    np.testing.assert_array_equal(sgd.weights[0], sam.weights[0])
+    assert sgd.batch_loss[0] == sam.batch_loss[0]  # same θ_0 and same first batch
+    # SAM with ρ = 0 is SGD on the same batches, so the whole trajectory agrees
+    np.testing.assert_allclose(sam0.weights, sgd.weights, rtol=1e-12, atol=1e-14)
+    assert np.abs(sam.weights[-1] - sgd.weights[-1]).max() > 1e-4
+
+
+def test_record_shapes_and_meaning():
+    r = run(SMALL)
+    n, p = SMALL.steps, r.n_params
+    assert r.step.tolist() == list(range(n))
+    for name in ("batch_loss", "train_loss", "test_loss", "test_acc", "eps_norm", "cos_eps_fullgrad", "elapsed"):
+        assert getattr(r, name).shape == (n,), name
+    assert r.snapshot_step.tolist() == [0, 5, 10, 15, 20, 25]
+    assert r.weights.shape == (6, p) and r.perturbations.shape == (6, p)
+    assert np.isnan(r.perturbations[-1]).all()
+    # full batch: the train loss is the batch loss, ‖e‖ = ρ, and e points along the full gradient
+    np.testing.assert_allclose(r.train_loss, r.batch_loss)
+    np.testing.assert_allclose(r.eps_norm, 0.05, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(r.perturbations[:-1], axis=1), 0.05, rtol=1e-5)
+    np.testing.assert_allclose(r.cos_eps_fullgrad, 1.0, atol=1e-5)
+    np.testing.assert_allclose(r.full_grad_norm, r.grad_norm, rtol=1e-6)
+    assert r.final_train_loss < r.train_loss[0] and not r.diverged and not r.stopped
+    assert r.param_names[0].endswith("weight") and int(np.sum([np.prod(s) for s in r.param_shapes])) == p
+
+
+def test_fsam_removes_part_of_the_full_gradient_from_e():
+    # F-SAM subtracts an EMA of past gradients; in full-batch training that EMA *is* the full-gradient direction,
+    # so after the first step e_t is no longer aligned with ∇L, while SAM's e_t always is.
+    r = run(SMALL.replace(optimizer="fsam", hparams={"lmbda": 0.5}))
+    assert r.cos_eps_fullgrad[0] == pytest.approx(1.0, abs=1e-5)
+    assert np.nanmax(r.cos_eps_fullgrad[2:]) < 0.99
+
+
+def test_minibatch_perturbation_is_partly_noise():
+    r = run(SMALL.replace(batch_size=16))
+    cos = r.cos_eps_fullgrad
+    assert np.all(np.abs(cos) <= 1 + 1e-6) and cos.mean() < 0.999
+    assert not np.allclose(r.full_grad_norm, r.grad_norm)
+
+
+def test_one_pass_methods_record_no_perturbation():
+    r = run(SMALL.replace(optimizer="sgd"))
+    assert np.all(r.eps_norm == 0) and np.isnan(r.cos_eps_fullgrad).all() and np.isnan(r.perturbed_loss).all()
+    np.testing.assert_array_equal(r.perturbed_grad_norm, r.grad_norm)
+
+
+def test_lightsam_effective_rates_shrink():
+    r = run(SMALL.replace(optimizer="lightsam1"))
+    assert np.all(np.diff(r.effective_lr) <= 0) and np.all(np.diff(r.effective_rho) <= 0)
+    assert np.all(r.eps_norm <= 0.1 * (1 + 1e-5))
+
+
+def test_divergence_ends_cleanly_and_is_marked():
+    r = run(SMALL.replace(optimizer="sgd", hparams={"lr": 10.0, "momentum": 0.99}, steps=300, snapshot_every=50))
+    assert r.diverged and 0 < r.diverged_step < 300
+    assert r.n_steps == r.diverged_step + 1 and not np.isfinite(r.batch_loss[-1])
+    assert np.all(np.isfinite(r.batch_loss[:-1]))
+    assert np.isnan(r.final_train_loss)
+    json.dumps(r.summary(), allow_nan=False)  # a diverged run still gives standard JSON
+
+
+def test_stop_keeps_what_was_computed_and_progress_is_reported():
+    seen = []
+    r = run(SMALL, progress=lambda step, total, row: seen.append((step, total)), should_stop=lambda: len(seen) >= 7)
+    assert r.stopped and r.n_steps == 7 and seen[-1] == (7, SMALL.steps)
+    assert r.snapshot_step.tolist() == [0, 5, 7]
+    np.testing.assert_array_equal(r.batch_loss, run(SMALL).batch_loss[:7])
+
+
+def test_limits_are_enforced_in_the_engine():
+    with pytest.raises(ValueError, match="batch_size"):
+        setup(SMALL.replace(batch_size=10_000))
+    wide = Config(task="digits", model="mlp", width=1024, depth=8, steps=20_000, snapshot_every=10)
+    with pytest.raises(ValueError, match="snapshot_every"):
+        setup(wide)
+    assert MAX_SNAPSHOT_VALUES >= 1_000_000
+
+
+def test_analytic_task_trains_the_point_itself():
+    config = Config(task="rosenbrock", model="point", optimizer="adam", hparams={"lr": 0.05}, steps=50,
+                    start_x=-1.0, start_y=1.5, snapshot_every=1, device="cpu")
+    r = run(config)
+    assert r.n_params == 2 and r.weights.shape == (51, 2)
+    np.testing.assert_allclose(r.weights[0], [-1.0, 1.5])
+    assert np.isnan(r.test_loss).all() and np.isnan(r.train_acc).all()
+    assert r.final_train_loss < r.train_loss[0]
+
+
+def test_save_and_load_round_trip(tmp_path):
+    r = run(SMALL.replace(optimizer="lightsam3", steps=5))
+    loaded = Run.load(r.save(tmp_path / "r.npz"))
+    assert loaded.config == r.config and loaded.equal_arrays(r)
+    assert loaded.wall_time == r.wall_time and loaded.param_shapes == r.param_shapes
+
+
+def test_cli_train_writes_npz_and_json(tmp_path, capsys):
+    out = tmp_path / "sam_run"
+    code = main(["train", "--steps", "12", "--n-samples", "64", "--optimizer", "fsam", "--rho", "0.1",
+                 "--sigma", "0.5", "--device", "cpu", "--quiet", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((tmp_path / "sam_run.json").read_text())
+    assert summary["config"]["rho"] == 0.1 and summary["config"]["sigma"] == 0.5 and summary["n_steps"] == 12
+    loaded = Run.load(tmp_path / "sam_run.npz")
+    assert loaded.config.hp["sigma"] == 0.5 and loaded.final_train_loss == pytest.approx(summary["final_train_loss"])
+
+
+def test_cli_rejects_bad_settings_with_one_line(capsys):
+    assert main(["train", "--rho", "-3", "--quiet"]) == 2
+    assert "rho" in capsys.readouterr().err
+
+
+def test_cli_lists_the_registry(capsys):
+    assert main(["optimizers"]) == 0
+    text = capsys.readouterr().out
+    for name in ("sgd", "adam", "sam", "asam", "fsam", "lightsam1", "lightsam2", "lightsam3", "adasam", "msam"):
+        assert f"\n{name} " in "\n" + text
+    assert main(["optimizers", "--json"]) == 0
+    assert "lightsam3" in json.loads(capsys.readouterr().out)
