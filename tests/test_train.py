@@ -81,7 +81,8 @@ def test_lightsam_effective_rates_shrink():
 
 
 def test_divergence_ends_cleanly_and_is_marked():
-    r = run(SMALL.replace(optimizer="sgd", hparams={"lr": 10.0, "momentum": 0.99}, steps=300, snapshot_every=50))
+    # Rosenbrock's quartic walls overflow within a few steps at this learning rate
+    r = run(Config(task="rosenbrock", model="point", optimizer="sgd", hparams={"lr": 0.01}, steps=300, device="cpu"))
     assert r.diverged and 0 < r.diverged_step < 300
     assert r.n_steps == r.diverged_step + 1 and not np.isfinite(r.batch_loss[-1])
     assert np.all(np.isfinite(r.batch_loss[:-1]))
@@ -100,7 +101,7 @@ def test_stop_keeps_what_was_computed_and_progress_is_reported():
 def test_limits_are_enforced_in_the_engine():
     with pytest.raises(ValueError, match="batch_size"):
         setup(SMALL.replace(batch_size=10_000))
-    wide = Config(task="digits", model="mlp", width=1024, depth=8, steps=20_000, snapshot_every=10)
+    wide = Config(task="digits", model="mlp", width=1024, depth=8, steps=20_000, snapshot_every=20)
     with pytest.raises(ValueError, match="snapshot_every"):
         setup(wide)
     assert MAX_SNAPSHOT_VALUES >= 1_000_000

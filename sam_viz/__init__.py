@@ -1,0 +1,1 @@
+"""sam_viz: a PyTorch engine for visualising sharpness-aware optimizers."""
