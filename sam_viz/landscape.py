@@ -367,14 +367,16 @@ class _MLPGrid(_Grid):
             if not isinstance(layer, nn.Linear):
                 continue
             w_name, b_name = names[2 * linear_idx], names[2 * linear_idx + 1]
-            rows = torch.stack([torch.cat([d[w_name].reshape(-1), d[b_name]]) for d in (d1, d2, o)])
+            # weights stored transposed (in, out) so a chunk's slice is a strided view baddbmm takes as it is
+            rows = torch.stack([torch.cat([d[w_name].T.reshape(-1), d[b_name]]) for d in (d1, d2, o)])
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
             self.stack.append((layer.out_features, layer.in_features, rows, _ELEMENTWISE.get(type(nxt))))
             linear_idx += 1
         out0, in0, rows0, _ = self.stack[0]
         # X Wᵀ + b for the three rows of the first layer: (3, N, out0)
-        w0 = rows0[:, : out0 * in0].reshape(3, out0, in0)
-        self.first = torch.einsum("ni,koi->kno", self.x, w0) + rows0[:, None, out0 * in0:]
+        w0 = rows0[:, : out0 * in0].reshape(3, in0, out0)
+        self.first = (torch.matmul(self.x, w0) + rows0[:, None, out0 * in0:]).reshape(3, -1)
+        self.y_rep = self.y.repeat(self._chunk)
 
     def chunk(self) -> int:
         return self._chunk
@@ -384,18 +386,18 @@ class _MLPGrid(_Grid):
         k, n = alpha.shape[0], self.x.shape[0]
         coeff = torch.stack([alpha, beta, torch.ones_like(alpha)], dim=1)  # (K, 3)
         out0, _, _, act = self.stack[0]
-        h = (coeff @ self.first.reshape(3, -1)).reshape(k, n, out0)
+        h = (coeff @ self.first).reshape(k, n, out0)
         if act:
             h = _activation(act, h)
         for out_f, in_f, rows, act in self.stack[1:]:
-            params = coeff @ rows  # (K, out·in + out)
-            w = params[:, : out_f * in_f].reshape(k, out_f, in_f)
-            b = params[:, out_f * in_f:].reshape(k, 1, out_f)
-            h = torch.baddbmm(b, h, w.transpose(1, 2))
+            params = coeff @ rows  # (K, in·out + out)
+            w = params[:, : out_f * in_f].unflatten(1, (in_f, out_f))
+            b = params[:, None, out_f * in_f:]
+            h = torch.baddbmm(b, h, w)
             if act:
                 h = _activation(act, h)
         if self.ce:
-            loss = nn.functional.cross_entropy(h.reshape(k * n, -1), self.y.repeat(k), reduction="none").reshape(k, n).mean(1)
+            loss = nn.functional.cross_entropy(h.reshape(k * n, -1), self.y_rep[: k * n], reduction="none").reshape(k, n).mean(1)
         else:
             loss = torch.stack([self.loss_fn(h[i], self.y) for i in range(k)])
         acc = (h.argmax(-1) == self.y).to(h.dtype).mean(1) if self.accuracy else None
