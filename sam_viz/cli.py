@@ -25,11 +25,11 @@ def _hparam_help() -> dict[str, str]:
     return {key: f"{texts[key]} Defaults: {', '.join(lines[key])}." for key in texts}
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("train", help="train one config; write the Run as .npz and a JSON summary",
-                            description="Train one config and write OUT.npz (every array) and OUT.json (summary).")
-    parser.add_argument("--out", default="run", help="output path prefix (default: run → run.npz, run.json)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+_OWN_FLAGS = ("command", "out", "quiet", "run")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """Every Config field and every hyperparameter as a flag (unset flags keep the defaults)."""
     group = parser.add_argument_group("config")
     for f in dataclasses.fields(Config):
         if f.name == "hparams":
@@ -42,26 +42,162 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         hp.add_argument(f"--{key.replace('_', '-')}", dest=f"hp_{key}", metavar="VALUE", default=None, help=text)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace, own: tuple[str, ...] = ()) -> Config:
+    flat = {k.removeprefix("hp_"): v for k, v in vars(args).items()
+            if v is not None and k not in _OWN_FLAGS + own and (k.startswith("hp_") or k in Config.__dataclass_fields__)}
+    return Config.from_flat(flat)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("train", help="train one config; write the Run as .npz and a JSON summary",
+                            description="Train one config and write OUT.npz (every array) and OUT.json (summary).")
+    parser.add_argument("--out", default="run", help="output path prefix (default: run → run.npz, run.json)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_config_flags(parser)
+
+
+def _train_config(config: Config, quiet: bool):
     from .train import run  # torch loads only for commands that train
 
-    flat = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "out", "quiet")}
-    flat = {k.removeprefix("hp_"): v for k, v in flat.items()}
-    config = Config.from_flat(flat)
     total = config.steps
 
     def progress(step: int, _total: int, row: Any) -> None:
-        if not args.quiet and (step == total or step % max(1, total // 10) == 0):
+        if not quiet and (step == total or step % max(1, total // 10) == 0):
             print(f"step {step:>6}/{total}  loss {row['batch_loss']:.5g}  test acc {row['test_acc']:.4g}", file=sys.stderr)
 
-    result = run(config, progress=progress)
+    return run(config, progress=progress)
+
+
+def _train(args: argparse.Namespace) -> int:
+    result = _train_config(_config(args), args.quiet)
     out = Path(args.out)
     npz = result.save(out.with_suffix(".npz"))
     summary = result.summary()
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write_json(out, summary)
     print(json.dumps({"npz": str(npz), "json": str(out.with_suffix(".json")), "final_train_loss": summary["final_train_loss"],
                       "final_test_acc": summary["final_test_acc"], "diverged": summary["diverged"],
                       "steps": summary["n_steps"], "wall_time_s": round(result.wall_time, 3)}))
+    return 0
+
+
+def _write_json(out: Path, payload: dict) -> None:
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=_json_default, allow_nan=False) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value
+
+
+def _load_or_train(args: argparse.Namespace, own: tuple[str, ...]):
+    from .records import Run
+
+    return Run.load(args.run) if args.run else _train_config(_config(args, own), args.quiet)
+
+
+def _add_surface(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("surface", help="2-D loss surface around a run's final weights; .npz + .json",
+                            description="Loss surface on a plane through the final weights of a saved run (--run) "
+                                        "or of a config trained now, with the run's trajectory projected onto it.")
+    parser.add_argument("--run", help="a Run .npz written by `train` (otherwise the config flags are trained first)")
+    parser.add_argument("--plane", choices=("random", "pca", "hessian"), default="random",
+                        help="random: filter-normalised Gaussian directions (Li et al.); pca: top-2 principal components "
+                             "of the trajectory; hessian: top-2 Hessian eigenvectors (default: random)")
+    parser.add_argument("--span", type=float, default=1.0, help="half-width of the grid in plane units (default 1)")
+    parser.add_argument("--resolution", type=int, default=41, help="points per axis (odd puts the centre on the grid; default 41)")
+    parser.add_argument("--direction-seed", type=int, default=0, help="seed of the random directions (default 0)")
+    parser.add_argument("--out", default="surface", help="output prefix (default: surface)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_config_flags(parser)
+
+
+_SURFACE_FLAGS = ("plane", "span", "resolution", "direction_seed")
+
+
+def _surface(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import landscape as L
+    from .train import setup
+
+    result = _load_or_train(args, _SURFACE_FLAGS)
+    s = setup(result.config)
+    batch = (s.x_train, s.y_train)
+    final = result.final_weights
+    if args.plane == "pca":
+        plane = L.pca_plane(result.weights)
+    elif args.plane == "hessian":
+        plane = L.hessian_plane(s.model, s.loss, batch, final)
+    else:
+        plane = L.random_plane(s.model, args.direction_seed, origin=final)
+    surf = L.surface(s.model, s.loss, batch, plane, args.span, args.resolution)
+    proj = L.project(plane, result.weights, s.model, s.loss, batch)
+    out = Path(args.out)
+    np.savez_compressed(out.with_suffix(".npz"), alpha=surf.alpha, beta=surf.beta, loss=surf.loss,
+                        accuracy=np.full_like(surf.loss, np.nan) if surf.accuracy is None else surf.accuracy,
+                        origin=plane.origin, d1=plane.d1, d2=plane.d2, traj_step=result.snapshot_step,
+                        traj_alpha=proj.alpha, traj_beta=proj.beta, traj_off_plane=proj.off_plane,
+                        traj_true_loss=proj.true_loss, traj_plane_loss=proj.plane_loss)
+    summary = {"config": result.config.to_flat(), "plane": plane.kind, "explained_variance": plane.explained_variance,
+               "span": args.span, "resolution": args.resolution, "evaluator": surf.evaluator, "seconds": surf.seconds,
+               "center_loss": surf.center_value, "min_loss": float(np.nanmin(surf.loss)), "max_loss": float(np.nanmax(surf.loss)),
+               "plane_info": plane.info}
+    _write_json(out, summary)
+    print(json.dumps({"npz": str(out.with_suffix(".npz")), "json": str(out.with_suffix(".json")),
+                      "center_loss": summary["center_loss"], "seconds": round(surf.seconds, 3)}))
+    return 0
+
+
+def _add_hessian(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("hessian", help="Hessian spectrum at a run's final weights and λ_max over training",
+                            description="Top-k eigenvalues (Lanczos, with residuals), Hutch++ trace, the spectral density "
+                                        "(stochastic Lanczos quadrature) at the final weights, and λ_max at the snapshots.")
+    parser.add_argument("--run", help="a Run .npz written by `train` (otherwise the config flags are trained first)")
+    parser.add_argument("--k", type=int, default=5, help="how many of the largest eigenvalues (default 5)")
+    parser.add_argument("--exact", action="store_true", help="dense Hessian (models up to 5,000 parameters)")
+    parser.add_argument("--every", type=int, default=1, help="λ_max at every k-th snapshot (default 1; 0 skips)")
+    parser.add_argument("--max-samples", type=int, default=None, help="a seeded subset of the train set")
+    parser.add_argument("--out", default="hessian", help="output prefix (default: hessian)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_config_flags(parser)
+
+
+_HESSIAN_FLAGS = ("k", "exact", "every", "max_samples")
+
+
+def _hessian(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import hessian as H
+    from .curvature import over_training
+    from .train import setup
+
+    result = _load_or_train(args, _HESSIAN_FLAGS)
+    s = setup(result.config)
+    op = H.make_hvp(s.model, s.loss, (s.x_train, s.y_train), weights=result.final_weights, max_samples=args.max_samples)
+    eig = H.top_eigenvalues(op, k=args.k, smallest=1, method="dense" if args.exact else "auto")
+    tr = H.trace(op)
+    density = H.spectral_density(op)
+    arrays = {"eigenvalues": eig.eigenvalues, "residuals": eig.residuals, "density_grid": density.grid,
+              "density": density.density}
+    summary = {"config": result.config.to_flat(), "method": eig.method, "eigenvalues": eig.eigenvalues,
+               "residuals": eig.residuals, "converged": eig.converged.tolist(), "lambda_min": eig.smallest,
+               "trace": tr.estimate, "trace_stderr": tr.stderr, "n_samples": op.n_samples}
+    if args.every > 0:
+        ct = over_training(result, every=args.every, exact=args.exact, max_samples=args.max_samples)
+        arrays.update(step=ct.step, lambda_max=ct.lambda_max, lambda_max_residual=ct.residual)
+        summary["lambda_max_over_training"] = {"step": ct.step, "lambda_max": ct.lambda_max, "residual": ct.residual}
+    out = Path(args.out)
+    np.savez_compressed(out.with_suffix(".npz"), **arrays)
+    _write_json(out, summary)
+    print(json.dumps({"npz": str(out.with_suffix(".npz")), "json": str(out.with_suffix(".json")),
+                      "lambda_max": float(eig.eigenvalues[0]), "residual": float(eig.residuals[0]),
+                      "trace": tr.estimate, "trace_stderr": tr.stderr}))
     return 0
 
 
@@ -97,12 +233,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sam_viz", description="sam-viz engine: train SAM-family optimizers and inspect them.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    _add_surface(sub)
+    _add_hessian(sub)
     opt = sub.add_parser("optimizers", help="list the optimizer registry")
     opt.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("tasks", help="list the tasks and models")
     args = parser.parse_args(argv)
     try:
-        return {"train": _train, "optimizers": _optimizers, "tasks": _tasks}[args.command](args)
-    except ValueError as err:  # bad settings: one clear line, no traceback
+        return {"train": _train, "surface": _surface, "hessian": _hessian, "optimizers": _optimizers,
+                "tasks": _tasks}[args.command](args)
+    except (ValueError, OSError) as err:  # bad settings or a missing file: one clear line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -144,6 +144,23 @@ def pca_plane(trajectories: np.ndarray | Sequence[np.ndarray], center: np.ndarra
     return Plane(c, dirs[0], dirs[1], "pca", explained_variance=(float(share[0]), float(share[1])))
 
 
+def hessian_plane(model: nn.Module, loss_fn: LossFn, batch: Batch, weights: np.ndarray | None = None, *,
+                  seed: int = 0, max_samples: int | None = None) -> Plane:
+    """The plane through θ (default: the model's parameters) along the Hessian's top-2 eigenvectors (unit norm).
+
+    The eigenpairs come from Lanczos (``sam_viz.hessian.top_eigenvalues``); their eigenvalues and residuals
+    are kept in ``info`` so the view can say how sharp each direction is.
+    """
+    from .hessian import eigen_at  # the Hessian engine loads only for this plane
+
+    theta = flat_parameters(model) if weights is None else np.asarray(weights, dtype=np.float64)
+    eig = eigen_at(model, loss_fn, batch, theta, k=2, seed=seed, max_samples=max_samples)
+    vecs = np.asarray(eig.eigenvectors, dtype=np.float64)
+    d1, d2 = (vecs[:, i] / np.linalg.norm(vecs[:, i]) for i in range(2))
+    return Plane(theta, d1, d2, "hessian", info={"eigenvalues": eig.eigenvalues.tolist(),
+                                                  "residuals": eig.residuals.tolist()})
+
+
 def three_point_plane(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> Plane:
     """The plane through three parameter vectors: origin a, d1 = b − a, d2 = the part of c − a orthogonal to d1.
 
