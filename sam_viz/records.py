@@ -6,7 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -104,19 +104,21 @@ class Run:
         scalars = {name: _plain(getattr(self, name)) for name in SCALAR_FIELDS}
         return {"config": self.config.to_flat(), "n_steps": self.n_steps, "n_params": self.n_params, **scalars}
 
-    def save(self, path: str | Path) -> Path:
-        """Write the run to ``path`` (``.npz``): every array, plus the config and scalars as JSON."""
-        path = Path(path)
+    def save(self, path: str | Path | BinaryIO) -> Path | BinaryIO:
+        """Write the run to ``path`` (``.npz``, or an open binary file): every array, plus config and scalars as JSON."""
         arrays = {name: getattr(self, name) for name in (*STEP_FIELDS, "snapshot_step", "weights", "perturbations")}
         meta = {**self.summary(), "param_names": list(self.param_names),
                 "param_shapes": [list(s) for s in self.param_shapes]}
-        np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
-        return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+        target = path if hasattr(path, "write") else Path(path)
+        np.savez_compressed(target, meta=np.array(json.dumps(meta)), **arrays)
+        if hasattr(path, "write"):
+            return path
+        return target if target.suffix == ".npz" else target.with_name(target.name + ".npz")
 
     @classmethod
-    def load(cls, path: str | Path) -> Run:
-        """Read a run written by ``save``."""
-        with np.load(Path(path), allow_pickle=False) as data:
+    def load(cls, path: str | Path | BinaryIO) -> Run:
+        """Read a run written by ``save`` (a path or an open binary file)."""
+        with np.load(path if hasattr(path, "read") else Path(path), allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             arrays = {name: data[name] for name in data.files if name != "meta"}
         return cls(

@@ -1,0 +1,5 @@
+"""Loss surface page."""
+
+from sam_viz.ui import render_surface
+
+render_surface()

@@ -1,0 +1,5 @@
+"""Radius sensitivity page."""
+
+from sam_viz.ui import render_sensitivity
+
+render_sensitivity()

@@ -1,0 +1,109 @@
+"""Presets: settings that reproduce textbook and paper pictures, each with a paragraph on what to look at."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .settings import Settings, from_query
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A one-click view.
+
+    Attributes:
+        name: URL value (``preset=name``).
+        title: gallery title.
+        page: the page it opens ("Loss_surface", "Perturbations", "Hessian", "Radius_sensitivity").
+        query: the settings that differ from the defaults, as URL parameters.
+        explanation: one paragraph: what to look at and why it happens.
+    """
+
+    name: str
+    title: str
+    page: str
+    query: dict[str, str]
+    explanation: str
+
+    def settings(self) -> Settings:
+        settings, notes = from_query({**self.query, "preset": self.name})
+        if notes:  # a preset is code: any note is a bug, caught by the tests
+            raise ValueError(f"preset {self.name}: {'; '.join(notes)}")
+        return settings
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset(
+        "sharp_vs_flat", "SGD vs SAM: a sharp and a flat minimum", "Loss_surface",
+        {"task": "sharp_flat", "n": "64", "noise": "0", "steps": "600",
+         "runs": "sgd:lr=0.015,momentum=0;sam:lr=0.015,momentum=0,rho=0.15"},
+        "Two minima of almost equal depth: a narrow one near the start and a wide one to the right. Plain gradient "
+        "descent rolls into the nearest, sharp well and stays there. SAM evaluates the gradient at the worst point "
+        "of a ρ-ball; inside the narrow well that point lies on the steep wall, so the step pushes it out, and it "
+        "settles in the flat minimum, where the whole ball is low. The parameters are the plane, so the contour is "
+        "the exact loss.",
+    ),
+    Preset(
+        "rho_too_large", "ρ too large: SAM stops learning", "Perturbations",
+        {"task": "moons", "steps": "200", "runs": "sam:rho=0.05;sam:rho=3"},
+        "The same network trained by SAM with ρ = 0.05 and with ρ = 3. With a small radius the probe θ + e stays "
+        "near θ and SAM behaves like a curvature-aware SGD. With a radius larger than the distance to the flat "
+        "region the probe lands somewhere unrelated to θ, its gradient says little about θ, and the loss stalls "
+        "(watch ‖e‖ against the step and the test accuracy): the picture behind \"SAM falls off a cliff when ρ is "
+        "mis-set\".",
+    ),
+    Preset(
+        "fsam_removes_full_gradient", "F-SAM removes the full-gradient component", "Perturbations",
+        {"task": "moons", "n": "512", "batch": "32", "steps": "200",
+         "runs": "sam:rho=0.1;fsam:rho=0.1,lmbda=0.9"},
+        "With minibatches, SAM's perturbation e_t is the normalised minibatch gradient: mostly the full-batch "
+        "gradient plus some noise. Friendly-SAM subtracts an exponential average of past gradients (an estimate of "
+        "the full gradient) before normalising, so its e_t is mostly the noise part. The chart of cos(e_t, ∇L) "
+        "shows it: near 1 for SAM, near 0 for F-SAM. Li et al. (CVPR 2024) argue that the full-gradient part hurts "
+        "generalisation and the noise part is what helps.",
+    ),
+    Preset(
+        "lightsam_parameter_agnostic", "LightSAM is parameter-agnostic (SAM vs LightSAM)", "Radius_sensitivity",
+        {"task": "moons", "steps": "100", "runs": "sam;lightsam1;lightsam2",
+         "sxv": "0.01,0.1,1,3", "syv": "0.01,0.1,1,3"},
+        "Final test accuracy over a grid of radius ρ and learning rate, one heatmap per method on one colour scale. "
+        "SAM with momentum SGD works in a band and diverges or stalls outside it; LightSAM's AdaGrad-style "
+        "accumulators shrink both the radius (ρ/√u_t) and the step (η/√v_t) on their own, so its map stays flat "
+        "over orders of magnitude: the claim of Cheng et al. (2025) that LightSAM converges for any ρ and η.",
+    ),
+    Preset(
+        "adam_vs_lightsam3", "Adam vs LightSAM-III", "Loss_surface",
+        {"task": "himmelblau", "n": "64", "noise": "0.5", "batch": "16", "steps": "400",
+         "runs": "adam:lr=0.05;lightsam3:lr=0.05,rho=0.3"},
+        "LightSAM-III is Adam in both SAM steps: Adam moments of the ascent gradient build the probe, Adam moments "
+        "of the perturbed gradient build the step. Without bias correction (as in the published renderings) its "
+        "first probes are about 3.16ρ per coordinate, so with ρ = 0.3 it looks roughly a unit ahead and, from the "
+        "same start and the same noisy minibatches as Adam, ends in a different one of Himmelblau's four minima. "
+        "The perturbations view shows where each probe landed; set ρ = 0.05 and both take the same valley.",
+    ),
+    Preset(
+        "sam_lower_lambda_max", "SAM finds lower λ_max", "Hessian",
+        {"task": "moons", "steps": "300", "width": "32", "runs": "sgd;sam:rho=0.1"},
+        "The largest Hessian eigenvalue along training, for SGD and SAM from the same start and batches. SGD with "
+        "learning rate η settles where λ_max is near 2/η (the edge of stability); SAM penalises the loss on a "
+        "ρ-ball, whose excess is about ½ρ²λ_max near a minimum, and so ends at a flatter point. Each estimate "
+        "comes with its Lanczos residual; \"exact\" switches to the dense spectrum.",
+    ),
+    Preset(
+        "batch_size_noise", "Batch size and gradient noise", "Perturbations",
+        {"task": "noisy_quadratic", "n": "256", "noise": "2", "batch": "4", "steps": "300",
+         "runs": "sgd:lr=0.05,momentum=0;sam:lr=0.05,momentum=0,rho=0.3"},
+        "The ill-conditioned bowl with simulated minibatch noise, trained with SAM on batches of 4. The probe "
+        "direction follows the noisy minibatch gradient, so e_t jitters around the full-gradient direction: the "
+        "cos(e_t, ∇L) chart measures how much of each perturbation is signal. Raise the batch size in the sidebar "
+        "and the cosine climbs towards 1.",
+    ),
+    Preset(
+        "lightsam_claim_digits", "LightSAM's robustness claim on digits", "Radius_sensitivity",
+        {"task": "digits", "n": "1797", "width": "32", "depth": "1", "batch": "128", "steps": "150",
+         "runs": "sam;lightsam1;lightsam2", "sxv": "0.01,0.1,1", "syv": "0.01,0.1,1"},
+        "The 3×3 (ρ, η) protocol of the LightSAM robustness study on the 8×8 digits: final test accuracy per "
+        "cell, and the mean ± std over the nine cells under each map. A small spread is what \"parameter-agnostic\" "
+        "means in practice; benchmarks/RESULTS.md reports the same protocol over three seeds.",
+    ),
+)}

@@ -1,0 +1,250 @@
+"""What each view draws, computed from Settings and trained Runs as numpy records (no UI imports).
+
+The pages call these functions (through caches) and hand the results to ``sam_viz.plots``; tests call them
+directly to check that a figure's data equal the engine's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import landscape as L
+from .config import Config
+from .curvature import CurvatureTrace, over_training
+from .data import TASKS
+from .hessian import MAX_DENSE_PARAMS, EigenResult, make_hvp, spectral_density, top_eigenvalues
+from .records import Run
+from .settings import Settings
+from .train import run, setup
+
+
+def runs_key(configs: Sequence[Config]) -> str:
+    """A stable key for a set of configs (primitive values only): the training cache's key."""
+    return json.dumps([c.to_flat() for c in configs], sort_keys=True, default=str)
+
+
+def train_all(configs: Sequence[Config], progress: Callable[[int, int], None], should_stop: Callable[[], bool]) -> list[Run]:
+    """Train each config in turn with one progress count; a stop keeps the runs (and steps) done so far."""
+    total = sum(c.steps for c in configs)
+    done: list[Run] = []
+    offset = 0
+    for config in configs:
+        r = run(config, progress=lambda step, _t, _row, base=offset: progress(base + step, total), should_stop=should_stop)
+        done.append(r)
+        offset += config.steps
+        if r.stopped:
+            break
+    return done
+
+
+# ------------------------------------------------------------------------------------------------ loss surface
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """One run on the plane: snapshot steps, plane coordinates, off-plane distance, true and plane losses, and
+    where its probes θ_t + e_t project (NaN where no probe exists)."""
+
+    label: str
+    step: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    off_plane: np.ndarray
+    loss: np.ndarray
+    plane_loss: np.ndarray
+    probe_alpha: np.ndarray
+    probe_beta: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class SurfaceScene:
+    surface: L.Surface
+    trajectories: list[Trajectory]
+    analytic: bool
+    note: str
+
+
+def _extent(trajectories: Sequence[Trajectory]) -> float:
+    values = np.concatenate([np.abs(np.concatenate([t.alpha, t.beta])) for t in trajectories])
+    values = values[np.isfinite(values)]
+    return float(values.max()) if values.size and values.max() > 0 else 1.0
+
+
+def surface_scene(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) -> SurfaceScene:
+    """The surface on the chosen plane with every run's trajectory and probes projected onto it."""
+    if not runs:
+        raise ValueError("no runs to draw")
+    if TASKS[settings.task].kind == "analytic":
+        return _analytic_scene(settings, runs, labels)
+    s = setup(runs[0].config)
+    batch = (s.x_train, s.y_train)
+    plane, note = _plane(settings, runs, s, batch)
+    trajectories = [_project(plane, r, label, s, batch) for r, label in zip(runs, labels)]
+    span = settings.span if plane.kind == "random" else settings.span * 1.25 * _extent(trajectories)
+    surf = L.surface(s.model, s.loss, batch, plane, span, settings.res)
+    return SurfaceScene(surf, trajectories, False, note)
+
+
+def _plane(settings: Settings, runs: Sequence[Run], s, batch) -> tuple[L.Plane, str]:
+    final = runs[0].final_weights
+    kind = settings.plane
+    if kind == "three_points":
+        points = [r.final_weights for r in runs[:3]]
+        if len(points) < 3:
+            points = [runs[0].weights[0], *points]
+        if len(points) == 3:
+            try:
+                plane = L.three_point_plane(*points)
+                return plane, "Plane through " + ("θ₀ and the final weights of both runs" if len(runs) < 3 else "the final weights of the first three runs")
+            except ValueError as err:
+                return L.pca_plane([r.weights for r in runs]), f"{err}; showing the PCA plane instead"
+        kind = "pca"
+    if kind == "hessian":
+        plane = L.hessian_plane(s.model, s.loss, batch, final)
+        ev = plane.info["eigenvalues"]
+        return plane, f"Top-2 Hessian eigenvectors at the first run's final weights (λ₁ = {ev[0]:.4g}, λ₂ = {ev[1]:.4g})"
+    if kind == "random":
+        return L.random_plane(s.model, settings.seed, origin=final), "Filter-normalised random directions (Li et al. 2018), seed = the run seed"
+    try:
+        plane = L.pca_plane([r.weights for r in runs])
+    except ValueError:
+        return L.random_plane(s.model, settings.seed, origin=final), "The trajectories span no plane; showing random directions"
+    ev = plane.explained_variance
+    return plane, f"PCA of the trajectories: the plane explains {100 * ev[0]:.1f}% + {100 * ev[1]:.1f}% of their variance"
+
+
+def _finite_rows(run_: Run) -> np.ndarray:
+    return np.all(np.isfinite(run_.weights), axis=1)
+
+
+def _project(plane: L.Plane, r: Run, label: str, s, batch) -> Trajectory:
+    ok = _finite_rows(r)
+    proj = L.project(plane, r.weights[ok], s.model, s.loss, batch)
+    probes = r.weights[ok] + np.nan_to_num(r.perturbations[ok], nan=0.0)
+    has_probe = np.all(np.isfinite(r.perturbations[ok]), axis=1) & (np.abs(r.perturbations[ok]).sum(axis=1) > 0)
+    probe = L.project(plane, probes)
+    return Trajectory(label, r.snapshot_step[ok], proj.alpha, proj.beta, proj.off_plane, proj.true_loss, proj.plane_loss,
+                      np.where(has_probe, probe.alpha, np.nan), np.where(has_probe, probe.beta, np.nan))
+
+
+def _analytic_scene(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) -> SurfaceScene:
+    info = TASKS[settings.task]
+    pts = np.concatenate([r.weights[_finite_rows(r)] for r in runs])
+    lo = np.minimum(pts.min(axis=0), [info.xlim[0], info.ylim[0]])
+    hi = np.maximum(pts.max(axis=0), [info.xlim[1], info.ylim[1]])
+    pad = 0.05 * (hi - lo)
+    surf = L.analytic_surface(settings.task, (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1]),
+                              max(settings.res, 61))
+    trajectories = []
+    for r, label in zip(runs, labels):
+        ok = _finite_rows(r)
+        w, e = r.weights[ok], r.perturbations[ok]
+        with torch.no_grad():
+            from .data import analytic_loss
+
+            exact = analytic_loss(settings.task, torch.as_tensor(w)).numpy()
+        probe = np.where(np.isfinite(e), w + e, np.nan)
+        probe[np.abs(np.nan_to_num(e)).sum(axis=1) == 0] = np.nan
+        trajectories.append(Trajectory(label, r.snapshot_step[ok], w[:, 0], w[:, 1], np.zeros(len(w)), exact, exact,
+                                       probe[:, 0], probe[:, 1]))
+    return SurfaceScene(surf, trajectories, True, "The parameters are the plane: the contour is the exact loss f(w₁, w₂)")
+
+
+# ------------------------------------------------------------------------------------------------ decision boundary
+
+
+@dataclass(frozen=True, eq=False)
+class Boundary:
+    xx: np.ndarray
+    yy: np.ndarray
+    probs: np.ndarray
+    x_train: np.ndarray
+    y_train: np.ndarray
+    step: int
+
+
+def decision_boundary(r: Run, snap: int = -1, resolution: int = 80) -> Boundary | None:
+    """Class-1 probability (binary) or predicted class (more classes) of the model at a snapshot, on a grid
+    over the 2-D inputs; None for tasks whose inputs are not 2-D."""
+    s = setup(r.config)
+    if s.dataset.kind != "classification" or s.dataset.input_dim != 2:
+        return None
+    idx = _snap_index(r, snap)
+    x = s.dataset.x_train
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    pad = 0.1 * (hi - lo)
+    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution)
+    ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution)
+    xx, yy = np.meshgrid(xs, ys)
+    grid = torch.as_tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=s.x_train.dtype, device=s.device)
+    params = L._unflatten(s.model, torch.as_tensor(r.weights[idx], dtype=s.x_train.dtype, device=s.device))
+    with torch.no_grad():
+        logits = torch.func.functional_call(s.model, params, (grid,))
+        probs = torch.softmax(logits, -1).cpu().numpy()
+    field = probs[:, 1].reshape(xx.shape) if probs.shape[1] == 2 else probs.reshape(*xx.shape, probs.shape[1])
+    return Boundary(xs, ys, field, x, s.dataset.y_train, int(r.snapshot_step[idx]))
+
+
+def _snap_index(r: Run, snap: int) -> int:
+    finite = np.nonzero(_finite_rows(r))[0]
+    if snap < 0 or snap >= len(r.snapshot_step):
+        return int(finite[-1])
+    return int(snap) if _finite_rows(r)[snap] else int(finite[-1])
+
+
+# ------------------------------------------------------------------------------------------------ Hessian
+
+
+@dataclass(frozen=True, eq=False)
+class HessianScene:
+    curvature: list[CurvatureTrace]
+    traces: list[CurvatureTrace]
+    spectra: list[EigenResult]
+    density_grid: np.ndarray
+    density: np.ndarray
+    snapshot_step: int
+    exact: bool
+    n_params: int
+
+
+def hessian_scene(settings: Settings, runs: Sequence[Run]) -> HessianScene:
+    """λ_max over training per run, top-k at the chosen snapshot, and the first run's spectral density there."""
+    n_params = runs[0].n_params
+    exact = settings.exact and n_params <= MAX_DENSE_PARAMS
+    every = max(1, math.ceil(len(runs[0].snapshot_step) / 25))  # about 25 points per curve
+    curvature = [over_training(r, every=every, exact=exact) for r in runs]
+    if settings.trace:  # Hutch++ costs ~99 products a point: about 12 points per run
+        every_tr = max(1, math.ceil(len(runs[0].snapshot_step) / 12))
+        traces = [over_training(r, every=every_tr, with_trace=True) for r in runs]
+    else:
+        traces = []
+    s = setup(runs[0].config)
+    batch = (s.x_train, s.y_train)
+    spectra = []
+    idx = _snap_index(runs[0], settings.snap)
+    for r in runs:
+        op = make_hvp(s.model, s.loss, batch, weights=r.weights[_snap_index(r, settings.snap)])
+        k = min(settings.k, n_params)
+        spectra.append(top_eigenvalues(op, k=k, smallest=1 if n_params > k else 0, method="dense" if exact else "auto"))
+    density = spectral_density(make_hvp(s.model, s.loss, batch, weights=runs[0].weights[idx]), iters=min(80, n_params))
+    return HessianScene(curvature, traces, spectra, density.grid, density.density, int(runs[0].snapshot_step[idx]), exact,
+                        n_params)
+
+
+# ------------------------------------------------------------------------------------------------ sweep
+
+
+def sweep_configs(settings: Settings) -> list[tuple[str, Config]]:
+    """(label, base config) of each run that has both swept hyperparameters; others are skipped by the view."""
+    out = []
+    for label, config in zip(settings.labels, settings.configs()):
+        names = set(config.hp)
+        if settings.sx in names and settings.sy in names and settings.sx != settings.sy:
+            out.append((label, config))
+    return out

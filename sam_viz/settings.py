@@ -1,0 +1,337 @@
+"""App settings as one validated record that round-trips through the URL query string (no UI imports).
+
+Everything a view shows is a function of ``Settings``: the experiment (task, model, the optimizers to compare and
+their hyperparameters, steps, batch, seed) and the view options (plane, span, resolution, ...). ``from_query``
+never raises: a bad or out-of-range value is replaced or clamped and a note says what was changed, so a shared
+link always opens. ``to_query`` writes only what differs from the defaults, so links stay short.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Config
+from .data import TASKS
+from .models import ACTIVATIONS, MODELS
+from .optim import OPTIMIZERS
+
+MAX_RUNS = 4
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A setting's type and limits as the app enforces them (the engine enforces its own too)."""
+
+    kind: str  # "int", "float", "bool", "choice", "floats"
+    low: float = -math.inf
+    high: float = math.inf
+    choices: tuple[str, ...] = ()
+    label: str = ""
+    help: str = ""
+
+
+RunSpec = tuple[str, tuple[tuple[str, Any], ...]]  # (optimizer, sorted hyperparameter overrides)
+
+
+def _f(default: Any, spec: FieldSpec) -> Any:
+    return field(default=default, metadata={"spec": spec})
+
+
+PLANES = ("pca", "random", "hessian", "three_points")
+SWEEP_METRICS = ("test_acc", "test_loss", "train_loss", "lambda_max")
+SERIES = ("test_acc", "test_loss", "train_loss", "batch_loss", "grad_norm", "eps_norm", "effective_rho", "effective_lr")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole state of the app; the URL holds the fields that differ from these defaults."""
+
+    task: str = _f("moons", FieldSpec("choice", choices=tuple(TASKS), label="Task", help="Data set, or a 2-D analytic loss whose parameters are the plane."))
+    n: int = _f(256, FieldSpec("int", 16, 4000, label="Samples", help="Samples generated (analytic tasks: simulated noise vectors)."))
+    noise: float = _f(0.2, FieldSpec("float", 0.0, 3.0, label="Noise", help="Input noise of the data; for analytic tasks the std of simulated minibatch-gradient noise."))
+    model: str = _f("mlp", FieldSpec("choice", choices=("mlp", "logistic", "cnn"), label="Model", help="Network (analytic tasks always train the point itself)."))
+    depth: int = _f(2, FieldSpec("int", 0, 4, label="Hidden layers"))
+    width: int = _f(16, FieldSpec("int", 2, 128, label="Width", help="Units per hidden layer."))
+    act: str = _f("tanh", FieldSpec("choice", choices=ACTIVATIONS, label="Activation"))
+    runs: tuple[RunSpec, ...] = _f((("sgd", ()), ("sam", ())), FieldSpec("runs", label="Optimizers"))
+    steps: int = _f(150, FieldSpec("int", 5, 3000, label="Steps"))
+    batch: int = _f(0, FieldSpec("int", 0, 4000, label="Batch size", help="0 = full batch; smaller batches add gradient noise."))
+    seed: int = _f(0, FieldSpec("int", 0, 10_000, label="Seed", help="Initialisation and batch order, shared by every optimizer."))
+    start_x: float = _f(math.nan, FieldSpec("float", -10.0, 10.0, label="Start w1", help="Analytic tasks: starting point (blank: the task's default)."))
+    start_y: float = _f(math.nan, FieldSpec("float", -10.0, 10.0, label="Start w2"))
+    # view options: changing these never retrains
+    plane: str = _f("pca", FieldSpec("choice", choices=PLANES, label="Plane", help="pca: the trajectories' top-2 principal components; random: filter-normalised directions (Li et al.); hessian: top-2 Hessian eigenvectors; three_points: through the final weights of the first three runs."))
+    span: float = _f(1.0, FieldSpec("float", 0.05, 20.0, label="Span", help="Half-width of the grid, as a multiple of the trajectories' extent (pca, three_points) or in direction units."))
+    res: int = _f(31, FieldSpec("int", 5, 81, label="Resolution", help="Grid points per axis."))
+    log: bool = _f(False, FieldSpec("bool", label="Log colour scale"))
+    view3d: bool = _f(False, FieldSpec("bool", label="3-D surface"))
+    series: str = _f("test_acc", FieldSpec("choice", choices=SERIES, label="Metric"))
+    snap: int = _f(-1, FieldSpec("int", -1, 2000, label="Snapshot", help="Snapshot shown in the decision boundary and Hessian views (-1: the last)."))
+    k: int = _f(5, FieldSpec("int", 1, 20, label="Top-k eigenvalues"))
+    trace: bool = _f(False, FieldSpec("bool", label="Also estimate tr H over training", help="Hutch++ at about 12 snapshots per run (slower)."))
+    exact: bool = _f(False, FieldSpec("bool", label="Exact (dense) spectrum", help="Dense eigendecomposition for models up to 5,000 parameters."))
+    sx: str = _f("rho", FieldSpec("choice", choices=("rho", "lr"), label="x axis"))
+    sxv: tuple[float, ...] = _f((0.01, 0.03, 0.1, 0.3, 1.0), FieldSpec("floats", 0.0, 10.0, label="x values"))
+    sy: str = _f("lr", FieldSpec("choice", choices=("lr", "rho"), label="y axis"))
+    syv: tuple[float, ...] = _f((0.01, 0.03, 0.1, 0.3, 1.0), FieldSpec("floats", 1e-6, 10.0, label="y values"))
+    smetric: str = _f("test_acc", FieldSpec("choice", choices=SWEEP_METRICS, label="Heatmap metric"))
+    preset: str = _f("", FieldSpec("str", label="Preset"))
+
+    # ------------------------------------------------------------------ experiment → engine configs
+
+    def configs(self) -> list[Config]:
+        """One engine Config per compared run: same data, θ_0 and batch order (one seed)."""
+        analytic = TASKS[self.task].kind == "analytic"
+        common = dict(task=self.task, n_samples=self.n, noise=self.noise, steps=self.steps,
+                      batch_size=min(self.batch, self.n) if self.batch else 0, seed=self.seed,
+                      snapshot_every=max(1, self.steps // 100), test_fraction=0.0 if analytic else 0.25)
+        if analytic:
+            common.update(model="point", start_x=None if math.isnan(self.start_x) else self.start_x,
+                          start_y=None if math.isnan(self.start_y) else self.start_y, dtype="float64")
+        else:
+            model = self.model if (self.model != "cnn" or self.task == "digits") else "mlp"
+            common.update(model=model, depth=self.depth, width=self.width, activation=self.act)
+        return [Config(optimizer=name, hparams=dict(hp), **common) for name, hp in self.runs]
+
+    @property
+    def labels(self) -> list[str]:
+        """Display names of the runs, with the hyperparameters that tell equal optimizers apart."""
+        names = [name for name, _ in self.runs]
+        out = []
+        for name, hp in self.runs:
+            label = OPTIMIZERS[name].label
+            shown = dict(hp)
+            if names.count(name) > 1:  # equal optimizers: name what tells them apart, defaults included
+                shown = {k: v for k, v in {**{k: s.default for k, s in OPTIMIZERS[name].hparams.items()}, **shown}.items()
+                         if k in ("rho", "lr") or k in shown}
+            text = ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items() if k in ("rho", "lr", "sigma", "lmbda", "batch"))
+            out.append(f"{label} ({text})" if text else label)
+        return out
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+DEFAULTS = Settings()
+_SPECS: dict[str, FieldSpec] = {f.name: f.metadata["spec"] for f in dataclasses.fields(Settings)}
+
+
+def spec(name: str) -> FieldSpec:
+    return _SPECS[name]
+
+
+# ---------------------------------------------------------------------------------------------- runs spec text
+
+
+def format_runs(runs: Sequence[RunSpec]) -> str:
+    """``sgd;sam:rho=0.05,lr=0.1`` — one entry per run, hyperparameter overrides after a colon."""
+    parts = []
+    for name, hp in runs:
+        text = ",".join(f"{k}={_hp_text(v)}" for k, v in hp)
+        parts.append(f"{name}:{text}" if text else name)
+    return ";".join(parts)
+
+
+def _hp_text(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "/".join(repr(float(x)) for x in v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def parse_runs(text: str, notes: list[str]) -> tuple[RunSpec, ...]:
+    """Parse ``format_runs`` text; unknown optimizers are dropped and out-of-range values clamped, with notes."""
+    runs: list[RunSpec] = []
+    for entry in [e.strip() for e in str(text).split(";") if e.strip()]:
+        name, _, rest = entry.partition(":")
+        name = name.strip().lower()
+        if name not in OPTIMIZERS:
+            notes.append(f"runs: unknown optimizer {name!r} was dropped (valid: {', '.join(OPTIMIZERS)})")
+            continue
+        hp = {}
+        for item in [i for i in rest.split(",") if i.strip()]:
+            key, _, raw = item.partition("=")
+            key = key.strip()
+            specs = OPTIMIZERS[name].hparams
+            if key not in specs:
+                notes.append(f"runs: {name} has no hyperparameter {key!r}; ignored")
+                continue
+            value = _coerce_hparam(name, key, raw.strip(), notes)
+            if value is not None and value != specs[key].default:
+                hp[key] = value
+        if len(runs) == MAX_RUNS:
+            notes.append(f"runs: at most {MAX_RUNS} optimizers are compared; the rest were dropped")
+            break
+        runs.append((name, tuple(sorted(hp.items()))))
+    if not runs:
+        notes.append("runs: no valid optimizer given; using the defaults")
+        return DEFAULTS.runs
+    return tuple(runs)
+
+
+def _coerce_hparam(opt: str, key: str, raw: str, notes: list[str]) -> Any:
+    s = OPTIMIZERS[opt].hparams[key]
+    if s.kind == "bool":
+        low = raw.lower()
+        if low in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return low in ("true", "1", "yes", "on")
+        notes.append(f"runs: {opt} {key}={raw!r} is not true/false; using {s.default}")
+        return None
+    if s.kind == "choice":
+        if raw in s.choices:
+            return raw
+        notes.append(f"runs: {opt} {key}={raw!r} is not one of {', '.join(s.choices)}; using {s.default}")
+        return None
+    if s.kind == "pair":
+        parts = raw.replace(",", "/").split("/")
+        try:
+            values = tuple(_clamp_number(float(p), s.low, s.high, f"runs: {opt} {key}", notes) for p in parts)
+        except ValueError:
+            values = ()
+        if len(values) != 2:
+            notes.append(f"runs: {opt} {key}={raw!r} is not two numbers; using {s.default}")
+            return None
+        return values
+    try:
+        number = float(raw)
+    except ValueError:
+        notes.append(f"runs: {opt} {key}={raw!r} is not a number; using {s.default}")
+        return None
+    if not math.isfinite(number):
+        notes.append(f"runs: {opt} {key}={raw!r} is not finite; using {s.default}")
+        return None
+    return _clamp_number(number, s.low, s.high, f"runs: {opt} {key}", notes)
+
+
+def _clamp_number(value: float, low: float, high: float, what: str, notes: list[str]) -> float:
+    if value < low or value > high:
+        clamped = min(max(value, low), high)
+        notes.append(f"{what}={value:g} is outside [{low:g}, {high:g}]; clamped to {clamped:g}")
+        return clamped
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- query string
+
+
+def from_query(query: Mapping[str, Any]) -> tuple[Settings, list[str]]:
+    """Settings from URL query parameters. Never raises: invalid values fall back or are clamped, with notes.
+
+    Args:
+        query: parameter → value (a string, or a list of strings when the key repeats: the last one counts).
+
+    Returns:
+        (settings, notes): one note per value that was changed or ignored.
+    """
+    notes: list[str] = []
+    values: dict[str, Any] = {}
+    for key, raw in query.items():
+        raw = raw[-1] if isinstance(raw, (list, tuple)) and raw else raw
+        if key not in _SPECS:
+            notes.append(f"{key}: not a setting; ignored")
+            continue
+        value = _coerce(key, str(raw), notes)
+        if value is not None:
+            values[key] = value
+    return _consistent(dataclasses.replace(DEFAULTS, **values), notes), notes
+
+
+def _coerce(key: str, raw: str, notes: list[str]) -> Any:
+    s = _SPECS[key]
+    default = getattr(DEFAULTS, key)
+    if s.kind == "runs":
+        return parse_runs(raw, notes)
+    if s.kind == "str":
+        return raw[:64]
+    if s.kind == "choice":
+        if raw in s.choices:
+            return raw
+        notes.append(f"{key}={raw!r} is not one of {', '.join(s.choices)}; using {default}")
+        return None
+    if s.kind == "bool":
+        low = raw.lower()
+        if low in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return low in ("true", "1", "yes", "on")
+        notes.append(f"{key}={raw!r} is not true/false; using {default}")
+        return None
+    if s.kind == "floats":
+        try:
+            numbers = [float(p) for p in raw.split(",") if p.strip()]
+        except ValueError:
+            numbers = []
+        numbers = [n for n in numbers if math.isfinite(n)]
+        if not 1 <= len(numbers) <= 9:
+            notes.append(f"{key}={raw!r} is not 1 to 9 numbers; using the defaults")
+            return None
+        return tuple(sorted({_clamp_number(n, s.low, s.high, key, notes) for n in numbers}))
+    try:
+        number = float(raw)
+    except ValueError:
+        notes.append(f"{key}={raw!r} is not a number; using {default}")
+        return None
+    if key in ("start_x", "start_y") and math.isnan(number):
+        return number
+    if not math.isfinite(number):
+        notes.append(f"{key}={raw!r} is not finite; using {default}")
+        return None
+    if s.kind == "int":
+        if number != int(number):
+            notes.append(f"{key}={raw!r} is not a whole number; rounded to {round(number)}")
+        number = round(number)
+    number = _clamp_number(number, s.low, s.high, key, notes)
+    return int(number) if s.kind == "int" else float(number)
+
+
+def _consistent(settings: Settings, notes: list[str]) -> Settings:
+    """Fix combinations that are valid one by one but not together."""
+    changes: dict[str, Any] = {}
+    if settings.model == "cnn" and settings.task != "digits":
+        notes.append("model=cnn needs the digits task; using mlp")
+        changes["model"] = "mlp"
+    if settings.batch > settings.n:
+        notes.append(f"batch={settings.batch} exceeds the {settings.n} samples; using full batch")
+        changes["batch"] = 0
+    return dataclasses.replace(settings, **changes) if changes else settings
+
+
+def to_query(settings: Settings) -> dict[str, str]:
+    """The query parameters that differ from the defaults (as strings)."""
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(Settings):
+        value, default = getattr(settings, f.name), getattr(DEFAULTS, f.name)
+        if value == default or (isinstance(value, float) and math.isnan(value) and math.isnan(default)):
+            continue
+        out[f.name] = _text(f.name, value)
+    return out
+
+
+def _text(key: str, value: Any) -> str:
+    kind = _SPECS[key].kind
+    if kind == "runs":
+        return format_runs(value)
+    if kind == "floats":
+        return ",".join(f"{v:g}" for v in value)
+    if kind == "bool":
+        return "true" if value else "false"
+    if kind == "float":
+        return f"{value:g}"
+    return str(value)
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    """A copy with changes, passed through the same validation as a URL (bad values raise ValueError here)."""
+    notes: list[str] = []
+    query = {**to_query(settings), **{k: _text(k, v) if k in _SPECS else v for k, v in changes.items()}}
+    result, notes = from_query(query)
+    if notes:
+        raise ValueError("; ".join(notes))
+    return result
+
+
+MODEL_CHOICES = tuple(m for m in MODELS if m != "point")

@@ -1,0 +1,197 @@
+"""The page frame: page config, the navigation menu and the experiment form, built from the registries."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import streamlit as st
+
+from ..data import TASKS
+from ..models import ACTIVATIONS
+from ..optim import OPTIMIZERS, HParamSpec
+from ..settings import MAX_RUNS, Settings, spec, to_query
+from . import state
+
+PAGES = (
+    ("app.py", "Home", ":material/home:"),
+    ("pages/1_Loss_surface.py", "Loss surface", ":material/landscape:"),
+    ("pages/2_Perturbations.py", "Perturbations", ":material/scatter_plot:"),
+    ("pages/3_Hessian.py", "Hessian", ":material/ssid_chart:"),
+    ("pages/4_Radius_sensitivity.py", "Radius sensitivity", ":material/grid_on:"),
+    ("pages/5_Learn.py", "Learn", ":material/school:"),
+)
+NONE = "—"
+
+
+def page_frame(title: str) -> Settings:
+    """Set up the page (config, menu, experiment form, URL notes) and return the current settings."""
+    st.set_page_config(page_title=f"{title} · sam-viz", page_icon=":material/landscape:", layout="wide")
+    settings = state.current()
+    with st.sidebar:
+        query = to_query(settings)
+        for path, label, icon in PAGES:
+            st.page_link(path, label=label, icon=icon, query_params=query)
+        st.divider()
+        _experiment_form(settings)
+    settings = state.current()
+    state.sync_url(settings)
+    for note in state.notes():
+        st.warning(f"Link setting changed: {note}", icon=":material/tune:")
+    return settings
+
+
+# ------------------------------------------------------------------------------------------------ widgets
+
+
+def _hp_key(slot: int, name: str) -> str:
+    return f"w_run{slot}_{name}"
+
+
+def _log_options(hp: HParamSpec, value: float) -> list[float]:
+    """1-2-5 steps over the spec's log range, plus the current value, so a log slider can hold any value."""
+    low = hp.ui_low if hp.ui_low is not None else max(hp.low, 1e-8)
+    high = hp.high
+    grid = [m * 10.0**e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1) for m in (1, 2, 5)]
+    grid = [g for g in grid if low * (1 - 1e-9) <= g <= high * (1 + 1e-9)]
+    extra = [value] if value > 0 else []
+    options = sorted({float(f"{g:.6g}") for g in grid + extra})
+    return ([0.0] if hp.low == 0.0 else []) + options
+
+
+def _seed_widgets(settings: Settings) -> None:
+    """Write the settings into the widgets' session keys (first load, preset, reset)."""
+    ss = st.session_state
+    for name in ("task", "n", "noise", "model", "depth", "width", "act", "steps", "batch", "seed"):
+        ss[f"w_{name}"] = getattr(settings, name)
+    ss["w_start_x"] = None if math.isnan(settings.start_x) else settings.start_x
+    ss["w_start_y"] = None if math.isnan(settings.start_y) else settings.start_y
+    for slot in range(MAX_RUNS):
+        name, hp = settings.runs[slot] if slot < len(settings.runs) else (NONE, ())
+        ss[f"w_run{slot}"] = name
+        if name == NONE:
+            continue
+        given = dict(hp)
+        for key, hspec in OPTIMIZERS[name].hparams.items():
+            value = given.get(key, hspec.default)
+            ss[_hp_key(slot, key)] = ",".join(f"{v:g}" for v in value) if hspec.kind == "pair" else value
+    ss["widgets_for"] = settings
+
+
+def _hp_widget(slot: int, key: str, hspec: HParamSpec) -> None:
+    wkey = _hp_key(slot, key)
+    if hspec.kind == "bool":
+        st.checkbox(key, key=wkey, help=hspec.help)
+    elif hspec.kind == "choice":
+        st.selectbox(key, hspec.choices, key=wkey, help=hspec.help)
+    elif hspec.kind == "pair":
+        st.text_input(key, key=wkey, help=f"{hspec.help} Two numbers, e.g. 0.9,0.999.")
+    elif hspec.log:
+        current = float(st.session_state.get(wkey, hspec.default))
+        st.select_slider(key, options=_log_options(hspec, current), key=wkey, help=hspec.help, format_func=lambda v: f"{v:g}")
+    else:
+        st.slider(key, float(hspec.low), float(min(hspec.high, 10.0)), key=wkey, help=hspec.help, step=0.001, format="%.3f")
+
+
+def _experiment_form(settings: Settings) -> None:
+    if st.session_state.get("widgets_for") != settings:
+        _seed_widgets(settings)
+    analytic_now = TASKS[st.session_state["w_task"]].kind == "analytic"
+    st.subheader("Experiment")
+    st.selectbox("Task", list(TASKS), key="w_task", help=spec("task").help,
+                 format_func=lambda t: f"{t} ({TASKS[t].kind})")
+    with st.form("experiment", border=False):
+        st.slider("Samples", int(spec("n").low), int(spec("n").high), key="w_n", help=spec("n").help)
+        st.slider("Noise", 0.0, float(spec("noise").high), key="w_noise", step=0.01, help=spec("noise").help)
+        if analytic_now:
+            c1, c2 = st.columns(2)
+            c1.number_input("Start w1", key="w_start_x", value=None, min_value=-10.0, max_value=10.0, help=spec("start_x").help)
+            c2.number_input("Start w2", key="w_start_y", value=None, min_value=-10.0, max_value=10.0)
+        else:
+            st.selectbox("Model", spec("model").choices, key="w_model", help=spec("model").help)
+            c1, c2 = st.columns(2)
+            c1.number_input("Hidden layers", 0, int(spec("depth").high), key="w_depth")
+            c2.number_input("Width", int(spec("width").low), int(spec("width").high), key="w_width")
+            st.selectbox("Activation", ACTIVATIONS, key="w_act")
+        st.markdown("**Optimizers** (same start, same batches)")
+        for slot in range(MAX_RUNS):
+            choices = list(OPTIMIZERS) if slot == 0 else [NONE, *OPTIMIZERS]
+            if st.session_state.get(f"w_run{slot}") not in choices:
+                st.session_state[f"w_run{slot}"] = choices[0]
+            name = st.selectbox(f"Run {slot + 1}", choices, key=f"w_run{slot}",
+                                format_func=lambda n: n if n == NONE else f"{OPTIMIZERS[n].label} ({n})",
+                                help="Changing the optimizer takes effect on Train; its hyperparameters then appear here.")
+            active = settings.runs[slot][0] if slot < len(settings.runs) else NONE
+            if name != NONE and name == active:
+                with st.expander(f"{OPTIMIZERS[name].label} hyperparameters"):
+                    for key, hspec in OPTIMIZERS[name].hparams.items():
+                        _hp_widget(slot, key, hspec)
+        st.slider("Steps", int(spec("steps").low), int(spec("steps").high), key="w_steps")
+        c1, c2 = st.columns(2)
+        c1.number_input("Batch size", 0, int(spec("batch").high), key="w_batch", help=spec("batch").help)
+        c2.number_input("Seed", 0, int(spec("seed").high), key="w_seed", help=spec("seed").help)
+        st.form_submit_button("Train", type="primary", on_click=_submit, use_container_width=True,
+                              help="Train every optimizer with these settings (results are cached).")
+    st.button("Reset to defaults", on_click=state.reset, use_container_width=True)
+
+
+def _submit() -> None:
+    """Form callback: build Settings from the widgets and make them current (and the URL)."""
+    ss = st.session_state
+    old = state.current()
+    runs = []
+    for slot in range(MAX_RUNS):
+        name = ss.get(f"w_run{slot}", NONE)
+        if name == NONE:
+            continue
+        active = old.runs[slot][0] if slot < len(old.runs) else NONE
+        hp = {}
+        if name == active:  # the hyperparameter widgets on screen belong to this optimizer
+            for key, hspec in OPTIMIZERS[name].hparams.items():
+                value = ss.get(_hp_key(slot, key), hspec.default)
+                if hspec.kind == "pair":
+                    try:
+                        value = tuple(float(v) for v in str(value).split(","))
+                    except ValueError:
+                        value = hspec.default
+                    if len(value) != 2:
+                        value = hspec.default
+                if value != hspec.default:
+                    hp[key] = value
+        runs.append((name, tuple(sorted(hp.items()))))
+    task = ss["w_task"]
+    analytic = TASKS[task].kind == "analytic"
+    start = {"start_x": ss.get("w_start_x"), "start_y": ss.get("w_start_y")} if analytic else {}
+    changes = dict(task=task, n=int(ss["w_n"]), noise=float(ss["w_noise"]), runs=tuple(runs) or old.runs,
+                   steps=int(ss["w_steps"]), batch=int(ss["w_batch"]), seed=int(ss["w_seed"]),
+                   **{k: math.nan if v is None else float(v) for k, v in start.items()})
+    if not analytic:
+        changes.update(model=ss["w_model"], depth=int(ss["w_depth"]), width=int(ss["w_width"]), act=ss["w_act"])
+    from ..settings import from_query  # clamp and check combinations exactly as for a URL
+
+    candidate = dataclasses.replace(old, **changes, preset="")
+    settings, notes = from_query(to_query(candidate))
+    state.update(settings)
+    st.session_state["settings_notes"] = notes
+    st.session_state["widgets_for"] = None
+    st.session_state["retrain"] = True  # a stopped or failed job with these settings starts again
+
+
+def view_option(name: str, widget, label: str | None = None, **kwargs):
+    """A widget bound to a view setting (no retraining): its value lives in the settings and the URL."""
+    value = getattr(state.current(), name)
+    key, seeded = f"v_{name}", f"v_{name}_seeded"
+    if st.session_state.get(seeded, object()) != value:  # settings changed elsewhere (URL, preset): follow them
+        st.session_state[key] = value
+        st.session_state[seeded] = value
+
+    def on_change() -> None:
+        st.session_state[seeded] = st.session_state[key]
+        state.change(**{name: st.session_state[key]})
+
+    return widget(label or spec(name).label, key=key, on_change=on_change, help=spec(name).help or None, **kwargs)
+
+
+def as_float_list(values) -> list[float]:
+    return [float(v) for v in np.atleast_1d(values)]

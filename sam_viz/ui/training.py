@@ -1,0 +1,105 @@
+"""Training and other long work from a page: a background job, a progress bar, a Stop button, cached results."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from .. import scene
+from ..jobs import REGISTRY, Job
+from ..records import Run
+from ..settings import Settings
+
+SYNC_WAIT_S = 30.0  # a page waits this long for its job before it polls instead (defaults take a few seconds)
+RETRAIN_FLAG = "retrain"
+
+
+def trained_runs(settings: Settings) -> list[Run] | None:
+    """The runs of ``settings``: from the cache, or trained now with progress and Stop. None while running."""
+    try:
+        configs = settings.configs()
+    except ValueError as err:
+        st.error(f"These settings cannot be trained: {err}")
+        return None
+    key = "runs:" + scene.runs_key(configs)
+    return await_job(key, functools.partial(scene.train_all, configs), "Training", unit="steps")
+
+
+def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps") -> Any:
+    """Start (or find) the job ``key`` and wait for it while showing progress; None if it is still running."""
+    restart = st.session_state.pop(RETRAIN_FLAG, False)
+    existing = REGISTRY.get(key)
+    job = REGISTRY.submit(key, work, restart=restart and existing is not None and (existing.stopped or existing.error is not None))
+    if job.running:
+        box = st.empty()
+        with box.container():
+            st.button("Stop", key=f"stop_{_short(key)}", on_click=job.stop, icon=":material/stop_circle:",
+                      help="Stop now and keep the steps computed so far.")
+            bar = st.progress(job.fraction, text=f"{label}…")
+        wait = 10.0 if job.stopped else st.session_state.get("_sync_wait_s", SYNC_WAIT_S)
+        deadline = time.perf_counter() + wait
+        while job.running and time.perf_counter() < deadline:
+            job.wait(0.15)
+            bar.progress(job.fraction, text=f"{label}: {job.done_units:,} / {job.total_units:,} {unit}")
+        if job.running:
+            box.empty()
+            _poll(key, label, unit)
+            return None
+        box.empty()
+    if job.error is not None:
+        st.error(f"{label} failed: {job.error}")
+        return None
+    if job.stopped:
+        st.info(f"{label} was stopped after {job.done_units:,} of {job.total_units:,} {unit}; the views show what was "
+                "computed. Press Train to run it again.", icon=":material/pause_circle:")
+    return job.result
+
+
+@st.fragment(run_every=0.5)
+def _poll(key: str, label: str, unit: str) -> None:
+    """Progress of a job that outlived the page's wait; reruns the page when it finishes."""
+    job: Job | None = REGISTRY.get(key)
+    if job is None or not job.running:
+        st.rerun()
+    st.button("Stop", key=f"poll_stop_{_short(key)}", on_click=job.stop, icon=":material/stop_circle:")
+    st.progress(job.fraction, text=f"{label}: {job.done_units:,} / {job.total_units:,} {unit}")
+
+
+def _short(key: str) -> str:
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+@functools.lru_cache(maxsize=32)
+def _cached(kind: str, key: str, compute: Callable[[], Any]) -> Any:
+    return compute()
+
+
+def cached(kind: str, key: str, compute: Callable[[], Any]) -> Any:
+    """A process-wide cache for view computations (surfaces, spectra) keyed by primitive strings."""
+    return _cached(kind, key, _Thunk(compute, kind + key))
+
+
+class _Thunk:
+    """Hashable by its key only, so ``lru_cache`` keys on the settings, not on the closure's identity."""
+
+    def __init__(self, fn: Callable[[], Any], key: str) -> None:
+        self.fn, self.key = fn, key
+
+    def __call__(self) -> Any:
+        return self.fn()
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Thunk) and other.key == self.key
+
+
+def clear_caches() -> None:
+    REGISTRY.clear()
+    _cached.cache_clear()
