@@ -1,0 +1,35 @@
+"""Figure builders: the engine's numpy records in, ``plotly.graph_objects.Figure`` out (no torch, no streamlit).
+
+Each builder validates its inputs, computes the geometry in a private helper, builds the traces and the layout,
+and returns a ``go.Figure``: it never shows anything or touches files. Colours are colour-blind safe (Viridis /
+Cividis for fields, Okabe–Ito plus distinct dashes and markers for optimizers), ``uirevision`` keeps zoom and
+camera across Streamlit reruns, and every figure carries its alt text (``describe``) and its data
+(``figure_to_csv_frames``).
+
+>>> trace = TrajectoryTrace.from_run(run, project(plane, run.weights))  # doctest: +SKIP
+>>> fig = surface_figure(surface, trajectories=[trace])                # doctest: +SKIP
+"""
+
+from ._boundary import decision_boundary_figure
+from ._common import PALETTE, SEQUENTIAL_SCALES, Style, param_title, run_label, style
+from ._curvature import CURVATURE_METRICS, curvature_figure, hessian_series, spectrum_figure
+from ._export import describe, figure_to_csv_frames
+from ._series import (
+    METRICS,
+    MetricInfo,
+    fsam_decomposition_figure,
+    fsam_parts,
+    metric_series,
+    metric_title,
+    series_figure,
+)
+from ._surface import TrajectoryTrace, perturbation_figure, playback_figure, surface_figure
+from ._sweep import CUSTOMDATA_COLUMNS, shared_color_range, sweep_heatmaps
+
+__all__ = [
+    "CURVATURE_METRICS", "CUSTOMDATA_COLUMNS", "METRICS", "PALETTE", "SEQUENTIAL_SCALES", "MetricInfo", "Style",
+    "TrajectoryTrace", "curvature_figure", "decision_boundary_figure", "describe", "figure_to_csv_frames",
+    "fsam_decomposition_figure", "fsam_parts", "hessian_series", "metric_series", "metric_title", "param_title",
+    "perturbation_figure", "playback_figure", "run_label", "series_figure", "shared_color_range",
+    "spectrum_figure", "style", "surface_figure", "sweep_heatmaps",
+]

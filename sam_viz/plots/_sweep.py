@@ -1,0 +1,157 @@
+"""Radius-sensitivity maps: one heatmap per optimizer over a hyperparameter grid, on one shared colour scale."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ._common import (
+    DIVERGED_COLOR,
+    as_1d,
+    as_2d,
+    base_layout,
+    check_colorscale,
+    doc,
+    finite_range,
+    fmt,
+    join_names,
+    param_title,
+    tick_labels,
+)
+from ._series import metric_title
+
+_EXTRA = "<extra></extra>"
+CUSTOMDATA_COLUMNS = ("i", "j", "panel", "x_value", "y_value")
+
+
+def _panels(panels: Sequence[Any], shape: tuple[int, int]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Validated (title, values, diverged) triples; a missing mask means nothing diverged."""
+    out = []
+    for k, panel in enumerate(panels):
+        try:
+            title, values, diverged = panel
+        except (TypeError, ValueError):
+            raise ValueError(f"Invalid panels[{k}]: expected (title, values, diverged)") from None
+        values = as_2d(f"panels[{k}] values", values, shape)
+        if diverged is None:
+            mask = np.zeros(shape, dtype=bool)
+        else:
+            mask = np.asarray(diverged)
+            if mask.shape != shape:
+                raise ValueError(f"Invalid panels[{k}] diverged: expected shape {shape}, got {mask.shape}")
+            mask = mask.astype(bool)
+        out.append((str(title), values, mask))
+    if not out:
+        raise ValueError("Invalid panels: at least one is needed")
+    return out
+
+
+def shared_color_range(values: Sequence[np.ndarray], diverged: Sequence[np.ndarray]) -> tuple[float, float]:
+    """(zmin, zmax) over the finite, non-diverged cells of all panels; (0, 1) when there are none."""
+    rng = finite_range(*[np.where(m, np.nan, v) for v, m in zip(values, diverged)])
+    if rng is None:
+        return 0.0, 1.0
+    lo, hi = rng
+    if lo == hi:  # one value everywhere: give the scale some width
+        pad = abs(lo) * 0.01 or 0.5
+        return lo - pad, hi + pad
+    return lo, hi
+
+
+@doc
+def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_name: str, x_values: Any, y_values: Any,
+                   metric: str, zmin: float | None = None, zmax: float | None = None, colorscale: str = "Cividis",
+                   title: str | None = None, uirevision: str | None = None) -> go.Figure:
+    """Side-by-side heatmaps of a final metric over a hyperparameter grid, one per optimizer.
+
+    All panels share one colour axis (``layout.coloraxis``), so equal colours mean equal values across
+    optimizers. The axes are categorical with the real values as labels, so log-spaced grids (ρ = 0.01, 0.03,
+    0.1 …) get evenly sized cells. Each cell prints its value; diverged cells are grey with an "×" and say
+    "diverged" on hover (their value is not coloured). Every cell's ``customdata`` is (i, j, panel, x value,
+    y value): row i of ``y_values``, column j of ``x_values``, so a click (``st.plotly_chart(on_select=...)``)
+    can open that run.
+
+    Args:
+        panels: (title, values, diverged) per optimizer: values (ny, nx) indexed [i_y, j_x] (e.g. a seed mean of
+            the sweep's final metric), diverged an (ny, nx) bool mask or None.
+        x_name, y_name: the swept settings ("rho", "lr", ...): axis titles come from them.
+        x_values, y_values: (nx,) and (ny,) the values swept.
+        metric: what the cells hold ("final_test_acc", ...), for the colour bar and hover.
+        zmin, zmax: colour range; None computes it over every panel's finite, non-diverged cells.
+        {colorscale}
+        {title}
+        {uirevision}
+
+    Returns:
+        {returns}
+
+    Raises:
+        ValueError: no panels, shapes that do not match (ny, nx), zmin ≥ zmax, or an unsafe colour scale.
+    """
+    check_colorscale(colorscale)
+    xv, yv = as_1d("x_values", x_values), as_1d("y_values", y_values)
+    checked = _panels(panels, (yv.size, xv.size))
+    lo, hi = shared_color_range([v for _, v, _ in checked], [m for _, _, m in checked])
+    zmin = lo if zmin is None else float(zmin)
+    zmax = hi if zmax is None else float(zmax)
+    if not zmin < zmax:
+        raise ValueError(f"Invalid colour range: zmin {zmin} must be below zmax {zmax}")
+    x_labels, y_labels = tick_labels(xv), tick_labels(yv)
+    x_title, y_title, z_title = param_title(x_name), param_title(y_name), metric_title(metric)
+
+    n = len(checked)
+    grid = make_subplots(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=min(0.04, 0.2 / n),
+                         subplot_titles=[t for t, _, _ in checked])
+    jj, ii = np.meshgrid(np.arange(xv.size), np.arange(yv.size))
+    data: list[Any] = []
+    for k, (name, values, mask) in enumerate(checked):
+        axes = {} if k == 0 else dict(xaxis=f"x{k + 1}", yaxis=f"y{k + 1}")
+        custom = np.stack([ii, jj, np.full(ii.shape, k), xv[jj], yv[ii]], axis=-1).astype(np.float64)
+        shown = np.where(mask, np.nan, values)
+        text = np.vectorize(fmt, otypes=[object])(shown)
+        text[mask] = ""
+        data.append(go.Heatmap(
+            x=x_labels, y=y_labels, z=shown, coloraxis="coloraxis", zmin=zmin, zmax=zmax, name=name,
+            text=text, texttemplate="%{text}", textfont=dict(size=10), customdata=custom, xgap=1, ygap=1,
+            hoverongaps=False,
+            hovertemplate=(f"<b>{name}</b><br>{x_title} %{{customdata[3]:.4~g}}<br>{y_title} %{{customdata[4]:.4~g}}"
+                           f"<br>{z_title} %{{z:.4~g}}<br>(row %{{customdata[0]}}, column %{{customdata[1]}})"
+                           + _EXTRA),
+            meta={"key": name, "x": x_name, "y": y_name, "z": metric, "customdata": list(CUSTOMDATA_COLUMNS)},
+            **axes))
+        if mask.any():
+            # A second layer on the diverged cells only (Plotly heatmaps have no hatching): near-white with an "×".
+            data.append(go.Heatmap(
+                x=x_labels, y=y_labels, z=np.where(mask, 1.0, np.nan), name=f"{name}: diverged",
+                colorscale=[[0.0, DIVERGED_COLOR], [1.0, DIVERGED_COLOR]], zmin=0.0, zmax=1.0, showscale=False,
+                text=np.where(mask, "×", "").astype(object), texttemplate="%{text}",
+                textfont=dict(size=16, color="#222222"), customdata=custom, xgap=1, ygap=1, hoverongaps=False,
+                hovertemplate=(f"<b>{name}</b><br>{x_title} %{{customdata[3]:.4~g}}<br>{y_title} "
+                               "%{customdata[4]:.4~g}<br>diverged (loss became NaN/∞)" + _EXTRA),
+                meta={"key": f"{name} diverged", "x": x_name, "y": y_name, "z": "diverged",
+                      "customdata": list(CUSTOMDATA_COLUMNS)},
+                **axes))
+    layout = grid.layout
+    bests = []
+    for name, values, mask in checked:
+        ok = np.where(mask | ~np.isfinite(values), np.nan, values)
+        bests.append(f"{name}: {int(mask.sum())} of {mask.size} diverged"
+                     + (f", range {fmt(np.nanmin(ok))}–{fmt(np.nanmax(ok))}" if np.isfinite(ok).any() else ""))
+    alt = (f"{n} heatmap(s) of {z_title} over {x_title} × {y_title} ({xv.size}×{yv.size} cells) on one colour "
+           f"scale from {fmt(zmin)} to {fmt(zmax)}; {join_names(bests)}.")
+    layout.update(base_layout(title=title or f"{z_title} over {x_title} × {y_title}", alt=alt,
+                              uirevision=uirevision or f"sweep:{x_name}:{y_name}:{metric}", subplot_titles=True,
+                              coloraxis=dict(colorscale=colorscale, cmin=zmin, cmax=zmax,
+                                             colorbar=dict(title=dict(text=z_title, side="right")))))
+    layout.margin.b = 64
+    for k in range(n):
+        suffix = "" if k == 0 else str(k + 1)
+        layout[f"xaxis{suffix}"].update(type="category", title=dict(text=x_title), tickangle=-45,
+                                        categoryorder="array", categoryarray=x_labels)
+        layout[f"yaxis{suffix}"].update(type="category", categoryorder="array", categoryarray=y_labels)
+    layout.yaxis.title = dict(text=y_title)
+    return go.Figure(data=data, layout=layout)
