@@ -34,7 +34,7 @@ def page_frame(title: str) -> Settings:
         for path, label, icon in PAGES:
             st.page_link(path, label=label, icon=icon, query_params=query)
         st.divider()
-        _experiment_form(settings)
+        _experiment_form(settings, title)
     settings = state.current()
     state.sync_url(settings)
     for note in state.notes():
@@ -60,7 +60,7 @@ def _log_options(hp: HParamSpec, value: float) -> list[float]:
     return ([0.0] if hp.low == 0.0 else []) + options
 
 
-def _seed_widgets(settings: Settings) -> None:
+def _seed_widgets(settings: Settings, page: str) -> None:
     """Write the settings into the widgets' session keys (first load, preset, reset)."""
     ss = st.session_state
     for name in ("task", "n", "noise", "model", "depth", "width", "act", "steps", "batch", "seed"):
@@ -76,7 +76,7 @@ def _seed_widgets(settings: Settings) -> None:
         for key, hspec in OPTIMIZERS[name].hparams.items():
             value = given.get(key, hspec.default)
             ss[_hp_key(slot, key)] = ",".join(f"{v:g}" for v in value) if hspec.kind == "pair" else value
-    ss["widgets_for"] = settings
+    ss["widgets_for"] = (page, settings)
 
 
 def _hp_widget(slot: int, key: str, hspec: HParamSpec) -> None:
@@ -94,9 +94,11 @@ def _hp_widget(slot: int, key: str, hspec: HParamSpec) -> None:
         st.slider(key, float(hspec.low), float(min(hspec.high, 10.0)), key=wkey, help=hspec.help, step=0.001, format="%.3f")
 
 
-def _experiment_form(settings: Settings) -> None:
-    if st.session_state.get("widgets_for") != settings:
-        _seed_widgets(settings)
+def _experiment_form(settings: Settings, page: str) -> None:
+    # Re-seed when the settings changed elsewhere, or on another page: widget state belongs to the page that
+    # rendered it, so a page switch would otherwise show the widgets' defaults.
+    if st.session_state.get("widgets_for") != (page, settings):
+        _seed_widgets(settings, page)
     analytic_now = TASKS[st.session_state["w_task"]].kind == "analytic"
     st.subheader("Experiment")
     st.selectbox("Task", list(TASKS), key="w_task", help=spec("task").help,
@@ -181,13 +183,14 @@ def _submit() -> None:
 def view_option(name: str, widget, label: str | None = None, **kwargs):
     """A widget bound to a view setting (no retraining): its value lives in the settings and the URL."""
     value = getattr(state.current(), name)
+    page = (st.session_state.get("widgets_for") or ("", None))[0]
     key, seeded = f"v_{name}", f"v_{name}_seeded"
-    if st.session_state.get(seeded, object()) != value:  # settings changed elsewhere (URL, preset): follow them
+    if st.session_state.get(seeded, object()) != (page, value):  # changed elsewhere, or another page's widget
         st.session_state[key] = value
-        st.session_state[seeded] = value
+        st.session_state[seeded] = (page, value)
 
     def on_change() -> None:
-        st.session_state[seeded] = st.session_state[key]
+        st.session_state[seeded] = (page, st.session_state[key])
         state.change(**{name: st.session_state[key]})
 
     return widget(label or spec(name).label, key=key, on_change=on_change, help=spec(name).help or None, **kwargs)

@@ -1,0 +1,185 @@
+"""The app in Streamlit's AppTest: every page and preset renders, figures carry the engine's data, URLs work."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from sam_viz import landscape, scene
+from sam_viz.jobs import REGISTRY
+from sam_viz.presets import PRESETS
+from sam_viz.settings import DEFAULTS, from_query
+from sam_viz.train import run
+from sam_viz.ui import training
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = {"Loss_surface": "pages/1_Loss_surface.py", "Perturbations": "pages/2_Perturbations.py",
+         "Hessian": "pages/3_Hessian.py", "Radius_sensitivity": "pages/4_Radius_sensitivity.py",
+         "Learn": "pages/5_Learn.py"}
+TIMEOUT = 240
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_process_caches():
+    training.clear_caches()
+    landscape.clear_caches()
+    yield
+    training.clear_caches()
+
+
+def _page(path: str, _session: dict | None = None, **query: str) -> AppTest:
+    """The app opened on Home with ``query`` in the URL (as a shared link would), switched to ``path``."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    # wait for training however busy the machine is (the Stop test sets 0 to see the running state)
+    for key, value in {"_sync_wait_s": 600.0, **(_session or {})}.items():
+        at.session_state[key] = value
+    at.run()
+    _assert_ok(at)
+    return at.switch_page(path)
+
+
+def _decode(value):
+    """Plotly ≥ 6 stores numpy arrays as base64 typed arrays in the figure spec."""
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if isinstance(shape, str):
+            shape = [int(n) for n in shape.split(",")]
+        return arr.reshape(shape) if shape else arr
+    return np.asarray(value)
+
+
+def _figures(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def _q(at: AppTest, key: str) -> str:
+    value = at.query_params[key]
+    return value[-1] if isinstance(value, list) else value
+
+
+def _assert_ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_home_lists_every_preset_and_the_device():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    _assert_ok(at)
+    text = " ".join(m.value for m in at.markdown)
+    for preset in PRESETS.values():
+        assert preset.title in text
+    assert any("Engine device" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_renders_with_figures(page):
+    at = _page(PAGES[page]).run()
+    _assert_ok(at)
+    if page != "Learn":
+        assert len(at.get("plotly_chart")) >= 1
+    else:
+        assert len(at.get("latex")) == 10  # one update rule per optimizer
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_renders_on_its_page(name):
+    preset = PRESETS[name]
+    at = _page(PAGES[preset.page], preset=name, **preset.query).run()
+    _assert_ok(at)
+    assert not at.warning  # a preset's link needs no correction
+    assert len(at.get("plotly_chart")) >= 1
+    assert any(preset.title in e.label for e in at.expander)
+
+
+def test_surface_figure_holds_the_engine_surface_and_trajectories():
+    at = _page(PAGES["Loss_surface"]).run()
+    _assert_ok(at)
+    runs = [run(c) for c in DEFAULTS.configs()]
+    expected = scene.surface_scene(DEFAULTS, runs, DEFAULTS.labels)
+    fig = _figures(at)[0]
+    contour = next(t for t in fig["data"] if t["type"] == "contour")
+    z = _decode(contour["z"])
+    assert z.shape == (DEFAULTS.res, DEFAULTS.res)
+    np.testing.assert_allclose(z, expected.surface.loss, rtol=1e-6)
+    centre = DEFAULTS.res // 2
+    assert z[centre, centre] == pytest.approx(runs[0].final_train_loss, rel=1e-5)  # the PCA plane is centred on θ_final
+    n_snapshots = len(runs[0].snapshot_step)
+    paths = {t["name"]: t for t in fig["data"] if t["type"] == "scatter"}
+    for label, traj in zip(DEFAULTS.labels, expected.trajectories):
+        full = paths[f"{label} (whole run)"]
+        assert len(_decode(full["x"])) == n_snapshots
+        np.testing.assert_allclose(_decode(full["x"]), traj.alpha, rtol=1e-6, atol=1e-9)
+    assert len(fig["frames"]) >= 2  # playback frames animate in the browser
+
+
+def test_query_params_seed_the_widgets_and_are_kept():
+    at = _page(PAGES["Loss_surface"], steps="60", seed="3", runs="sgd;fsam:rho=0.1", res="21").run()
+    _assert_ok(at)
+    assert at.slider(key="w_steps").value == 60
+    assert at.number_input(key="w_seed").value == 3
+    assert at.selectbox(key="w_run1").value == "fsam"
+    assert at.slider(key="v_res").value == 21
+    assert _q(at, "steps") == "60" and _q(at, "runs") == "sgd;fsam:rho=0.1"
+    contour = next(t for t in _figures(at)[0]["data"] if t["type"] == "contour")
+    assert _decode(contour["z"]).shape == (21, 21)
+
+
+def test_bad_query_values_are_clamped_with_a_visible_note():
+    at = _page(PAGES["Loss_surface"], res="100000", task="imagenet", log="perhaps", junk="1").run()
+    _assert_ok(at)
+    notes = " ".join(w.value for w in at.warning)
+    assert "res=100000 is outside" in notes and "clamped to 81" in notes
+    assert "imagenet" in notes and "perhaps" in notes and "junk" in notes
+    assert at.slider(key="v_res").value == 81
+
+
+def test_a_view_option_does_not_retrain(monkeypatch):
+    at = _page(PAGES["Loss_surface"]).run()
+    calls = []
+    original = scene.train_all
+    monkeypatch.setattr(scene, "train_all", lambda *a, **k: calls.append(1) or original(*a, **k))
+    at.toggle(key="v_log").set_value(True).run()
+    _assert_ok(at)
+    at.slider(key="v_res").set_value(21).run()
+    _assert_ok(at)
+    assert calls == [] and _q(at, "log") == "true"
+
+
+def test_train_button_applies_the_form_and_updates_the_figure():
+    at = _page(PAGES["Perturbations"], steps="30").run()
+    _assert_ok(at)
+    before = _figures(at)[1]  # ‖e‖ over steps
+    at.slider(key="w_steps").set_value(40)
+    at.button(key="FormSubmitter:experiment-Train").click().run()
+    _assert_ok(at)
+    assert _q(at, "steps") == "40"
+    after = _figures(at)[1]
+    assert len(_decode(after["data"][0]["x"])) == 40 != len(_decode(before["data"][0]["x"]))
+
+
+def test_a_run_can_be_stopped_and_keeps_its_steps():
+    query = {"steps": "3000", "n": "4000", "width": "128", "runs": "sam"}
+    at = _page(PAGES["Perturbations"], {"_sync_wait_s": 0.0}, **query)  # no waiting: progress and Stop show
+    at.run()
+    _assert_ok(at)
+    stop = [b for b in at.button if b.label == "Stop"]
+    assert stop, "a Stop button is shown while training"
+    time.sleep(0.5)
+    stop[0].click().run()
+    _assert_ok(at)
+    key = "runs:" + scene.runs_key(from_query(query)[0].configs())
+    job = REGISTRY.get(key)
+    assert job.stopped and not job.running
+    (r,) = job.result
+    assert r.stopped and 0 < r.n_steps < 3000
+    assert any("was stopped after" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) >= 1  # the views draw the kept steps
