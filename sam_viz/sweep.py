@@ -1,0 +1,917 @@
+"""Radius-sensitivity sweeps: train a (seed × y × x) grid of hyperparameter cells and summarise how robust it is."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.func import functional_call, grad_and_value, vmap
+
+from .config import Config
+from .hessian import top_eigenvalues
+from .models import accuracy
+from .optim import OPTIMIZERS, global_norm, make_rule, validate
+from .records import Run
+from .train import ProgressFn, Setup, StopFn, _BatchOrder, resolve_device, run, setup
+
+MAX_AXIS_VALUES = 15  # values per axis: a 15 × 15 heat map is the largest the view draws legibly
+MAX_SEEDS = 5
+MAX_CELL_STEPS = 1_000_000  # cells × steps: bounds the per-step records (11 float64 series: 88 MB) and the time
+STRATEGIES = ("auto", "batched", "process", "sequential")
+
+# Per-step series of a Grid (a subset of ``records.STEP_FIELDS``: the full-gradient diagnostics are left out,
+# they would cost a full-batch backward per cell and step in minibatch training).
+STEP_FIELDS = ("batch_loss", "train_loss", "train_acc", "test_loss", "test_acc", "grad_norm", "perturbed_grad_norm",
+               "perturbed_loss", "eps_norm", "effective_rho", "effective_lr")
+FINAL_FIELDS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc")
+CELL_FIELDS = (*FINAL_FIELDS, "lambda_max", "lambda_max_residual", "n_steps", "diverged", "diverged_step")
+METRICS = ("train_acc", "test_acc", "train_loss", "test_loss")
+
+# Memory model of one batched cell, in tensor elements: ~12 parameter-sized tensors (θ, s, e, θ + e, g and up to
+# six optimizer-state tensors), and each layer output kept ~3 times by the backward pass (activation, its
+# gradient, a temporary), twice per step for SAM types.
+_PARAM_COPIES = 12
+_BACKWARD_COPIES = 6
+PROBE_STEPS = 6  # steps timed per strategy by "auto" (the first is a warm-up)
+PROCESS_STARTUP_S = 4.0  # spawning workers that import torch and sam_viz, measured ~3-4 s on 2 CPU cores
+
+
+# ------------------------------------------------------------------------------------------------------ records
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """A trained grid. Cell (s, i, j) is seed ``config.seed + s``, ``y_name = y_values[i]``, ``x_name = x_values[j]``.
+
+    Per-step arrays have shape (seeds, len(y), len(x), config.steps); entry t describes step t at θ_t exactly as
+    the same field of ``Run`` does, and is NaN where not computed: between ``eval_every`` steps, after a cell
+    diverged (its last entry is the diverged step: batch loss and evaluation only), after a stop, and for
+    one-pass methods' ``perturbed_loss``.
+
+    Attributes:
+        config: the base Config (its own values of x_name and y_name are not used).
+        x_name, y_name: the swept hyperparameters; x_values (nx,), y_values (ny,) their values (float64).
+        seeds: number of seeds; cell seeds are ``config.seed + s``.
+        batch_loss, train_loss, train_acc, test_loss, test_acc, grad_norm, perturbed_grad_norm, perturbed_loss,
+            eps_norm, effective_rho, effective_lr: (seeds, ny, nx, steps) float64, see ``Run``.
+        final_train_loss, final_train_acc, final_test_loss, final_test_acc: (seeds, ny, nx) at θ_n, the
+            parameters after the last step; NaN for diverged cells and cells never started.
+        lambda_max: (seeds, ny, nx) top Hessian eigenvalue of the full train loss at θ_n (Lanczos,
+            ``hessian.top_eigenvalues``); NaN for diverged cells, when not requested, or after a stop.
+        lambda_max_residual: (seeds, ny, nx) its Ritz residual ‖H q − λ q‖.
+        n_steps: (seeds, ny, nx) int64 steps completed (the diverged step counts).
+        diverged: (seeds, ny, nx) bool, the batch loss became NaN/inf; diverged_step: that step, -1 otherwise.
+        stopped: stopped early on request (what was computed is kept; cells never started have n_steps 0).
+        wall_time: seconds for the whole grid (λ_max included).
+        strategy: "batched", "process" or "sequential": what computed it.
+        device: the device that ran it.
+    """
+
+    config: Config
+    x_name: str
+    x_values: np.ndarray
+    y_name: str
+    y_values: np.ndarray
+    seeds: int
+    batch_loss: np.ndarray
+    train_loss: np.ndarray
+    train_acc: np.ndarray
+    test_loss: np.ndarray
+    test_acc: np.ndarray
+    grad_norm: np.ndarray
+    perturbed_grad_norm: np.ndarray
+    perturbed_loss: np.ndarray
+    eps_norm: np.ndarray
+    effective_rho: np.ndarray
+    effective_lr: np.ndarray
+    final_train_loss: np.ndarray
+    final_train_acc: np.ndarray
+    final_test_loss: np.ndarray
+    final_test_acc: np.ndarray
+    lambda_max: np.ndarray
+    lambda_max_residual: np.ndarray
+    n_steps: np.ndarray
+    diverged: np.ndarray
+    diverged_step: np.ndarray
+    stopped: bool
+    wall_time: float
+    strategy: str
+    device: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(seeds, len(y_values), len(x_values))."""
+        return (self.seeds, len(self.y_values), len(self.x_values))
+
+    @property
+    def seed_values(self) -> np.ndarray:
+        """(seeds,) the seed of each slice."""
+        return self.config.seed + np.arange(self.seeds)
+
+    def cell_config(self, s: int, i: int, j: int) -> Config:
+        """The Config of cell (s, i, j): what ``train.run`` would train."""
+        return _cell_config(self.config, self.x_name, float(self.x_values[j]), self.y_name, float(self.y_values[i]), s)
+
+    def run_cell(self, s: int, i: int, j: int, **kwargs: Any) -> Run:
+        """Train cell (s, i, j) again as a single run (snapshots, full-gradient cosines and all).
+
+        Args:
+            s: seed index; i: index into y_values; j: index into x_values.
+            **kwargs: passed to ``train.run`` (progress, should_stop).
+        """
+        return run(self.cell_config(s, i, j), **kwargs)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per cell: seed, i, j, the two hyperparameters, final metrics, λ_max, divergence, steps."""
+        s, i, j = (a.reshape(-1) for a in np.indices(self.shape))
+        columns: dict[str, np.ndarray] = {
+            "seed": self.seed_values[s], "i": i, "j": j,
+            self.y_name: self.y_values[i], self.x_name: self.x_values[j],
+        }
+        columns.update({name: getattr(self, name).reshape(-1) for name in CELL_FIELDS})
+        return pd.DataFrame(columns)
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write ``to_frame()`` as CSV (NaN as empty fields)."""
+        path = Path(path)
+        self.to_frame().to_csv(path, index=False)
+        return path
+
+    def save(self, path: str | Path) -> Path:
+        """Write every array to ``path`` (``.npz``) with the config and scalars as JSON."""
+        path = Path(path)
+        arrays = {name: getattr(self, name) for name in ("x_values", "y_values", *STEP_FIELDS, *CELL_FIELDS)}
+        meta = {"config": self.config.to_flat(), "x_name": self.x_name, "y_name": self.y_name, "seeds": self.seeds,
+                "stopped": self.stopped, "wall_time": self.wall_time, "strategy": self.strategy, "device": self.device}
+        np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
+        return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Grid:
+        """Read a grid written by ``save``."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {name: data[name] for name in data.files if name != "meta"}
+        return cls(config=Config.from_flat(meta.pop("config")), **meta, **arrays)
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """How much a grid's final metric depends on its hyperparameters (the radius-sensitivity summary).
+
+    Diverged cells count as failures (accuracy 0, loss inf); cells never computed (after a stop) are left out.
+
+    Attributes:
+        metric: "test_acc", "train_acc", "test_loss" or "train_loss"; higher_is_better: True for accuracies.
+        mean, std: over every cell and seed (failures included; inf for a loss when any cell diverged).
+        std_cells: std over the cells of the seed-averaged values (the spread due to hyperparameters).
+        std_seeds: std over seeds of the grid-mean (the spread due to the seed; 0 with one seed).
+        mean_converged, std_converged: mean and std over the values of cells that did not diverge.
+        best: the best seed-averaged cell value.
+        share_near_best: share of cells whose seed-averaged value is within 1% of ``best``: ≥ best − 0.01 for
+            accuracies, ≤ best + 0.01·|best| for losses (best·1.01 when best ≥ 0).
+        n_values: cell × seed values counted; n_diverged: how many of them diverged; share_diverged their share.
+        cell_mean, cell_std: (ny, nx) seed mean and std per cell (failures included).
+    """
+
+    metric: str
+    higher_is_better: bool
+    mean: float
+    std: float
+    std_cells: float
+    std_seeds: float
+    mean_converged: float
+    std_converged: float
+    best: float
+    share_near_best: float
+    n_values: int
+    n_diverged: int
+    share_diverged: float
+    cell_mean: np.ndarray
+    cell_std: np.ndarray
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready scalars (the per-cell arrays left out)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("cell_mean", "cell_std")}
+
+
+def robustness(grid: Grid, metric: str = "test_acc") -> Robustness:
+    """Mean ± std of a final metric over the grid's cells and seeds, and the share of cells near the best.
+
+    Args:
+        grid: a trained grid.
+        metric: "test_acc", "train_acc", "test_loss" or "train_loss" (the ``final_`` value of each cell).
+
+    Returns:
+        A ``Robustness``; NaN statistics when no cell was computed or the task has no such metric.
+
+    Raises:
+        ValueError: an unknown metric.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"Invalid metric: {metric!r}; valid: {', '.join(METRICS)}")
+    higher = metric.endswith("acc")
+    values = np.array(getattr(grid, f"final_{metric}"), dtype=np.float64)
+    values[grid.diverged] = 0.0 if higher else math.inf
+    counted = ~np.isnan(values)  # computed cells (diverged ones included); a stop leaves the rest NaN
+    return _summarise(metric, higher, values, counted, grid.diverged)
+
+
+def _summarise(metric: str, higher: bool, values: np.ndarray, counted: np.ndarray, diverged: np.ndarray) -> Robustness:
+    n, n_div = int(counted.sum()), int((diverged & counted).sum())
+    cell_mean = np.array([_mean(values[:, i, j][counted[:, i, j]]) for i, j in np.ndindex(values.shape[1:])])
+    cell_std = np.array([_std(values[:, i, j][counted[:, i, j]]) for i, j in np.ndindex(values.shape[1:])])
+    seed_means = np.array([_mean(values[s][counted[s]]) for s in range(values.shape[0]) if counted[s].any()])
+    known = ~np.isnan(cell_mean)
+    best = (max if higher else min)(cell_mean[known], default=math.nan)
+    if higher:
+        near = cell_mean[known] >= best - 0.01
+    else:
+        near = cell_mean[known] <= best + 0.01 * abs(best) if math.isfinite(best) else np.zeros(known.sum(), bool)
+    converged = values[counted & ~diverged]
+    shape = values.shape[1:]
+    return Robustness(
+        metric=metric, higher_is_better=higher, mean=_mean(values[counted]), std=_std(values[counted]),
+        std_cells=_std(cell_mean[known]), std_seeds=_std(seed_means), mean_converged=_mean(converged),
+        std_converged=_std(converged), best=float(best), share_near_best=_mean(near.astype(float)),
+        n_values=n, n_diverged=n_div, share_diverged=n_div / n if n else math.nan,
+        cell_mean=cell_mean.reshape(shape), cell_std=cell_std.reshape(shape),
+    )
+
+
+def _mean(a: np.ndarray) -> float:
+    """Mean without numpy's empty-slice warning; inf when any value is inf (a diverged loss)."""
+    if a.size == 0:
+        return math.nan
+    return math.inf if np.isinf(a).any() else float(a.mean())
+
+
+def _std(a: np.ndarray) -> float:
+    """Population std; inf when any value is inf (the spread then has no finite value)."""
+    if a.size == 0:
+        return math.nan
+    return math.inf if np.isinf(a).any() else float(a.std())
+
+
+# ------------------------------------------------------------------------------------------------------ the grid
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A validated grid request; ``cells`` lists the cell configs in flat (s, i, j) order."""
+
+    base: Config
+    x_name: str
+    x_values: np.ndarray
+    y_name: str
+    y_values: np.ndarray
+    seeds: int
+    cells: tuple[Config, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.seeds, len(self.y_values), len(self.x_values))
+
+    @property
+    def steps(self) -> int:
+        return self.base.steps
+
+
+def _cell_config(base: Config, x_name: str, x: float, y_name: str, y: float, s: int) -> Config:
+    return base.replace(**{x_name: x, y_name: y}, seed=base.seed + s)
+
+
+def run_grid(base_config: Config, x: tuple[str, Sequence[float]] = ("rho", (0.01, 0.05, 0.1)),
+             y: tuple[str, Sequence[float]] = ("lr", (0.01, 0.1, 1.0)), seeds: int = 1, *,
+             progress: ProgressFn | None = None, should_stop: StopFn | None = None, strategy: str = "auto",
+             memory_budget_mb: float = 512, lambda_max: bool = True) -> Grid:
+    """Train every cell of a hyperparameter grid and record each as ``train.run`` would.
+
+    Cell (s, i, j) is ``base_config.replace(**{x_name: x[j], y_name: y[i]}, seed=base_config.seed + s)`` and gives
+    the numbers ``train.run`` gives for that config, to rounding (float64 ~1e-10, float32 ~1e-5, as long as the
+    cell's dynamics do not amplify round-off: large ρ·η runs are chaotic and any two implementations drift apart).
+    Three strategies compute it:
+
+    * "batched": a chunk of cells shares one training loop. Their parameters are stacked along a leading "runs"
+      dimension R, ``vmap(grad_and_value(...))`` takes every cell's gradient in one call, and the optimizer's
+      functional rule perturbs and updates all R cells at once with the swept hyperparameters as (R,) tensors. A
+      cell whose loss turns NaN/inf is recorded, then dropped from the stack (frozen); the others go on unchanged.
+    * "process": a pool of worker processes, each running ``train.run`` on one cell at a time.
+    * "sequential": ``train.run`` on each cell in turn.
+
+    "auto" takes "batched" on CUDA, "sequential" for one cell, and otherwise the fastest by a short timing of
+    each on this model (``choose_strategy``, cached per model size and device).
+
+    Args:
+        base_config: everything but the two swept hyperparameters and the seed offset.
+        x: (name, values) of the columns: a float hyperparameter of ``base_config.optimizer``.
+        y: (name, values) of the rows.
+        seeds: seeds per cell, ``base_config.seed + s`` for s < seeds (θ_0 and minibatch order follow the seed).
+        progress: called as ``progress(done, total, info)`` in cell-steps (total = cells × steps), after every
+            step (batched, sequential) or every finished cell (process); info["phase"] is "train" or
+            "lambda_max".
+        should_stop: polled before every step (or between cells); True ends the grid, keeping what was computed.
+        strategy: "auto", "batched", "process" or "sequential"; the numbers are the same to rounding.
+        memory_budget_mb: memory a batched chunk of cells may use (sets the chunk size).
+        lambda_max: compute each cell's top Hessian eigenvalue at θ_n on the full train set.
+
+    Returns:
+        The Grid (numpy arrays only).
+
+    Raises:
+        ValueError: an axis that is not a float hyperparameter of the optimizer, a value outside its range,
+            more than ``MAX_AXIS_VALUES`` values per axis or ``MAX_SEEDS`` seeds, more than ``MAX_CELL_STEPS``
+            cells × steps, an unknown strategy or a budget ≤ 0. Divergence never raises: it is recorded.
+    """
+    plan = _plan(base_config, x, y, seeds)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"Invalid strategy: {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    if not memory_budget_mb > 0:
+        raise ValueError(f"Invalid memory_budget_mb: {memory_budget_mb!r} (must be > 0)")
+    started = time.perf_counter()
+    sink = _Sink(len(plan.cells), plan.steps)
+    chosen = choose_strategy(plan.base, len(plan.cells), memory_budget_mb)[0] if strategy == "auto" else strategy
+    report = _Progress(progress, len(plan.cells) * plan.steps)
+    if chosen == "batched":
+        device = _train_batched(plan, sink, report, should_stop, memory_budget_mb)
+    elif chosen == "process":
+        device = _train_process(plan, sink, report, should_stop)
+    else:
+        device = _train_sequential(plan, sink, report, should_stop)
+    lam = _lambda_max(plan, sink, report) if lambda_max and not sink.stopped else None
+    return sink.grid(plan, lam, time.perf_counter() - started, chosen, device)
+
+
+def _plan(base: Config, x: tuple[str, Sequence[float]], y: tuple[str, Sequence[float]], seeds: int) -> _Plan:
+    """Validate the request and build every cell's Config (which checks each value's range)."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise ValueError(f"Invalid seeds: {seeds!r} (valid: integers in [1, {MAX_SEEDS}])")
+    (x_name, x_values), (y_name, y_values) = _axis("x", base, x), _axis("y", base, y)
+    if x_name == y_name:
+        raise ValueError(f"Invalid axes: x and y are both {x_name!r}")
+    n_cells = seeds * len(x_values) * len(y_values)
+    if n_cells * base.steps > MAX_CELL_STEPS:
+        raise ValueError(f"Invalid grid: {n_cells} cells × {base.steps} steps exceeds {MAX_CELL_STEPS:,} cell-steps; "
+                         f"use fewer values, seeds or steps")
+    cells = tuple(_cell_config(base, x_name, float(xv), y_name, float(yv), s)
+                  for s in range(seeds) for yv in y_values for xv in x_values)
+    return _Plan(base, x_name, x_values, y_name, y_values, seeds, cells)
+
+
+def _axis(label: str, base: Config, axis: tuple[str, Sequence[float]]) -> tuple[str, np.ndarray]:
+    try:
+        name, values = axis
+        values = np.asarray([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"Invalid {label} axis: {axis!r} (expected (name, [numbers]))") from None
+    specs = OPTIMIZERS[base.optimizer].hparams
+    valid = [key for key, spec in specs.items() if spec.kind == "float"]
+    if name not in valid:
+        raise ValueError(f"Invalid {label} axis: {name!r}; {base.optimizer} can sweep {', '.join(valid)}")
+    if not 1 <= len(values) <= MAX_AXIS_VALUES:
+        raise ValueError(f"Invalid {label} axis: {len(values)} values of {name} (valid: 1 to {MAX_AXIS_VALUES})")
+    return name, values
+
+
+class _Progress:
+    """Cell-steps done so far, passed on to the caller's callback."""
+
+    def __init__(self, callback: ProgressFn | None, total: int) -> None:
+        self.callback, self.total, self.done = callback, total, 0
+
+    def __call__(self, done: int, info: Mapping[str, Any]) -> None:
+        self.done = done
+        if self.callback is not None:
+            self.callback(done, self.total, info)
+
+
+class _Sink:
+    """Per-cell results as they arrive, in flat (s, i, j) order; turned into a Grid at the end."""
+
+    def __init__(self, n_cells: int, steps: int) -> None:
+        self.series = {name: np.full((n_cells, steps), np.nan) for name in STEP_FIELDS}
+        self.final = {name: np.full(n_cells, np.nan) for name in FINAL_FIELDS}
+        self.n_steps = np.zeros(n_cells, dtype=np.int64)
+        self.diverged_step = np.full(n_cells, -1, dtype=np.int64)
+        self.theta: dict[int, np.ndarray] = {}  # θ_n of cells that did not diverge, for λ_max
+        self.stopped = False
+
+    def add_run(self, k: int, r: Run) -> None:
+        """Cell k from a single run (process and sequential strategies)."""
+        n = r.n_steps
+        for name in STEP_FIELDS:
+            self.series[name][k, :n] = getattr(r, name)
+        for name in FINAL_FIELDS:
+            self.final[name][k] = getattr(r, name)
+        self.n_steps[k], self.diverged_step[k] = n, r.diverged_step
+        if not r.diverged:
+            self.theta[k] = r.final_weights
+
+    def grid(self, plan: _Plan, lam: tuple[np.ndarray, np.ndarray] | None, wall_time: float, strategy: str,
+             device: str) -> Grid:
+        shape = plan.shape
+        nan = np.full(len(plan.cells), np.nan)
+        lam_value, lam_res = lam if lam is not None else (nan, nan)
+        return Grid(
+            config=plan.base, x_name=plan.x_name, x_values=plan.x_values, y_name=plan.y_name,
+            y_values=plan.y_values, seeds=plan.seeds,
+            **{name: a.reshape(*shape, plan.steps) for name, a in self.series.items()},
+            **{name: a.reshape(shape) for name, a in self.final.items()},
+            lambda_max=lam_value.reshape(shape), lambda_max_residual=lam_res.reshape(shape),
+            n_steps=self.n_steps.reshape(shape), diverged=(self.diverged_step >= 0).reshape(shape),
+            diverged_step=self.diverged_step.reshape(shape), stopped=self.stopped, wall_time=wall_time,
+            strategy=strategy, device=device,
+        )
+
+
+# ------------------------------------------------------------------------------------------------------ batched
+
+
+def _train_batched(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn | None,
+                   memory_budget_mb: float) -> str:
+    """Train the grid chunk by chunk; each chunk's cells share one vmapped training loop."""
+    n = len(plan.cells)
+    size = chunk_size(plan.base, n, memory_budget_mb)
+    n_chunks = math.ceil(n / size)
+    size = math.ceil(n / n_chunks)  # even chunks: the last one is not a straggler of one or two cells
+    device = ""
+    for c in range(n_chunks):
+        ks = list(range(c * size, min(n, (c + 1) * size)))
+        chunk = _Chunk([plan.cells[k] for k in ks], (plan.x_name, plan.y_name))
+        device = str(chunk.device)
+        offset = ks[0] * plan.steps
+
+        def tick(t: int, active: int, c: int = c, width: int = len(ks), offset: int = offset) -> None:
+            report(offset + (t + 1) * width, {"phase": "train", "chunk": c, "n_chunks": n_chunks, "active": active,
+                                              "diverged": int((sink.diverged_step >= 0).sum())})
+
+        chunk.train(tick, should_stop)
+        chunk.deliver(sink, ks)
+        if chunk.stopped:
+            sink.stopped = True
+            break
+    return device
+
+
+class _Chunk:
+    """Cells trained together: stacked parameters (R, ...), the rule's state and per-run hyperparameters.
+
+    Args:
+        cells: the cell configs; they differ only in the ``axes`` hyperparameters and the seed.
+        axes: the hyperparameters passed to the rule as per-run (R,) tensors.
+    """
+
+    def __init__(self, cells: Sequence[Config], axes: tuple[str, str]) -> None:
+        self.cells, self.config = list(cells), cells[0]
+        seeds = sorted({c.seed for c in cells})
+        setups = {seed: setup(self.config.replace(seed=seed)) for seed in seeds}  # θ_0 as train.run builds it
+        self.s: Setup = setups[self.config.seed]
+        self.device, self.dtype = self.s.device, self.s.x_train.dtype
+        self.names = [n for n, _ in self.s.model.named_parameters()]
+        models = [dict(setups[c.seed].model.named_parameters()) for c in cells]
+        self.params = [torch.stack([m[n].detach() for m in models]) for n in self.names]
+        given = {key: self._per_run(key) for key in axes}
+        self.hp = validate(self.config.optimizer, {**self.config.hp, **given})
+        self.rule = make_rule(self.config.optimizer, self.hp.get("base", "sgd"))
+        with torch.no_grad():
+            self.state = self.rule.init(self.params, self.hp)
+        self.active = torch.arange(len(cells), device=self.device)  # chunk position of each stacked run
+        self.orders = {seed: _BatchOrder(self.s.x_train.shape[0], self.config.batch_size, seed, self.device)
+                       for seed in seeds}
+        self.seed_of = torch.tensor([seeds.index(c.seed) for c in cells], device=self.device)
+        self.record = torch.full((len(STEP_FIELDS), len(cells), self.config.steps), math.nan, dtype=self.dtype,
+                                 device=self.device)
+        self.diverged_step = np.full(len(cells), -1, dtype=np.int64)
+        self.n_steps, self.stopped = 0, False
+        self._build_functions()
+
+    def _per_run(self, key: str) -> Tensor:
+        return torch.tensor([c.hp[key] for c in self.cells], dtype=self.dtype, device=self.device)
+
+    def _build_functions(self) -> None:
+        model, loss = self.s.model, self.s.loss
+
+        def loss_and_outputs(p: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+            out = functional_call(model, p, (x,))
+            return loss(out, y), out
+
+        step = grad_and_value(loss_and_outputs, has_aux=True)
+        # Shared data (full batch, one seed) is broadcast; per-cell minibatches (several seeds) are mapped.
+        self.grad = {None: vmap(step, in_dims=(0, None, None)), 0: vmap(step, in_dims=(0, 0, 0))}
+        self.forward = vmap(lambda p, x: functional_call(model, p, (x,)), in_dims=(0, None))
+        self.loss = vmap(loss, in_dims=(0, None))
+        self.accuracy = vmap(accuracy, in_dims=(0, None))
+
+    # ------------------------------------------------------------------ one step
+
+    @torch.no_grad()
+    def train(self, tick: Callable[[int, int], None], should_stop: StopFn | None) -> None:
+        """Run every step (or until all cells diverged or a stop), recording each step's metrics."""
+        for t in range(self.config.steps):
+            if should_stop is not None and should_stop():
+                self.stopped = True
+                break
+            self._step(t)
+            self.n_steps = t + 1
+            tick(t, len(self.active))
+            if len(self.active) == 0:
+                break
+
+    def _step(self, t: int) -> None:
+        x, y, in_dim = self._batch()
+        grads, (loss, outputs) = self.grad[in_dim](self._named(self.params), x, y)
+        rows = {"batch_loss": loss}
+        if t % self.config.eval_every == 0:
+            self._evaluate(rows, outputs if self.config.batch_size == 0 else None)
+        bad = ~torch.isfinite(loss)
+        s = [grads[n] for n in self.names]
+        if bool(bad.any()):  # the one host sync per step: a diverged cell is recorded, then frozen
+            self._write(t, rows, bad)
+            self.diverged_step[self.active[bad].cpu().numpy()] = t
+            keep = ~bad
+            s, rows = _take(s, keep), _take(rows, keep)
+            if in_dim == 0:
+                x, y = x[keep], y[keep]
+            self._compact(keep)
+            if len(self.active) == 0:
+                return
+        rows.update(self._optimizer_step(s, x, y, in_dim))
+        self._write(t, rows, None)
+
+    def _optimizer_step(self, s: list[Tensor], x: Tensor, y: Tensor, in_dim: int | None) -> dict[str, Tensor]:
+        """perturb at θ_t, gradient at θ_t + e_t, update; the rows of ``adapter.StepReport``."""
+        if self.rule.perturb is None:  # one-pass method: the step uses s_t itself
+            grad_norm = global_norm(s)
+            info = {"grad_norm": grad_norm, "eps_norm": torch.zeros_like(grad_norm),
+                    "effective_rho": torch.zeros_like(grad_norm)}
+            g, perturbed_loss = s, torch.full_like(grad_norm, math.nan)
+        else:
+            extra = {"names": self.names} if self.rule.takes_names else {}
+            eps, info = self.rule.perturb(self.params, s, self.state, self.hp, **extra)
+            perturbed = self._named([p + e for p, e in zip(self.params, eps)])
+            grads, (perturbed_loss, _) = self.grad[in_dim](perturbed, x, y)
+            g = [grads[n] for n in self.names]
+        perturbed_grad_norm = global_norm(g)
+        update = self.rule.update(self.params, g, self.state, self.hp)
+        return {**info, "perturbed_grad_norm": perturbed_grad_norm, "perturbed_loss": perturbed_loss,
+                "effective_lr": update["effective_lr"]}
+
+    def _batch(self) -> tuple[Tensor, Tensor, int | None]:
+        """This step's (x, y): shared by all cells (full batch, one seed) or one minibatch per cell (R, B, ...)."""
+        s = self.s
+        if self.config.batch_size == 0:
+            return s.x_train, s.y_train, None
+        idx = [order.next() for order in self.orders.values()]  # every seed's order advances, as in its run
+        if len(idx) == 1:
+            return s.x_train[idx[0]], s.y_train[idx[0]], None
+        per_cell = torch.stack(idx)[self.seed_of[self.active]]
+        return s.x_train[per_cell], s.y_train[per_cell], 0
+
+    def _evaluate(self, rows: dict[str, Tensor], train_outputs: Tensor | None) -> None:
+        """Full train (reusing the full-batch outputs) and test loss/accuracy, as ``train._evaluate``."""
+        s = self.s
+        for split, x, y, outputs in (("train", s.x_train, s.y_train, train_outputs),
+                                     ("test", s.x_test, s.y_test, None)):
+            if x.shape[0] == 0:
+                continue
+            out = self.forward(self._named(self.params), x) if outputs is None else outputs
+            rows[f"{split}_loss"] = self.loss(out, y)
+            if s.classification:
+                rows[f"{split}_acc"] = self.accuracy(out, y)
+
+    def _write(self, t: int, rows: Mapping[str, Tensor], mask: Tensor | None) -> None:
+        """Store step t's rows (one value per active run) for the active runs, or only those in ``mask``."""
+        nan = torch.full((len(self.active),), math.nan, dtype=self.dtype, device=self.device)
+        values = torch.stack([rows[f].to(self.dtype) if f in rows else nan for f in STEP_FIELDS])
+        where = self.active
+        if mask is not None:
+            values, where = values[:, mask], where[mask]
+        self.record[:, where, t] = values
+
+    def _compact(self, keep: Tensor) -> None:
+        """Drop diverged runs from everything stacked along R, so the rest continue unaffected."""
+        runs = len(self.active)
+        self.params = _take(self.params, keep, runs)
+        self.state = _take(self.state, keep, runs)
+        self.hp = _take(self.hp, keep, runs)
+        self.active = self.active[keep]
+
+    def _named(self, tensors: Sequence[Tensor]) -> dict[str, Tensor]:
+        return dict(zip(self.names, tensors))
+
+    # ------------------------------------------------------------------ results
+
+    @torch.no_grad()
+    def deliver(self, sink: _Sink, ks: Sequence[int]) -> None:
+        """Copy the chunk's records, final metrics and θ_n into the sink (cells ``ks``)."""
+        ks = np.asarray(ks)
+        record = self.record.cpu().double().numpy()
+        for f, name in enumerate(STEP_FIELDS):
+            sink.series[name][ks] = record[f]
+        diverged = self.diverged_step >= 0
+        sink.diverged_step[ks] = self.diverged_step
+        sink.n_steps[ks] = np.where(diverged, self.diverged_step + 1, self.n_steps)
+        if len(self.active) == 0:
+            return
+        final: dict[str, Tensor] = {}
+        self._evaluate(final, None)
+        where = ks[self.active.cpu().numpy()]
+        for split_metric, values in final.items():
+            sink.final[f"final_{split_metric}"][where] = values.cpu().double().numpy()
+        theta = torch.cat([p.reshape(len(self.active), -1) for p in self.params], dim=1).cpu().numpy()
+        for k, row in zip(where, theta):
+            sink.theta[int(k)] = row
+
+
+def _take(obj: Any, keep: Tensor, runs: int | None = None) -> Any:
+    """``obj`` with only the runs in ``keep``: every tensor whose leading dimension is the run count."""
+    runs = int(keep.shape[0]) if runs is None else runs
+    if isinstance(obj, Tensor):
+        return obj[keep] if obj.dim() > 0 and obj.shape[0] == runs else obj
+    if isinstance(obj, list):
+        return [_take(o, keep, runs) for o in obj]
+    if isinstance(obj, dict):
+        return {key: _take(value, keep, runs) for key, value in obj.items()}
+    return obj  # numbers, step counters, tuples of hyperparameters
+
+
+def chunk_size(config: Config, n_cells: int, memory_budget_mb: float) -> int:
+    """How many cells of ``config``'s model one batched chunk may hold within ``memory_budget_mb``.
+
+    The estimate counts ~12 parameter-sized tensors per cell, the layer outputs of a training batch kept for the
+    backward pass, those of an evaluation pass and the per-step records.
+    """
+    s = setup(config.replace(steps=1))
+    n_params = sum(p.numel() for p in s.model.parameters())
+    per_sample = _outputs_per_sample(s)
+    rows = s.x_train.shape[0] if config.batch_size == 0 else config.batch_size
+    eval_rows = max(s.x_train.shape[0], s.x_test.shape[0])
+    elements = (_PARAM_COPIES * n_params + _BACKWARD_COPIES * per_sample * rows + per_sample * eval_rows
+                + len(STEP_FIELDS) * config.steps)
+    per_cell = elements * s.x_train.element_size()
+    return int(max(1, min(n_cells, memory_budget_mb * 2**20 // per_cell)))
+
+
+def _outputs_per_sample(s: Setup) -> int:
+    """Elements of every leaf module's output for one sample (what a forward pass keeps per sample)."""
+    total = 0
+
+    def count(_module: torch.nn.Module, _inputs: Any, output: Tensor) -> None:
+        nonlocal total
+        total += output.numel()
+
+    leaves = [m for m in s.model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        with torch.no_grad():
+            s.model(s.x_train[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return max(total, 1)
+
+
+# ------------------------------------------------------------------------------------------------------ one by one
+
+
+def _train_sequential(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn | None) -> str:
+    """``train.run`` on each cell in turn."""
+    device = ""
+    for k, config in enumerate(plan.cells):
+        if should_stop is not None and should_stop():
+            sink.stopped = True
+            break
+        offset = k * plan.steps
+
+        def step_done(step: int, _total: int, _row: Any, k: int = k, offset: int = offset) -> None:
+            report(offset + step, {"phase": "train", "cell": k, "n_cells": len(plan.cells)})
+
+        r = run(config, progress=step_done, should_stop=should_stop)
+        sink.add_run(k, r)
+        device = r.device
+        report(offset + plan.steps, {"phase": "train", "cell": k, "n_cells": len(plan.cells)})
+        if r.stopped:
+            sink.stopped = True
+            break
+    return device
+
+
+_STOP_EVENT: Any = None  # a worker's copy of the pool's stop flag
+
+
+def _worker_init(stop_event: Any) -> None:
+    global _STOP_EVENT
+    _STOP_EVENT = stop_event
+    torch.set_num_threads(1)  # the pool has one worker per core; intra-op threads would oversubscribe them
+
+
+def _worker_run(config: Config) -> Run:
+    return run(config, should_stop=_STOP_EVENT.is_set)
+
+
+def process_workers() -> int:
+    """Workers of the process strategy: one per CPU core available to this process, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8))
+
+
+def _train_process(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn | None) -> str:
+    """``train.run`` on the cells in a pool of worker processes (spawned: forking a process that already ran
+    torch's thread pool can deadlock)."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    workers = min(process_workers(), len(plan.cells))
+    finished = 0
+    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                                     initargs=(stop,)) as pool:
+        jobs = {pool.submit(_worker_run, config): k for k, config in enumerate(plan.cells)}
+        pending = set(jobs)
+        while pending:
+            done, pending = futures.wait(pending, timeout=0.05, return_when=futures.FIRST_COMPLETED)
+            for job in done:
+                if job.cancelled():
+                    continue
+                r = job.result()
+                sink.add_run(jobs[job], r)
+                sink.stopped |= r.stopped
+                finished += 1
+                report(finished * plan.steps, {"phase": "train", "cell": jobs[job], "n_cells": len(plan.cells)})
+            if pending and not stop.is_set() and should_stop is not None and should_stop():
+                stop.set()  # running cells stop at their next step; queued ones never start
+                sink.stopped = True
+                for job in pending:
+                    job.cancel()
+    return str(resolve_device(plan.base.device))
+
+
+# ------------------------------------------------------------------------------------------------------ λ_max
+
+
+def _lambda_max(plan: _Plan, sink: _Sink, report: _Progress) -> tuple[np.ndarray, np.ndarray]:
+    """Top Hessian eigenvalue and its residual at each cell's θ_n (full train set); NaN for diverged cells."""
+    n = len(plan.cells)
+    value, residual = np.full(n, np.nan), np.full(n, np.nan)
+    if not sink.theta:
+        return value, residual
+    s = setup(plan.base.replace(steps=1))  # the architecture; every cell's own θ_n is passed in
+    batch = (s.x_train, s.y_train)
+    for count, k in enumerate(sorted(sink.theta)):
+        result = top_eigenvalues(s.model, s.loss, batch, k=1, weights=torch.as_tensor(sink.theta[k]))
+        value[k], residual[k] = float(result.eigenvalues[0]), float(result.residuals[0])
+        report(report.total, {"phase": "lambda_max", "cell": k, "done": count + 1, "n_cells": len(sink.theta)})
+    return value, residual
+
+
+# ------------------------------------------------------------------------------------------------------ strategy
+
+
+_TIMINGS: dict[tuple[Any, ...], dict[str, float]] = {}  # measured seconds, per model size / device (see _timing_key)
+
+
+def choose_strategy(config: Config, n_cells: int, memory_budget_mb: float = 512) -> tuple[str, dict[str, float]]:
+    """The fastest strategy for ``n_cells`` cells of ``config``, and the estimated seconds of each.
+
+    CUDA always takes "batched" and a single cell "sequential". Otherwise a few steps of a batched chunk and of
+    one ``train.run`` are timed (once per model size, batch size, optimizer, dtype and device: the result is
+    cached) and the estimates compared; "process" adds the workers' start-up to the sequential time divided
+    among ``process_workers()`` workers.
+
+    Args:
+        config: a cell's config (its steps and model set the cost).
+        n_cells: cells in the grid.
+        memory_budget_mb: as for ``run_grid`` (sets the chunk that is timed).
+
+    Returns:
+        (strategy, {strategy: estimated seconds}); the estimates are empty when nothing was timed.
+    """
+    if resolve_device(config.device).type == "cuda":
+        return "batched", {}
+    if n_cells == 1:
+        return "sequential", {}
+    size = chunk_size(config, n_cells, memory_budget_mb)
+    key = _timing_key(config, size)
+    if key not in _TIMINGS:
+        _TIMINGS[key] = _measure(config, size)
+    t = _TIMINGS[key]
+    per_cell = t["sequential_step"] * config.steps + t["sequential_setup"]
+    workers = min(process_workers(), n_cells)
+    estimates = {
+        "batched": t["batched_step"] * config.steps * n_cells + t["batched_setup"] * math.ceil(n_cells / size),
+        "sequential": per_cell * n_cells,
+        "process": PROCESS_STARTUP_S + per_cell * math.ceil(n_cells / workers) if workers > 1 else math.inf,
+    }
+    return min(estimates, key=estimates.get), estimates
+
+
+def _timing_key(config: Config, size: int) -> tuple[Any, ...]:
+    fields = ("device", "dtype", "optimizer", "task", "model", "depth", "width", "n_samples", "test_fraction",
+              "batch_size", "eval_every", "fullgrad_every")
+    return (*(getattr(config, f) for f in fields), config.hp.get("base"), size)
+
+
+def _measure(config: Config, size: int) -> dict[str, float]:
+    """Seconds per cell-step of a batched chunk of ``size`` cells and of ``train.run``, and their set-up costs.
+
+    Each is the median over the probe's steps after the first (a warm-up), so one step delayed by another
+    process on a shared machine does not decide the choice.
+    """
+    probe = config.replace(steps=PROBE_STEPS, snapshot_every=PROBE_STEPS)
+    started = time.perf_counter()
+    chunk = _Chunk([probe] * size, ())
+    set_up = time.perf_counter() - started
+    stamps = [time.perf_counter()]
+    chunk.train(lambda t, active: stamps.append(time.perf_counter()), None)
+    batched_step = float(np.median(np.diff(stamps[1:]))) / size
+    started = time.perf_counter()
+    r = run(probe)
+    total = time.perf_counter() - started
+    sequential_step = float(np.median(np.diff(r.elapsed)))
+    return {"batched_step": batched_step, "batched_setup": set_up, "sequential_step": sequential_step,
+            "sequential_setup": max(0.0, total - float(r.elapsed[-1]))}
+
+
+# ------------------------------------------------------------------------------------------------------ command line
+
+
+def add_sweep_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``sweep`` to a ``python -m sam_viz`` command line (run it with ``sweep_main``)."""
+    parser = subparsers.add_parser(
+        "sweep", help="train a grid of two hyperparameters × seeds; write PREFIX.npz and PREFIX.csv",
+        description="Train every cell of a (y × x × seeds) hyperparameter grid; write OUT.npz (every array) and "
+                    "OUT.csv (one row per cell), and print a JSON summary.")
+    parser.add_argument("--x", default="rho", help="hyperparameter along the columns (default: rho)")
+    parser.add_argument("--x-values", required=True, type=_numbers, help="comma-separated values, e.g. 0.01,0.05,0.1")
+    parser.add_argument("--y", default="lr", help="hyperparameter along the rows (default: lr)")
+    parser.add_argument("--y-values", required=True, type=_numbers, help="comma-separated values")
+    parser.add_argument("--seeds", type=int, default=1, help=f"seeds per cell, 1 to {MAX_SEEDS} (default: 1)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                        help="a Config field or hyperparameter of the base config (repeatable), e.g. --set optimizer=fsam")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto", help="how to train the cells (default: auto)")
+    parser.add_argument("--memory-budget-mb", type=float, default=512, help="memory per batched chunk (default: 512)")
+    parser.add_argument("--no-lambda-max", action="store_true", help="skip the Hessian eigenvalue of each cell")
+    parser.add_argument("--out", default="sweep", help="output path prefix (default: sweep → sweep.npz, sweep.csv)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def sweep_main(args: argparse.Namespace) -> int:
+    """Run the ``sweep`` command parsed by ``add_sweep_parser``.
+
+    Raises:
+        ValueError: a malformed ``--set``, or invalid settings (as ``run_grid``).
+    """
+    config = Config.from_flat(dict(_setting(item) for item in args.settings))
+    last = [-1]
+
+    def progress(done: int, total: int, info: Mapping[str, Any]) -> None:
+        tenth = 10 * done // total
+        if not args.quiet and info.get("phase") == "train" and tenth > last[0]:
+            last[0] = tenth
+            print(f"cell-steps {done:>8}/{total}", file=sys.stderr)
+
+    grid = run_grid(config, (args.x, args.x_values), (args.y, args.y_values), args.seeds, progress=progress,
+                    strategy=args.strategy, memory_budget_mb=args.memory_budget_mb,
+                    lambda_max=not args.no_lambda_max)
+    out = Path(args.out)
+    npz = grid.save(out.with_name(out.name + ".npz"))
+    csv = grid.to_csv(out.with_name(out.name + ".csv"))
+    summary = {"npz": str(npz), "csv": str(csv), "cells": int(np.prod(grid.shape)), "strategy": grid.strategy,
+               "wall_time_s": round(grid.wall_time, 3), "diverged": int(grid.diverged.sum())}
+    metric = "test_acc" if np.isfinite(grid.final_test_acc).any() else "train_loss"
+    stats = robustness(grid, metric)
+    summary.update({f"{metric}_mean": stats.mean, f"{metric}_std": stats.std, "share_near_best": stats.share_near_best})
+    print(json.dumps(summary, default=_json_number))
+    return 0
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _setting(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"Invalid --set {item!r} (expected KEY=VALUE)")
+    return key.strip().replace("-", "_"), value.strip()
+
+
+def _json_number(value: Any) -> Any:
+    return float(value) if isinstance(value, np.generic) else str(value)
