@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -23,11 +24,13 @@ PAGES = (
     ("pages/5_Learn.py", "Learn", ":material/school:"),
 )
 NONE = "—"
+ICON = Path(__file__).resolve().parents[2] / "assets" / "icon.png"
 
 
 def page_frame(title: str) -> Settings:
     """Set up the page (config, menu, experiment form, URL notes) and return the current settings."""
-    st.set_page_config(page_title=f"{title} · sam-viz", page_icon=":material/landscape:", layout="wide")
+    # a local icon: a ":material/..." page icon makes the browser fetch the favicon from a font CDN
+    st.set_page_config(page_title=f"{title} · sam-viz", page_icon=str(ICON), layout="wide")
     settings = state.current()
     with st.sidebar:
         query = to_query(settings)

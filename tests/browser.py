@@ -1,0 +1,108 @@
+"""A real Streamlit server and Debian's Chromium driven by Playwright: shared by the e2e tests, the screenshot
+script and the app benchmark."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage"]
+CHART = "[data-testid=stPlotlyChart] .main-svg"
+# On a deep link (/Page) Streamlit's frontend first probes /Page/_stcore/{health,host-config}, gets 404 and falls
+# back to the root: its own start-up, not an error of the app.
+_PROBE = re.compile(r"/[^/]+/_stcore/(health|host-config)$")
+
+
+def chromium_available() -> bool:
+    return Path(CHROMIUM).exists() or shutil.which("chromium") is not None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_server(timeout: float = 60.0) -> Iterator[tuple[str, float]]:
+    """Start ``streamlit run app.py`` on a free loopback port; yield (base URL, seconds until healthy)."""
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", f"--server.port={port}", "--server.address=127.0.0.1",
+         "--server.headless=true", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=1) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.perf_counter() - started > timeout:
+                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                raise RuntimeError(f"streamlit did not become healthy:\n{out[-3000:]}")
+            time.sleep(0.1)
+        yield base, time.perf_counter() - started
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def browser_page(width: int = 1400, height: int = 1100):
+    """A fresh Chromium page that records page errors and console errors."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+        page = context.new_page()
+        page.errors = []  # type: ignore[attr-defined]
+        page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}"))
+        page.on("requestfailed", lambda r: _request_failed(page, r))
+        page.on("response", lambda r: page.errors.append(f"HTTP {r.status}: {r.url}")
+                if r.status >= 400 and not _PROBE.search(r.url) else None)
+        # console errors, except the browser's echo of an HTTP status (the response handler judges those)
+        page.on("console", lambda m: page.errors.append(f"console: {m.text}")
+                if m.type == "error" and not m.text.startswith("Failed to load resource: the server responded") else None)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def _request_failed(page, request) -> None:
+    """Any request off this machine is an error (the app must work offline); on loopback, a request the browser
+    cancelled itself (a page navigated away while a download's media loaded) is not."""
+    local = request.url.startswith(("http://127.0.0.1", "http://localhost"))
+    if not local or "ERR_ABORTED" not in (request.failure or ""):
+        page.errors.append(f"request failed ({request.failure}): {request.url}")
+
+
+def wait_idle(page, timeout: float = 180_000) -> None:
+    """Wait until the app's script run has finished (no running indicator)."""
+    page.wait_for_timeout(200)
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidgetRunningIcon]')", timeout=timeout)
+
+
+def wait_charts(page, count: int = 1, timeout: float = 180_000) -> None:
+    page.wait_for_function(f"() => document.querySelectorAll('{CHART}').length >= {count}", timeout=timeout)
