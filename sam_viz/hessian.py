@@ -636,17 +636,16 @@ def top_eigenvalues(model_or_operator: nn.Module | Operator, loss_fn: LossFn | N
                     batch: Batch | None = None, k: int = 1, *, iters: int | None = None, tol: float | None = None,
                     seed: int = 0, smallest: int = 0, max_iters: int | None = None, method: str = "auto",
                     verify: bool | None = None, **hvp_kwargs: Any) -> EigenResult:
-    """The k largest (and ``smallest`` lowest) eigenvalues by Lanczos, with explicit residuals ‖A q − λ q‖.
+    """The k largest (and ``smallest`` lowest) eigenpairs A q = λ q by Lanczos, with residuals ‖A q − λ q‖.
 
     ``iters=None`` grows the Krylov space one step at a time from 2(k + smallest) + 3 steps (checking costs a
     tridiagonal eigensolve, ~20 µs, against ~1 ms per HVP) and stops once every requested Ritz pair's bound
     |β_m s_mi| is ≤ tol·‖A‖. Near the HVP's rounding floor (tol < 500·ε, or ``verify=True``) that bound is too
     optimistic, so it then confirms with explicit products (one block): if they disagree it keeps going, unless the
     true residual has stopped falling (it sits on the floor). A value that did not converge within ``max_iters`` is
-    reported as such (``converged`` False), never silently. Like
-    any Krylov method it can miss an eigenvalue whose eigenvector is nearly orthogonal to the random start; another
-    ``seed`` is a cheap check. Small operators (dim ≤ max(2(k + smallest) + 10, 20)) and ``method="dense"`` use a
-    full eigendecomposition instead.
+    reported as such (``converged`` False), never silently. Like any Krylov method it can miss an eigenvalue whose
+    eigenvector is nearly orthogonal to the random start; another ``seed`` is a cheap check. Small operators
+    (dim ≤ max(2(k + smallest) + 10, 20)) and ``method="dense"`` use a full eigendecomposition instead.
 
     Args:
         model_or_operator: a model (then also pass ``loss_fn``, ``batch`` and any ``make_hvp`` options), a

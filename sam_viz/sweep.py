@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
 import math
@@ -447,6 +448,8 @@ def _train_batched(plan: _Plan, sink: _Sink, report: _Progress, should_stop: Sto
     """Train the grid chunk by chunk; each chunk's cells share one vmapped training loop."""
     n = len(plan.cells)
     size = chunk_size(plan.base, n, memory_budget_mb)
+    if resolve_device(plan.base.device).type == "cpu":
+        _retain_freed_memory(memory_budget_mb)
     n_chunks = math.ceil(n / size)
     size = math.ceil(n / n_chunks)  # even chunks: the last one is not a straggler of one or two cells
     device = ""
@@ -636,6 +639,32 @@ class _Chunk:
         theta = torch.cat([p.reshape(len(self.active), -1) for p in self.params], dim=1).cpu().numpy()
         for k, row in zip(where, theta):
             sink.theta[int(k)] = row
+
+
+_RETAINED_MB = 0.0  # the heap size glibc has been asked to keep (see _retain_freed_memory)
+
+
+def _retain_freed_memory(memory_budget_mb: float) -> None:
+    """Ask glibc's malloc to keep freed memory (up to twice the budget) instead of returning it to the OS.
+
+    A batched step allocates and frees ~20 MB of activations. By default glibc serves such blocks with mmap or
+    trims them off the heap when freed, so every step faults ~4,000 fresh pages in again: in the VMs measured
+    that was a third of the step time (28 → 18 ms for 49 moons cells). Process-wide and harmless elsewhere:
+    the cost is that up to 2 × ``memory_budget_mb`` of freed memory stays mapped. A no-op off glibc.
+    """
+    global _RETAINED_MB
+    if memory_budget_mb <= _RETAINED_MB or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return
+    if not hasattr(libc, "gnu_get_libc_version"):  # only glibc has the mallopt parameters used here
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 * 2**20)  # blocks up to 32 MB (glibc's maximum) come from the heap
+    libc.mallopt(m_trim_threshold, int(2 * memory_budget_mb * 2**20))
+    _RETAINED_MB = memory_budget_mb
 
 
 def _take(obj: Any, keep: Tensor, runs: int | None = None) -> Any:

@@ -413,7 +413,7 @@ def test_curvature_error_bars_and_stability_line():
 
 def test_hessian_series_reads_results():
     eig = EigenResult(np.array([5.0, 2.0]), np.array([1e-3, 1e-2]), np.array([True, True]), np.zeros((3, 2)),
-                      np.empty(0), np.empty(0), np.empty(0, bool), np.zeros((3, 0)), 10, "lanczos", 10, 1e-3)
+                      np.empty(0), np.empty(0), np.empty(0, bool), np.zeros((3, 0)), 10, "lanczos", 10, 1e-3, True)
     values, errors = P.hessian_series([eig, eig])
     np.testing.assert_array_equal(values, [5.0, 5.0])
     np.testing.assert_array_equal(errors, [1e-3, 1e-3])
@@ -426,7 +426,7 @@ def test_hessian_series_reads_results():
 def test_spectrum_eigenvalues_and_density():
     eig = EigenResult(np.array([5.0, 2.0, 1.0]), np.array([1e-4, 1e-3, 0.5]), np.array([True, True, False]),
                       np.zeros((4, 3)), np.array([-0.2]), np.array([1e-3]), np.array([True]), np.zeros((4, 1)),
-                      20, "lanczos", 20, 1e-3)
+                      20, "lanczos", 20, 1e-3, True)
     grid = np.linspace(-1, 6, 100)
     dens = np.exp(-grid**2)
     density = Density(np.zeros((1, 5)), np.ones((1, 5)) / 5, grid, dens, 0.1, 20)

@@ -201,10 +201,30 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
         finals.append(f"{name} {fmt(lf[1])}" if lf else f"{name} (none)")
     alt = (f"Line chart of {info.title} against {_X_TITLES[x]} for {len(runs)} run(s); last values: "
            f"{join_names(finals)}" + (f"; {join_names(notes)}" if notes else "") + ".")
+    yaxis = axis(info.title, type="log" if log else "linear")
+    flat = _flat_range(runs, metric, log)
+    if flat is not None:
+        yaxis["range"] = flat
     layout = base_layout(title=title or f"{info.title.split(' (')[0]} during training",
                          uirevision=uirevision or f"series:{metric}:{x}", alt=alt, hovermode="x unified",
-                         xaxis=axis(_X_TITLES[x]), yaxis=axis(info.title, type="log" if log else "linear"))
+                         xaxis=axis(_X_TITLES[x]), yaxis=yaxis)
     return go.Figure(data=data, layout=layout)
+
+
+def _flat_range(runs: Sequence[Run], metric: str, log: bool) -> list[float] | None:
+    """A ±10% window around a series that is constant up to rounding (SAM's ‖e‖ = ρ in float32), so autorange
+    does not blow 1e-8 round-off up to the full height of the chart."""
+    values = np.concatenate([np.asarray(metric_series(r, metric), dtype=float) for r in runs])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    lo, hi = float(values.min()), float(values.max())
+    scale = max(abs(lo), abs(hi))
+    if scale == 0 or hi - lo > 1e-5 * scale:
+        return None
+    if log:
+        return [np.log10(scale) - 0.05, np.log10(scale) + 0.05] if lo > 0 else None
+    return [lo - 0.1 * scale, hi + 0.1 * scale]
 
 
 def fsam_parts(run: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

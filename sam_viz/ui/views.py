@@ -185,7 +185,10 @@ def render_surface() -> None:
         figures.append(_boundary(settings, runs, labels))
     with st.container():
         view_option("series", st.selectbox, options=SERIES)
-        series = plots.series_figure(runs, state.current().series, labels=labels)
+        metric = state.current().series
+        if analytic and metric in ("test_acc", "test_loss"):  # no test set: the loss itself is what to watch
+            metric = "train_loss"
+        series = plots.series_figure(runs, metric, labels=labels)
         chart(series, "series")
         figures.append(series)
     _exports("Loss surface", settings, runs, figures, [sc.note])

@@ -1,0 +1,79 @@
+"""App responsiveness in a real browser (Debian chromium + Playwright against ``streamlit run``).
+
+Run: ``python benchmarks/bench_app.py`` (needs what ``bash scripts/test.sh`` installs). Measures, over a few
+fresh servers: server start → healthy; healthy → the default Loss-surface view fully drawn (cold: the first visit
+trains the default experiment); a view-only change (log colour scale) → redrawn, with the server's script time
+timed in the browser and, for the server's script time alone, in AppTest; Train with more steps → updated figures.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from browser import browser_page, streamlit_server, wait_charts, wait_idle  # noqa: E402
+
+REPEATS = 3
+
+
+def _measure() -> dict[str, float]:
+    with streamlit_server() as (base, healthy_s), browser_page() as page:
+        start = time.perf_counter()
+        page.goto(f"{base}/Loss_surface")
+        wait_charts(page, 2)
+        wait_idle(page)
+        drawn_s = time.perf_counter() - start
+
+        # view-only change: the log-scale toggle (no training; the surface comes from the cache)
+        toggle = page.get_by_text("Log colour scale")
+        start = time.perf_counter()
+        toggle.click()
+        page.wait_for_function("() => location.search.includes('log=true')", timeout=60_000)
+        wait_idle(page)
+        view_s = time.perf_counter() - start
+
+        # Train with 10 more steps (keyboard), until the figures show them
+        slider = page.locator("[data-testid=stSlider]").filter(has_text="Steps").get_by_role("slider")
+        slider.focus()
+        for _ in range(10):
+            slider.press("ArrowRight")
+        start = time.perf_counter()
+        page.get_by_role("button", name="Train").click()
+        page.wait_for_function("() => location.search.includes('steps=160')", timeout=60_000)
+        wait_idle(page)
+        wait_charts(page, 2)
+        train_s = time.perf_counter() - start
+    return {"healthy_s": healthy_s, "default_view_s": drawn_s, "view_change_s": view_s, "train_to_figures_s": train_s}
+
+
+def _server_ms(repeats: int = 5) -> float:
+    """Script time of a view-only change on the server (AppTest runs the page script in-process, cache warm)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.switch_page("pages/1_Loss_surface.py").run()
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        at.toggle(key="v_log").set_value(i % 2 == 0).run()
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def main() -> None:
+    rows = [_measure() for _ in range(REPEATS)]
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    med["view_change_server_ms"] = _server_ms()
+    print(f"# bench_app: {REPEATS} fresh servers, medians (chromium, 1400x1100)")
+    for k, v in med.items():
+        print(f"{k:<26}{v:>10.3f}")
+    print(json.dumps({"median": med, "runs": rows}))
+
+
+if __name__ == "__main__":
+    main()
