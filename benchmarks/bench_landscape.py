@@ -1,6 +1,6 @@
 """Surface and Hessian benchmark: sam_viz against loss-landscapes and PyHessian, side by side in one run.
 
-Run: ``pip install -r benchmarks/requirements.txt && python benchmarks/bench_landscape.py`` (``--device cuda``
+Run: ``pip install --no-deps -r benchmarks/requirements.txt && python benchmarks/bench_landscape.py`` (``--device cuda``
 on a GPU machine; peers that are not installed are skipped). Surface part: a 41×41 grid of an MLP 2→64→64→2 on
 two-moons data, full batch, float32, for tanh and relu and N = 2,000 and 256, against ``loss_landscapes.random_plane``
 (steps=41, filter normalisation, deepcopy) and the matmul floor (the grid's GEMM FLOPs at this machine's measured
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -124,13 +125,11 @@ def main() -> None:
     result = {}
     if args.part in ("surface", "all"):
         result["surface"] = surface_part(args.device, args.repeats)
-    if args.part in ("hessian", "all"):
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import bench_hessian
-
-        print()
-        result["hessian"] = bench_hessian.run(device=args.device)
     print(json.dumps(result, default=float))
+    if args.part in ("hessian", "all"):  # the Hessian half, against PyHessian, in the same run
+        print(flush=True)
+        subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "bench_hessian.py"), "--device", args.device],
+                       check=True)
 
 
 if __name__ == "__main__":
