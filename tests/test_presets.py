@@ -64,10 +64,15 @@ def test_bigger_batches_raise_the_cosine():
     assert abs(abs(large.final_weights[1]) - 0.1) < 0.03  # settles about ρ from the minimum on the sharp axis
 
 
-def test_lightsam_map_is_flatter_than_sams():
+def test_lightsam_degrades_more_gently_than_sam():
     settings = PRESETS["lightsam_parameter_agnostic"].settings()
-    spread = {}
-    for label, config in scene.sweep_configs(settings):
-        grid = run_grid(config, x=(settings.sx, list(settings.sxv)), y=(settings.sy, list(settings.syv)), lambda_max=False)
-        spread[config.optimizer] = robustness(grid, "test_acc").std
-    assert spread["lightsam1"] < spread["sam"] and spread["lightsam2"] < spread["sam"]
+    grids = {}
+    for _, config in scene.sweep_configs(settings):
+        grids[config.optimizer] = run_grid(config, x=(settings.sx, list(settings.sxv)), y=(settings.sy, list(settings.syv)),
+                                           lambda_max=False, strategy="batched")  # as the app runs it
+    sam, light = grids["sam"].final_test_acc[0], grids["lightsam1"].final_test_acc[0]
+    top = list(settings.syv).index(10.0)
+    assert np.all(sam[top] < 0.6)  # η = 10: SAM collapses to chance
+    assert np.all(light[top, :3] > 0.75)  # LightSAM-I still learns for ρ ≤ 1
+    spread = {name: robustness(g, "test_acc").std for name, g in grids.items()}
+    assert spread["lightsam1"] < spread["sam"] - 0.02 and spread["lightsam2"] < spread["sam"]

@@ -340,8 +340,9 @@ def render_sensitivity() -> None:
         key = "grid:" + json.dumps([config.to_flat(), settings.sx, settings.sxv, settings.sy, settings.syv], default=str)
 
         def work(progress, should_stop, config=config):
+            # one fixed strategy: a timing-based choice would make a shared link's map depend on machine load
             return run_grid(config, x=(settings.sx, list(settings.sxv)), y=(settings.sy, list(settings.syv)),
-                            progress=lambda d, t, *_: progress(d, t), should_stop=should_stop)
+                            progress=lambda d, t, *_: progress(d, t), should_stop=should_stop, strategy="batched")
 
         grid = await_job(key, work, f"Sweeping {label}", unit="steps")
         if grid is None:
@@ -353,7 +354,9 @@ def render_sensitivity() -> None:
                                y_values=list(settings.syv), metric=metric,
                                title=f"Final {metric.replace('_', ' ')} over the {settings.sx} × {settings.sy} grid")
     event = chart(fig, "heatmaps", selectable=True)
-    st.caption("One colour scale for all panels; grey × cells diverged. Click a cell to open that run in the other views.")
+    st.caption("One colour scale for all panels; × cells diverged. Click a cell to open that run in the other views: it "
+               "is retrained alone, which matches the cell up to float32 rounding (in unstable cells the rounding can "
+               "grow into a visibly different path).")
     _open_selected(event, grids, settings)
     from ..sweep import robustness
 
