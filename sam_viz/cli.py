@@ -201,6 +201,12 @@ def _hessian(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from .sweep import sweep_main
+
+    return sweep_main(args)
+
+
 def _optimizers(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({name: {**{k: v for k, v in dataclasses.asdict(info).items() if k != "hparams"},
@@ -235,13 +241,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_train(sub)
     _add_surface(sub)
     _add_hessian(sub)
+    from .sweep import add_sweep_parser  # the sweep module imports torch only when a command runs
+
+    add_sweep_parser(sub)
     opt = sub.add_parser("optimizers", help="list the optimizer registry")
     opt.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("tasks", help="list the tasks and models")
     args = parser.parse_args(argv)
     try:
         return {"train": _train, "surface": _surface, "hessian": _hessian, "optimizers": _optimizers,
-                "tasks": _tasks}[args.command](args)
+                "tasks": _tasks, "sweep": _sweep}[args.command](args)
     except (ValueError, OSError) as err:  # bad settings or a missing file: one clear line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -71,3 +71,13 @@ def test_cli_surface_and_hessian(tmp_path, trained):
 def test_cli_reports_a_missing_file(tmp_path, capsys):
     assert main(["hessian", "--run", str(tmp_path / "missing.npz")]) == 2
     assert "missing.npz" in capsys.readouterr().err
+
+
+def test_cli_sweep_writes_the_grid(tmp_path):
+    out = tmp_path / "grid"
+    assert main(["sweep", "--x-values", "0.01,0.1", "--y-values", "0.1,1", "--set", "steps=5", "--set", "n_samples=64",
+                 "--set", "width=8", "--no-lambda-max", "--quiet", "--out", str(out)]) == 0
+    rows = (tmp_path / "grid.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("seed,i,j,lr,rho")
+    with np.load(tmp_path / "grid.npz") as data:
+        assert data["final_test_acc"].shape == (1, 2, 2)
