@@ -150,7 +150,8 @@ def _check_int(name: str, value: Any, low: int, high: int) -> None:
         raise ValueError(f"Invalid {name}: {value!r} (valid: integers in [{low}, {high}])")
 
 
-def _parse_bool(key: str, raw: Any) -> bool:
+def bool_from_text(raw: Any) -> bool | None:
+    """true/1/yes/on → True, false/0/no/off → False (any case), anything else → None."""
     if isinstance(raw, bool):
         return raw
     text = str(raw).strip().lower()
@@ -158,7 +159,14 @@ def _parse_bool(key: str, raw: Any) -> bool:
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise ValueError(f"Invalid {key}: {raw!r} (expected true or false)")
+    return None
+
+
+def _parse_bool(key: str, raw: Any) -> bool:
+    value = bool_from_text(raw)
+    if value is None:
+        raise ValueError(f"Invalid {key}: {raw!r} (expected true or false)")
+    return value
 
 
 def _parse_field(key: str, default: Any, raw: Any) -> Any:

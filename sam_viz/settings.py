@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config
+from .config import Config, bool_from_text
 from .data import TASKS
 from .models import ACTIVATIONS, MODELS
 from .optim import OPTIMIZERS
@@ -177,17 +177,8 @@ def parse_runs(text: str, notes: list[str]) -> tuple[RunSpec, ...]:
 
 def _coerce_hparam(opt: str, key: str, raw: str, notes: list[str]) -> Any:
     s = OPTIMIZERS[opt].hparams[key]
-    if s.kind == "bool":
-        low = raw.lower()
-        if low in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-            return low in ("true", "1", "yes", "on")
-        notes.append(f"runs: {opt} {key}={raw!r} is not true/false; using {s.default}")
-        return None
-    if s.kind == "choice":
-        if raw in s.choices:
-            return raw
-        notes.append(f"runs: {opt} {key}={raw!r} is not one of {', '.join(s.choices)}; using {s.default}")
-        return None
+    if s.kind in ("bool", "choice"):
+        return _option(f"runs: {opt} {key}", raw, s.kind, s.choices, s.default, notes)
     if s.kind == "pair":
         parts = raw.replace(",", "/").split("/")
         try:
@@ -207,6 +198,19 @@ def _coerce_hparam(opt: str, key: str, raw: str, notes: list[str]) -> Any:
         notes.append(f"runs: {opt} {key}={raw!r} is not finite; using {s.default}")
         return None
     return _clamp_number(number, s.low, s.high, f"runs: {opt} {key}", notes)
+
+
+def _option(what: str, raw: str, kind: str, choices: Sequence[str], default: Any, notes: list[str]) -> Any:
+    """A bool or a choice from URL text; None (and a note naming the fallback) when it is neither."""
+    if kind == "bool":
+        value = bool_from_text(raw)
+        if value is None:
+            notes.append(f"{what}={raw!r} is not true/false; using {default}")
+        return value
+    if raw in choices:
+        return raw
+    notes.append(f"{what}={raw!r} is not one of {', '.join(choices)}; using {default}")
+    return None
 
 
 def _clamp_number(value: float, low: float, high: float, what: str, notes: list[str]) -> float:
@@ -249,17 +253,8 @@ def _coerce(key: str, raw: str, notes: list[str]) -> Any:
         return parse_runs(raw, notes)
     if s.kind == "str":
         return raw[:64]
-    if s.kind == "choice":
-        if raw in s.choices:
-            return raw
-        notes.append(f"{key}={raw!r} is not one of {', '.join(s.choices)}; using {default}")
-        return None
-    if s.kind == "bool":
-        low = raw.lower()
-        if low in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-            return low in ("true", "1", "yes", "on")
-        notes.append(f"{key}={raw!r} is not true/false; using {default}")
-        return None
+    if s.kind in ("bool", "choice"):
+        return _option(key, raw, s.kind, s.choices, default, notes)
     if s.kind == "floats":
         try:
             numbers = [float(p) for p in raw.split(",") if p.strip()]

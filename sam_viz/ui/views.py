@@ -96,6 +96,19 @@ def _exports(title: str, settings: Settings, runs: Sequence[Run], figures: Seque
         st.caption(f"Share this view: append `{link}` to the page's address (the URL bar already holds it).")
 
 
+def _open_page(title: str, heading: str) -> tuple[Settings, list[Run], list[str]] | None:
+    """The frame, heading and preset note of a page that draws runs, and the runs (None while training)."""
+    settings = page_frame(title)
+    st.title(heading)
+    _preset_banner(settings)
+    runs = _need_runs(settings)
+    if runs is None:
+        return None
+    labels = settings.labels[: len(runs)]
+    _run_notes(runs, labels)
+    return settings, runs, labels
+
+
 def _need_runs(settings: Settings) -> list[Run] | None:
     runs = trained_runs(settings)
     if runs is None:
@@ -146,14 +159,10 @@ def _preset_banner(settings: Settings) -> None:
 
 
 def render_surface() -> None:
-    settings = page_frame("Loss surface")
-    st.title("Loss surface")
-    _preset_banner(settings)
-    runs = _need_runs(settings)
-    if runs is None:
+    opened = _open_page("Loss surface", "Loss surface")
+    if opened is None:
         return
-    labels = settings.labels[: len(runs)]
-    _run_notes(runs, labels)
+    settings, runs, labels = opened
     analytic = TASKS[settings.task].kind == "analytic"
     c = st.columns(5)
     with c[0]:
@@ -213,14 +222,10 @@ def _boundary(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) ->
 
 
 def render_perturbations() -> None:
-    settings = page_frame("Perturbations")
-    st.title("Perturbations")
-    _preset_banner(settings)
-    runs = _need_runs(settings)
-    if runs is None:
+    opened = _open_page("Perturbations", "Perturbations")
+    if opened is None:
         return
-    labels = settings.labels[: len(runs)]
-    _run_notes(runs, labels)
+    settings, runs, labels = opened
     sc = _surface_scene(settings, runs)
     fig = plots.perturbation_figure(sc.surface, _traces(sc, runs), log_scale=settings.log,
                                     title="Where each step probed: θ_t → θ_t + e_t")
@@ -261,14 +266,10 @@ def render_perturbations() -> None:
 
 
 def render_hessian() -> None:
-    settings = page_frame("Hessian")
-    st.title("Hessian spectrum")
-    _preset_banner(settings)
-    runs = _need_runs(settings)
-    if runs is None:
+    opened = _open_page("Hessian", "Hessian spectrum")
+    if opened is None:
         return
-    labels = settings.labels[: len(runs)]
-    _run_notes(runs, labels)
+    settings, runs, labels = opened
     c = st.columns(4)
     with c[0]:
         view_option("k", st.slider, min_value=1, max_value=20)
