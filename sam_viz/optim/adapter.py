@@ -130,9 +130,9 @@ class SAMOptimizer(torch.optim.Optimizer):
         else:
             extra = {"names": names} if self.rule.takes_names else {}
             eps, info = self.rule.perturb(views, grads, core, hp, **extra)
-            for p, e in zip(params, eps):
+            for p in params:
                 self.state[p]["old_p"] = p.detach().clone()
-                p.add_(e[0])
+            torch._foreach_add_(params, [e[0] for e in eps])
         self._pending = (eps, info)
         if zero_grad:
             self.zero_grad()
@@ -143,9 +143,8 @@ class SAMOptimizer(torch.optim.Optimizer):
         hp = self._hparams()
         params, _ = self._params_and_names()
         core = self._core_state(params, hp)
-        if self.rule.perturb is not None:
-            for p in params:
-                p.copy_(self.state[p]["old_p"])
+        if self.rule.perturb is not None:  # restore θ by copy: subtracting e would add round-off
+            torch._foreach_copy_(params, [self.state[p]["old_p"] for p in params])
         grads = [p.grad.unsqueeze(0) for p in params]
         perturbed_grad_norm = global_norm(grads)
         update_info = self.rule.update([p.unsqueeze(0) for p in params], grads, core, hp)

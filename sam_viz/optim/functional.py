@@ -118,6 +118,9 @@ def sgd_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
     first = state["step"] == 1
     lr, wd, mom = hp["lr"], hp.get("weight_decay", 0.0), hp.get("momentum", 0.0)
     nesterov = hp.get("nesterov", False)
+    if not any(isinstance(h, Tensor) for h in (lr, wd, mom)):
+        _sgd_foreach(list(params), list(grads), state["momentum_buffer"], lr, wd, mom, nesterov, first)
+        return {"effective_lr": _full(params, lr)}
     for p, g, buf in zip(params, grads, state["momentum_buffer"]):
         d = g + per_run(wd, p) * p if _nonzero(wd) else g
         if _nonzero(mom):
@@ -128,6 +131,21 @@ def sgd_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
             d = d + per_run(mom, p) * buf if nesterov else buf
         p.sub_(per_run(lr, p) * d)
     return {"effective_lr": _full(params, lr)}
+
+
+def _sgd_foreach(params: list[Tensor], grads: list[Tensor], bufs: list[Tensor], lr: float, wd: float, mom: float,
+                 nesterov: bool, first: bool) -> None:
+    """The same SGD step with numbers for hyperparameters, in fused multi-tensor kernels (the common case: one run
+    or one shared value), so the step costs no more Python than torch.optim.SGD's."""
+    d = torch._foreach_add(grads, params, alpha=wd) if wd != 0 else grads
+    if mom != 0:
+        if first:
+            torch._foreach_copy_(bufs, d)
+        else:
+            torch._foreach_mul_(bufs, mom)
+            torch._foreach_add_(bufs, d)
+        d = torch._foreach_add(d, bufs, alpha=mom) if nesterov else bufs
+    torch._foreach_add_(params, d, alpha=-lr)
 
 
 def adam_init(params: Tensors, hp: dict) -> State:
@@ -181,6 +199,8 @@ def _sqrt(x: HParam) -> HParam:
 
 def _normalized_ascent(grads: Tensors, rho: HParam, norm: Tensor) -> list[Tensor]:
     scale = per_run(rho, norm) / (norm + NORM_EPS)
+    if scale.shape[0] == 1:  # one run: a fused multiply by the 1-element scale
+        return list(torch._foreach_mul(list(grads), scale.reshape(())))
     return [g * _scale_per_run(scale, g) for g in grads]
 
 
@@ -234,8 +254,8 @@ def fsam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tup
         else:
             diffs.append(g - per_run(sigma, g) * m)
             m.mul_(per_run(lmbda, g)).add_((1 - per_run(lmbda, g)) * g)
-    eps, _ = sam_perturb(params, diffs, state, hp)
-    return eps, _perturb_info(eps, global_norm(grads), rho)
+    eps, info = sam_perturb(params, diffs, state, hp)
+    return eps, {**info, "grad_norm": global_norm(grads)}  # ‖s‖, not ‖d‖; e's norm is SAM's closed form
 
 
 def msam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tuple[list[Tensor], Info]:
