@@ -615,13 +615,13 @@ def playback_figure(surface: Surface, trajectories: Sequence[TrajectoryTrace], *
     still = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
     play = {"frame": {"duration": float(duration_ms), "redraw": False}, "fromcurrent": True,
             "mode": "immediate", "transition": {"duration": 0}}
-    menus = [dict(type="buttons", direction="left", showactive=False, x=0.0, xanchor="left", y=-0.12,
+    menus = [dict(type="buttons", direction="left", showactive=False, x=0.0, xanchor="left", y=-0.22,
                   yanchor="top", pad=dict(t=4, r=8),
                   buttons=[dict(label="▶ Play", method="animate", args=[None, play]),
                            dict(label="❚❚ Pause", method="animate", args=[[None], still]),
                            # Play resumes from the current frame, so at the end it has nothing left to show.
                            dict(label="⟲ Replay", method="animate", args=[None, {**play, "fromcurrent": False}])])]
-    sliders = [dict(active=0, x=0.36, len=0.64, y=-0.08, yanchor="top", pad=dict(t=8),
+    sliders = [dict(active=0, x=0.36, len=0.64, y=-0.18, yanchor="top", pad=dict(t=8),
                     currentvalue=dict(prefix="step ", xanchor="right"), transition=dict(duration=0),
                     steps=[dict(method="animate", label=f.name, args=[[f.name], still]) for f in frames])]
     layout = base_layout(title=title or _default_title(g, ": training playback"),
@@ -629,7 +629,8 @@ def playback_figure(surface: Surface, trajectories: Sequence[TrajectoryTrace], *
                          alt=_alt(g, trajs, f"Animated contour map ({len(frames)} frames)"),
                          **_plane_axes(g, trajs),
                          updatemenus=menus, sliders=sliders)
-    layout["margin"] = dict(l=64, r=24, t=96, b=150)
+    layout["margin"] = dict(l=64, r=24, t=96, b=190)
+    layout.setdefault("height", 680)  # room for the map above the Play buttons and the step slider
     return go.Figure(data=data, layout=layout, frames=frames)
 
 
