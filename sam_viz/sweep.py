@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -459,9 +460,10 @@ def _train_batched(plan: _Plan, sink: _Sink, report: _Progress, should_stop: Sto
         device = str(chunk.device)
         offset = ks[0] * plan.steps
 
-        def tick(t: int, active: int, c: int = c, width: int = len(ks), offset: int = offset) -> None:
-            report(offset + (t + 1) * width, {"phase": "train", "chunk": c, "n_chunks": n_chunks, "active": active,
-                                              "diverged": int((sink.diverged_step >= 0).sum())})
+        def tick(t: int, active: int, c: int = c, chunk: _Chunk = chunk, offset: int = offset) -> None:
+            diverged = int((sink.diverged_step >= 0).sum() + (chunk.diverged_step >= 0).sum())
+            report(offset + (t + 1) * len(chunk.cells),
+                   {"phase": "train", "chunk": c, "n_chunks": n_chunks, "active": active, "diverged": diverged})
 
         chunk.train(tick, should_stop)
         chunk.deliver(sink, ks)
@@ -479,7 +481,7 @@ class _Chunk:
         axes: the hyperparameters passed to the rule as per-run (R,) tensors.
     """
 
-    def __init__(self, cells: Sequence[Config], axes: tuple[str, str]) -> None:
+    def __init__(self, cells: Sequence[Config], axes: Sequence[str]) -> None:
         self.cells, self.config = list(cells), cells[0]
         seeds = sorted({c.seed for c in cells})
         setups = {seed: setup(self.config.replace(seed=seed)) for seed in seeds}  # θ_0 as train.run builds it
@@ -718,22 +720,25 @@ def _outputs_per_sample(s: Setup) -> int:
 # ------------------------------------------------------------------------------------------------------ one by one
 
 
-def _train_sequential(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn | None) -> str:
-    """``train.run`` on each cell in turn."""
-    device = ""
-    for k, config in enumerate(plan.cells):
+def _train_sequential(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn | None,
+                      cells: Sequence[int] | None = None) -> str:
+    """``train.run`` on each cell in turn (all of them, or the flat indices ``cells``)."""
+    device = str(resolve_device(plan.base.device))
+    cells = range(len(plan.cells)) if cells is None else cells
+    done_before = report.done
+    for n, k in enumerate(cells):
         if should_stop is not None and should_stop():
             sink.stopped = True
             break
-        offset = k * plan.steps
+        offset = done_before + n * plan.steps
+        info = {"phase": "train", "cell": k, "n_cells": len(plan.cells)}
 
-        def step_done(step: int, _total: int, _row: Any, k: int = k, offset: int = offset) -> None:
-            report(offset + step, {"phase": "train", "cell": k, "n_cells": len(plan.cells)})
+        def step_done(step: int, _total: int, _row: Any, offset: int = offset, info: dict = info) -> None:
+            report(offset + step, info)
 
-        r = run(config, progress=step_done, should_stop=should_stop)
+        r = run(plan.cells[k], progress=step_done, should_stop=should_stop)
         sink.add_run(k, r)
-        device = r.device
-        report(offset + plan.steps, {"phase": "train", "cell": k, "n_cells": len(plan.cells)})
+        report(offset + plan.steps, info)
         if r.stopped:
             sink.stopped = True
             break
@@ -760,32 +765,42 @@ def process_workers() -> int:
 
 
 def _train_process(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn | None) -> str:
-    """``train.run`` on the cells in a pool of worker processes (spawned: forking a process that already ran
-    torch's thread pool can deadlock)."""
+    """``train.run`` on the cells in a pool of worker processes.
+
+    Workers are spawned (forking a process whose torch thread pool has run can deadlock). Spawning re-imports
+    the main module, which fails for code read from stdin; then the cells left run here, one after another.
+    """
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     workers = min(process_workers(), len(plan.cells))
-    finished = 0
-    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
-                                     initargs=(stop,)) as pool:
-        jobs = {pool.submit(_worker_run, config): k for k, config in enumerate(plan.cells)}
-        pending = set(jobs)
-        while pending:
-            done, pending = futures.wait(pending, timeout=0.05, return_when=futures.FIRST_COMPLETED)
-            for job in done:
-                if job.cancelled():
-                    continue
-                r = job.result()
-                sink.add_run(jobs[job], r)
-                sink.stopped |= r.stopped
-                finished += 1
-                report(finished * plan.steps, {"phase": "train", "cell": jobs[job], "n_cells": len(plan.cells)})
-            if pending and not stop.is_set() and should_stop is not None and should_stop():
-                stop.set()  # running cells stop at their next step; queued ones never start
-                sink.stopped = True
-                for job in pending:
-                    job.cancel()
+    delivered: set[int] = set()
+    try:
+        with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                                         initargs=(stop,)) as pool:
+            jobs = {pool.submit(_worker_run, config): k for k, config in enumerate(plan.cells)}
+            pending = set(jobs)
+            while pending:
+                done, pending = futures.wait(pending, timeout=0.05, return_when=futures.FIRST_COMPLETED)
+                for job in done:
+                    if not job.cancelled():
+                        _deliver_run(plan, sink, report, jobs[job], job.result(), delivered)
+                if pending and not stop.is_set() and should_stop is not None and should_stop():
+                    stop.set()  # running cells stop at their next step; queued ones never start
+                    sink.stopped = True
+                    for job in pending:
+                        job.cancel()
+    except futures.BrokenExecutor as err:
+        warnings.warn(f"process pool failed ({err}); training the remaining cells in this process", stacklevel=3)
+        rest = [k for k in range(len(plan.cells)) if k not in delivered]
+        return _train_sequential(plan, sink, report, should_stop, rest)
     return str(resolve_device(plan.base.device))
+
+
+def _deliver_run(plan: _Plan, sink: _Sink, report: _Progress, k: int, r: Run, delivered: set[int]) -> None:
+    sink.add_run(k, r)
+    sink.stopped |= r.stopped
+    delivered.add(k)
+    report(len(delivered) * plan.steps, {"phase": "train", "cell": k, "n_cells": len(plan.cells)})
 
 
 # ------------------------------------------------------------------------------------------------------ λ_max
