@@ -44,9 +44,11 @@ def _measure() -> dict[str, float]:
             slider.press("ArrowRight")
         start = time.perf_counter()
         page.get_by_role("button", name="Train").click()
-        page.wait_for_function("() => location.search.includes('steps=160')", timeout=60_000)
-        wait_idle(page)
-        wait_charts(page, 2)
+        # done when the playback map's last frame is step 160 (the new runs)
+        page.wait_for_function("() => { const p = document.querySelector('.js-plotly-plot');"
+                               " return p && p._fullLayout && p._fullLayout.sliders &&"
+                               " p._fullLayout.sliders[0].steps.length > 0 &&"
+                               " p._fullLayout.sliders[0].steps.at(-1).label === '160'; }", timeout=120_000)
         train_s = time.perf_counter() - start
     return {"healthy_s": healthy_s, "default_view_s": drawn_s, "view_change_s": view_s, "train_to_figures_s": train_s}
 

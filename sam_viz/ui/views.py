@@ -38,12 +38,17 @@ def chart(fig: go.Figure, key: str, *, selectable: bool = False):
     config = {**CHART_CONFIG, "toImageButtonOptions": {**CHART_CONFIG["toImageButtonOptions"], "filename": f"sam-viz-{key}"}}
     kwargs = {"on_select": "rerun", "selection_mode": ("points",)} if selectable else {}
     event = st.plotly_chart(fig, key=key, config=config, alt=plots.describe(fig), **kwargs)
-    frames = plots.figure_to_csv_frames(fig)
-    if frames:
-        csv = pd.concat([f.assign(series=name) for name, f in frames.items()], ignore_index=True).to_csv(index=False)
-        st.download_button("Data (CSV)", csv, file_name=f"sam-viz-{key}.csv", mime="text/csv", key=f"csv_{key}",
-                           icon=":material/download:", type="tertiary")
+    # deferred: the CSV is built when the button is pressed, not on every rerun
+    st.download_button("Data (CSV)", lambda: _figure_csv(fig), file_name=f"sam-viz-{key}.csv", mime="text/csv",
+                       key=f"csv_{key}", icon=":material/download:", type="tertiary", on_click="ignore")
     return event
+
+
+def _figure_csv(fig: go.Figure) -> str:
+    frames = plots.figure_to_csv_frames(fig)
+    if not frames:
+        return ""
+    return pd.concat([f.assign(series=name) for name, f in frames.items()], ignore_index=True).to_csv(index=False)
 
 
 def _runs_key(settings: Settings) -> str:
@@ -78,22 +83,27 @@ def _run_notes(runs: Sequence[Run], labels: Sequence[str]) -> None:
 
 def _exports(title: str, settings: Settings, runs: Sequence[Run], figures: Sequence[go.Figure], notes: Sequence[str] = ()) -> None:
     """Downloads: the runs (.npz + .json in a zip) and a self-contained HTML report of this view."""
+    query = to_query(settings)
+    link = "?" + urlencode(query)
     with st.expander("Export", icon=":material/ios_share:"):
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as zf:
-            for i, r in enumerate(runs):
-                npz = io.BytesIO()
-                r.save(npz)
-                zf.writestr(f"run{i}_{r.config.optimizer}.npz", npz.getvalue())
-                zf.writestr(f"run{i}_{r.config.optimizer}.json", json.dumps(r.summary(), indent=2, default=str))
-        st.download_button("Runs (.npz + .json, zip)", buffer.getvalue(), file_name="sam-viz-runs.zip",
-                           mime="application/zip", icon=":material/folder_zip:", key=f"zip_{title}")
-        query = to_query(settings)
-        link = "?" + urlencode(query)
-        report = html_report(title, figures, query, link, notes)
-        st.download_button("HTML report of this view", report, file_name=f"sam-viz-{title.lower().replace(' ', '-')}.html",
-                           mime="text/html", icon=":material/description:", key=f"html_{title}")
+        # deferred: the zip and the report (plotly.js embedded, ~5 MB) are built only when asked for
+        st.download_button("Runs (.npz + .json, zip)", lambda: _runs_zip(runs), file_name="sam-viz-runs.zip",
+                           mime="application/zip", icon=":material/folder_zip:", key=f"zip_{title}", on_click="ignore")
+        st.download_button("HTML report of this view", lambda: html_report(title, figures, query, link, notes),
+                           file_name=f"sam-viz-{title.lower().replace(' ', '-')}.html", mime="text/html",
+                           icon=":material/description:", key=f"html_{title}", on_click="ignore")
         st.caption(f"Share this view: append `{link}` to the page's address (the URL bar already holds it).")
+
+
+def _runs_zip(runs: Sequence[Run]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for i, r in enumerate(runs):
+            npz = io.BytesIO()
+            r.save(npz)
+            zf.writestr(f"run{i}_{r.config.optimizer}.npz", npz.getvalue())
+            zf.writestr(f"run{i}_{r.config.optimizer}.json", json.dumps(r.summary(), indent=2, default=str))
+    return buffer.getvalue()
 
 
 def _open_page(title: str, heading: str) -> tuple[Settings, list[Run], list[str]] | None:
@@ -184,7 +194,9 @@ def render_surface() -> None:
         fig = plots.surface_figure(sc.surface, trajectories=traces, kind="surface3d", log_scale=settings.log,
                                    title="Loss surface (3-D)")
     else:
-        fig = plots.playback_figure(sc.surface, traces, log_scale=settings.log, title="Loss surface: press ▶ to replay training")
+        longest = max(len(t.steps) for t in traces)
+        fig = plots.playback_figure(sc.surface, traces, log_scale=settings.log, frame_stride=max(1, math.ceil(longest / 60)),
+                                    title="Loss surface: press ▶ to replay training")  # ≤ 60 frames keep the page light
     chart(fig, "surface")
     st.caption(f"{sc.note}. Grid {sc.surface.loss.shape[1]}×{sc.surface.loss.shape[0]}, evaluator `{sc.surface.evaluator}`, "
                f"{sc.surface.seconds:.2f} s. Hover a path for its true loss, the loss at its projection and its "
