@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -67,10 +68,30 @@ def _server_ms(repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+_COLD = """
+import time
+from streamlit.testing.v1 import AppTest
+start = time.perf_counter()
+at = AppTest.from_file("app.py", default_timeout=300).run()
+home = time.perf_counter()
+at.switch_page("pages/1_Loss_surface.py").run()
+print(home - start, time.perf_counter() - home)
+"""
+
+
+def _server_cold_s() -> tuple[float, float]:
+    """Server-side share of the first visit, in a fresh process: Home (imports torch and the app) and then the
+    Loss-surface page (first training, surface, figures), as AppTest runs them without a browser."""
+    out = subprocess.run([sys.executable, "-c", _COLD], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    home, page = (float(v) for v in out.split()[-2:])
+    return home, page
+
+
 def main() -> None:
     rows = [_measure() for _ in range(REPEATS)]
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     med["view_change_server_ms"] = _server_ms()
+    med["cold_server_home_s"], med["cold_server_surface_page_s"] = _server_cold_s()
     print(f"# bench_app: {REPEATS} fresh servers, medians (chromium, 1400x1100)")
     for k, v in med.items():
         print(f"{k:<26}{v:>10.3f}")
