@@ -25,7 +25,7 @@ LATEX: dict[str, str] = {
 }
 
 WHERE: dict[str, str] = {
-    "sgd": "Loss surface: the baseline path; Hessian: λ_max rises towards 2/η (the edge of stability).",
+    "sgd": "Loss surface: the baseline path; Hessian: λ_max rises during training (full-batch GD without momentum stops near 2/η, the edge of stability).",
     "adam": "Loss surface: sign-like steps along the valley floor; compare with LightSAM-III.",
     "sam": "Perturbations: the probe θ + e sits on a sphere of radius ρ; Radius sensitivity: the band of good ρ.",
     "asam": "Perturbations: the probe scales with each weight's size, so ‖e‖ differs from ρ.",

@@ -52,8 +52,10 @@ def test_adam_and_lightsam3_end_in_different_minima_but_not_at_small_rho():
 
 def test_sam_ends_with_lower_lambda_max():
     sgd, sam = _runs("sam_lower_lambda_max")
-    lam = [over_training(r, every=10_000).lambda_max[-1] for r in (sgd, sam)]
-    assert lam[1] < 0.7 * lam[0]
+    curves = [over_training(r, every=10) for r in (sgd, sam)]
+    lam = [c.lambda_max[-1] for c in curves]
+    assert 6 < lam[0] < 10 and 2 < lam[1] < 3.5  # "about 8" and "near 2.7"
+    assert curves[1].lambda_max.max() > lam[1] * 1.3  # SAM's rises, then falls
 
 
 def test_bigger_batches_raise_the_cosine():

@@ -297,14 +297,18 @@ def render_hessian() -> None:
     lrs = [r.config.hp.get("lr") for r in runs]
     fig = plots.curvature_figure([c.step for c in hs.curvature], [c.lambda_max for c in hs.curvature], labels=labels,
                                  errors=[c.residual for c in hs.curvature], metric="λ_max",
-                                 learning_rates=[lr if r.config.optimizer in ("sgd", "sam", "fsam", "asam", "msam") else None
+                                 # 2/η is plain gradient descent's limit: drawn only for momentum-free SGD-type runs
+                                 learning_rates=[lr if r.config.optimizer in ("sgd", "sam", "fsam", "asam", "msam")
+                                                 and r.config.hp.get("momentum", 0) == 0
+                                                 and r.config.hp.get("base", "sgd") == "sgd" else None
                                                  for lr, r in zip(lrs, runs)],
                                  title="Largest Hessian eigenvalue over training")
     chart(fig, "lambda_max")
     method = "dense eigendecomposition (exact)" if hs.exact else "Lanczos with full re-orthogonalisation"
     worst = max(float(np.nanmax(c.residual)) for c in hs.curvature)
     st.caption(f"Estimator: {method} on the full train set; error bars are Ritz residuals ‖Hq − λq‖ (a true eigenvalue "
-               f"lies within them; largest here {worst:.1e}). Dotted lines: 2/η, gradient descent's stability limit.")
+               f"lies within them; largest here {worst:.1e}). Dotted lines (momentum-free SGD-type runs): 2/η, gradient "
+               "descent's stability limit.")
     figures = [fig]
     if hs.traces:
         f = plots.curvature_figure([c.step for c in hs.traces], [c.trace for c in hs.traces], labels=labels,
