@@ -168,6 +168,8 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
     if info is None:
         raise ValueError(f"Unknown metric: {metric!r}; valid: {', '.join(METRICS)}")
     log = info.log if log_y is None else bool(log_y)
+    if log_y is None and log and _has_non_positive(runs, metric):
+        log = False  # the default log axis would hide non-positive values (e.g. analytic losses below 0)
     hover = f"<b>%{{fullData.name}}</b><br>{_X_TITLES[x]} %{{x:.4~g}}<br>{info.title} %{{y:.4~g}}" + _EXTRA
 
     data: list[Any] = []
@@ -209,6 +211,11 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
                          uirevision=uirevision or f"series:{metric}:{x}", alt=alt, hovermode="x unified",
                          xaxis=axis(_X_TITLES[x]), yaxis=yaxis)
     return go.Figure(data=data, layout=layout)
+
+
+def _has_non_positive(runs: Sequence[Run], metric: str) -> bool:
+    values = np.concatenate([np.asarray(metric_series(r, metric), dtype=float) for r in runs])
+    return bool(np.any(values[np.isfinite(values)] <= 0))
 
 
 def _flat_range(runs: Sequence[Run], metric: str, log: bool) -> list[float] | None:
