@@ -94,26 +94,34 @@ def _json_default(value: Any) -> Any:
     return value
 
 
-def _load_or_train(args: argparse.Namespace, own: tuple[str, ...]):
-    from .records import Run
+def _add_source_flags(parser: argparse.ArgumentParser, out: str) -> None:
+    """--run (a saved Run) or every config flag (a config trained first), plus --out and --quiet."""
+    parser.add_argument("--run", help="a Run .npz written by `train` (otherwise the config flags are trained first)")
+    parser.add_argument("--out", default=out, help=f"output prefix (default: {out})")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_config_flags(parser)
 
-    return Run.load(args.run) if args.run else _train_config(_config(args, own), args.quiet)
+
+def _load_or_train(args: argparse.Namespace, own: tuple[str, ...]):
+    """The Run to analyse and its set-up (model, loss and data rebuilt from its config)."""
+    from .records import Run
+    from .train import setup
+
+    result = Run.load(args.run) if args.run else _train_config(_config(args, own), args.quiet)
+    return result, setup(result.config)
 
 
 def _add_surface(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("surface", help="2-D loss surface around a run's final weights; .npz + .json",
                             description="Loss surface on a plane through the final weights of a saved run (--run) "
                                         "or of a config trained now, with the run's trajectory projected onto it.")
-    parser.add_argument("--run", help="a Run .npz written by `train` (otherwise the config flags are trained first)")
     parser.add_argument("--plane", choices=("random", "pca", "hessian"), default="random",
                         help="random: filter-normalised Gaussian directions (Li et al.); pca: top-2 principal components "
                              "of the trajectory; hessian: top-2 Hessian eigenvectors (default: random)")
     parser.add_argument("--span", type=float, default=1.0, help="half-width of the grid in plane units (default 1)")
     parser.add_argument("--resolution", type=int, default=41, help="points per axis (odd puts the centre on the grid; default 41)")
     parser.add_argument("--direction-seed", type=int, default=0, help="seed of the random directions (default 0)")
-    parser.add_argument("--out", default="surface", help="output prefix (default: surface)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    _add_config_flags(parser)
+    _add_source_flags(parser, "surface")
 
 
 _SURFACE_FLAGS = ("plane", "span", "resolution", "direction_seed")
@@ -123,10 +131,8 @@ def _surface(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import landscape as L
-    from .train import setup
 
-    result = _load_or_train(args, _SURFACE_FLAGS)
-    s = setup(result.config)
+    result, s = _load_or_train(args, _SURFACE_FLAGS)
     batch = (s.x_train, s.y_train)
     final = result.final_weights
     if args.plane == "pca":
@@ -157,14 +163,11 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("hessian", help="Hessian spectrum at a run's final weights and λ_max over training",
                             description="Top-k eigenvalues (Lanczos, with residuals), Hutch++ trace, the spectral density "
                                         "(stochastic Lanczos quadrature) at the final weights, and λ_max at the snapshots.")
-    parser.add_argument("--run", help="a Run .npz written by `train` (otherwise the config flags are trained first)")
     parser.add_argument("--k", type=int, default=5, help="how many of the largest eigenvalues (default 5)")
     parser.add_argument("--exact", action="store_true", help="dense Hessian (models up to 5,000 parameters)")
     parser.add_argument("--every", type=int, default=1, help="λ_max at every k-th snapshot (default 1; 0 skips)")
     parser.add_argument("--max-samples", type=int, default=None, help="a seeded subset of the train set")
-    parser.add_argument("--out", default="hessian", help="output prefix (default: hessian)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    _add_config_flags(parser)
+    _add_source_flags(parser, "hessian")
 
 
 _HESSIAN_FLAGS = ("k", "exact", "every", "max_samples")
@@ -175,10 +178,8 @@ def _hessian(args: argparse.Namespace) -> int:
 
     from . import hessian as H
     from .curvature import over_training
-    from .train import setup
 
-    result = _load_or_train(args, _HESSIAN_FLAGS)
-    s = setup(result.config)
+    result, s = _load_or_train(args, _HESSIAN_FLAGS)
     op = H.make_hvp(s.model, s.loss, (s.x_train, s.y_train), weights=result.final_weights, max_samples=args.max_samples)
     eig = H.top_eigenvalues(op, k=args.k, smallest=1, method="dense" if args.exact else "auto")
     tr = H.trace(op)
