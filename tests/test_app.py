@@ -173,11 +173,13 @@ def test_a_run_can_be_stopped_and_keeps_its_steps():
     _assert_ok(at)
     stop = [b for b in at.button if b.label == "Stop"]
     assert stop, "a Stop button is shown while training"
-    time.sleep(0.5)
-    stop[0].click().run()
-    _assert_ok(at)
     key = "runs:" + scene.runs_key(from_query(query)[0].configs())
     job = REGISTRY.get(key)
+    deadline = time.perf_counter() + 60
+    while job.done_units < 5 and time.perf_counter() < deadline:  # let a few steps happen, however busy the machine
+        time.sleep(0.05)
+    stop[0].click().run()
+    _assert_ok(at)
     assert job.stopped and not job.running
     (r,) = job.result
     assert r.stopped and 0 < r.n_steps < 3000
