@@ -1,8 +1,9 @@
 """App responsiveness in a real browser (Debian chromium + Playwright against ``streamlit run``).
 
 Run: ``python benchmarks/bench_app.py`` (needs what ``bash scripts/test.sh`` installs). Measures, over a few
-fresh servers: server start → healthy; healthy → the default Loss-surface view fully drawn (cold: the first visit
-trains the default experiment); a view-only change (log colour scale) → redrawn, with the server's script time
+fresh servers: server start → healthy; healthy → Home drawn (the first page load, which imports the engine);
+then the default Loss-surface view fully drawn (the first visit trains the default experiment), and, on another
+fresh server, a link straight to that view (imports, training and drawing in one go); a view-only change (log colour scale) → redrawn, with the server's script time
 timed in the browser and, for the server's script time alone, in AppTest; Train with more steps → updated figures.
 """
 
@@ -24,6 +25,13 @@ REPEATS = 3
 
 def _measure() -> dict[str, float]:
     with streamlit_server() as (base, healthy_s), browser_page() as page:
+        # the app's landing page (Home: text, device, preset gallery), first visit on a fresh server
+        start = time.perf_counter()
+        page.goto(base)
+        page.get_by_role("heading", name="Presets").wait_for(timeout=120_000)
+        wait_idle(page)
+        home_s = time.perf_counter() - start
+
         start = time.perf_counter()
         page.goto(f"{base}/Loss_surface")
         wait_charts(page, 2)
@@ -51,7 +59,17 @@ def _measure() -> dict[str, float]:
                                " p._fullLayout.sliders[0].steps.length > 0 &&"
                                " p._fullLayout.sliders[0].steps.at(-1).label === '160'; }", timeout=120_000)
         train_s = time.perf_counter() - start
-    return {"healthy_s": healthy_s, "default_view_s": drawn_s, "view_change_s": view_s, "train_to_figures_s": train_s}
+    return {"healthy_s": healthy_s, "home_first_visit_s": home_s, "default_view_s": drawn_s, "view_change_s": view_s, "train_to_figures_s": train_s}
+
+
+def _deep_link_cold() -> float:
+    """A shared link straight to the Loss-surface view on a fresh server (nothing imported or trained yet)."""
+    with streamlit_server() as (base, _), browser_page() as page:
+        start = time.perf_counter()
+        page.goto(f"{base}/Loss_surface")
+        wait_charts(page, 2)
+        wait_idle(page)
+        return time.perf_counter() - start
 
 
 def _server_ms(repeats: int = 5) -> float:
@@ -88,7 +106,7 @@ def _server_cold_s() -> tuple[float, float]:
 
 
 def main() -> None:
-    rows = [_measure() for _ in range(REPEATS)]
+    rows = [{**_measure(), "deep_link_cold_s": _deep_link_cold()} for _ in range(REPEATS)]
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     med["view_change_server_ms"] = _server_ms()
     med["cold_server_home_s"], med["cold_server_surface_page_s"] = _server_cold_s()
