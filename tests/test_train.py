@@ -147,3 +147,22 @@ def test_cli_lists_the_registry(capsys):
         assert f"\n{name} " in "\n" + text
     assert main(["optimizers", "--json"]) == 0
     assert "lightsam3" in json.loads(capsys.readouterr().out)
+
+
+def test_engine_imports_without_ui_packages():
+    """The GPU machine has torch but no streamlit or plotly: the engine must import and train there."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('streamlit', 'plotly'):\n"
+            "            raise ImportError(name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import sam_viz.train, sam_viz.sweep, sam_viz.landscape, sam_viz.hessian, sam_viz.curvature, sam_viz.cli\n"
+            "from sam_viz.config import Config\n"
+            "r = sam_viz.train.run(Config(steps=3, n_samples=32, width=4, device='cpu'))\n"
+            "print(r.n_steps)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "3"
