@@ -389,6 +389,16 @@ class _MLPGrid(_Grid):
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
             self.stack.append((layer.out_features, layer.in_features, rows, _ELEMENTWISE.get(type(nxt))))
             linear_idx += 1
+        # Two classes under cross-entropy: only the logit difference d = z₁ − z₀ matters (loss = softplus(±d)),
+        # so the last layer collapses to one output: half its GEMM, no log-softmax over (K·N, 2).
+        out_l, in_l, rows_l, act_l = self.stack[-1]
+        self.binary = self.ce and out_l == 2 and len(self.stack) > 0
+        if self.binary:
+            w_t = rows_l[:, : in_l * 2].reshape(3, in_l, 2)
+            bias = rows_l[:, in_l * 2:]
+            diff = torch.cat([w_t[:, :, 1] - w_t[:, :, 0], bias[:, 1:] - bias[:, :1]], dim=1)
+            self.stack[-1] = (1, in_l, diff, act_l)
+            self.sign = 1.0 - 2.0 * self.y.to(self.dtype)  # loss_i = softplus(sign_i · d_i)
         out0, in0, rows0, _ = self.stack[0]
         # X Wᵀ + b for the three rows of the first layer: (3, N, out0)
         w0 = rows0[:, : out0 * in0].reshape(3, in0, out0)
@@ -413,6 +423,12 @@ class _MLPGrid(_Grid):
             h = torch.baddbmm(b, h, w)
             if act:
                 h = _activation(act, h)
+        if self.binary:
+            d = h[..., 0]
+            loss = nn.functional.softplus(self.sign * d).mean(1)
+            # argmax picks the first of equal logits, so class 1 wins only when d > 0
+            acc = ((d > 0) == (self.y == 1)).to(d.dtype).mean(1) if self.accuracy else None
+            return loss, acc
         if self.ce:
             loss = nn.functional.cross_entropy(h.reshape(k * n, -1), self.y_rep[: k * n], reduction="none").reshape(k, n).mean(1)
         else:
