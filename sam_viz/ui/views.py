@@ -137,7 +137,7 @@ def render_home() -> None:
     st.title("sam-viz: see how sharpness-aware optimizers behave")
     st.write(
         "Sharpness-aware minimization (SAM) and its relatives take each step with the gradient at a nearby worse "
-        "point, θ + e, to steer training towards flat minima. sam-viz trains small models with SGD, Adam and ten "
+        "point, θ + e, to steer training towards flat minima. sam-viz trains small models with SGD, Adam and eight "
         "SAM-family methods from one start and shows where each probed, how large and how noisy its perturbation "
         "was, how sharp the minimum it found is, and how sensitive it is to the radius ρ and the learning rate. "
         "Pick a preset below or set up an experiment in the sidebar; every view is a shareable link."
