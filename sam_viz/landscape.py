@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .data import analytic_loss
+from .models import split_parameters
 
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -231,20 +232,6 @@ def project(plane: Plane, points: np.ndarray, model: nn.Module | None = None, lo
 # --------------------------------------------------------------------------------------------------- evaluation
 
 
-def _param_specs(model: nn.Module) -> list[tuple[str, torch.Size, int]]:
-    return [(name, p.shape, p.numel()) for name, p in model.named_parameters()]
-
-
-def _unflatten(model: nn.Module, flat: Tensor) -> dict[str, Tensor]:
-    """(…, P) flat vectors → {name: (…, *shape)} views, in ``named_parameters()`` order."""
-    out, offset = {}, 0
-    lead = flat.shape[:-1]
-    for name, shape, n in _param_specs(model):
-        out[name] = flat[..., offset:offset + n].reshape(*lead, *shape)
-        offset += n
-    return out
-
-
 def _model_tensors(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     p = next(model.parameters())
     return p.device, p.dtype
@@ -259,7 +246,7 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, batch: Batch, points: np.
     losses, accs = [], []
     with torch.no_grad():
         for row in pts:
-            out = functional_call(model, _unflatten(model, row), (x,))
+            out = functional_call(model, split_parameters(model, row), (x,))
             losses.append(float(loss_fn(out, y)))
             if accuracy:
                 accs.append(float((out.argmax(-1) == y).to(out.dtype).mean()))
@@ -295,7 +282,7 @@ class _LoopGrid(_Grid):
         losses, accs = [], []
         for a, b in zip(alpha.tolist(), beta.tolist()):
             flat = torch.add(self.origin, self.d1, alpha=a).add_(self.d2, alpha=b)
-            out = functional_call(self.model, _unflatten(self.model, flat), (self.x,))
+            out = functional_call(self.model, split_parameters(self.model, flat), (self.x,))
             losses.append(self.loss_fn(out, self.y))
             if self.accuracy:
                 accs.append((out.argmax(-1) == self.y).to(out.dtype).mean())
@@ -323,7 +310,7 @@ class _VmapGrid(_Grid):
     @torch.no_grad()
     def __call__(self, alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor | None]:
         flat = self.origin + alpha[:, None] * self.d1 + beta[:, None] * self.d2
-        loss, acc = self._batched(_unflatten(self.model, flat))
+        loss, acc = self._batched(split_parameters(self.model, flat))
         return loss, (acc if self.accuracy else None)
 
 
@@ -377,7 +364,7 @@ class _MLPGrid(_Grid):
         self.layers = _linear_chain(self.model)
         self.ce = self.loss_fn is nn.functional.cross_entropy
         names = [n for n, _ in self.model.named_parameters()]
-        o, d1, d2 = (_unflatten(self.model, v) for v in (self.origin, self.d1, self.d2))
+        o, d1, d2 = (split_parameters(self.model, v) for v in (self.origin, self.d1, self.d2))
         self.stack = []  # per Linear: (3, out·in + out) rows [D1; D2; W], and the activation after it
         linear_idx = 0
         for i, layer in enumerate(self.layers):

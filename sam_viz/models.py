@@ -253,6 +253,21 @@ def _mean_output(outputs: Tensor, y: Tensor) -> Tensor:
     return outputs.mean()
 
 
+def split_parameters(model: nn.Module, flat: Tensor) -> dict[str, Tensor]:
+    """Flat parameter vectors (…, P) → ``{name: (…, *shape)}`` views in ``named_parameters()`` order.
+
+    The inverse of concatenating the flattened parameters: what ``torch.func.functional_call`` takes to run the
+    model at any point of parameter space (a snapshot, a grid point, a stack of them) without touching it.
+    """
+    out, offset = {}, 0
+    lead = flat.shape[:-1]
+    for name, p in model.named_parameters():
+        n = p.numel()
+        out[name] = flat[..., offset:offset + n].reshape(*lead, *p.shape)
+        offset += n
+    return out
+
+
 def loss_fn(dataset_kind: str) -> Callable[[Tensor, Tensor], Tensor]:
     """Returns the training loss for a task kind.
 

@@ -19,6 +19,7 @@ from .config import Config
 from .curvature import CurvatureTrace, over_training
 from .data import TASKS
 from .hessian import MAX_DENSE_PARAMS, EigenResult, make_hvp, spectral_density, top_eigenvalues
+from .models import split_parameters
 from .records import Run
 from .settings import Settings
 from .train import run, setup
@@ -183,7 +184,7 @@ def decision_boundary(r: Run, snap: int = -1, resolution: int = 80) -> Boundary 
     ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution)
     xx, yy = np.meshgrid(xs, ys)
     grid = torch.as_tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=s.x_train.dtype, device=s.device)
-    params = L._unflatten(s.model, torch.as_tensor(r.weights[idx], dtype=s.x_train.dtype, device=s.device))
+    params = split_parameters(s.model, torch.as_tensor(r.weights[idx], dtype=s.x_train.dtype, device=s.device))
     with torch.no_grad():
         logits = torch.func.functional_call(s.model, params, (grid,))
         probs = torch.softmax(logits, -1).cpu().numpy()

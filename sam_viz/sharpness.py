@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .models import split_parameters
+
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -55,14 +57,8 @@ def _flat_params(model: nn.Module, weights: np.ndarray | Tensor | None) -> Tenso
 
 
 def _loss_at(model: nn.Module, loss_fn: LossFn, batch: Batch) -> Callable[[Tensor], Tensor]:
-    names = [(n, p.shape, p.numel()) for n, p in model.named_parameters()]
-
     def loss(flat: Tensor) -> Tensor:
-        params, offset = {}, 0
-        for name, shape, n in names:
-            params[name] = flat[offset:offset + n].view(shape)
-            offset += n
-        return loss_fn(functional_call(model, params, (batch[0],)), batch[1])
+        return loss_fn(functional_call(model, split_parameters(model, flat), (batch[0],)), batch[1])
 
     return loss
 

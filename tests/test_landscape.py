@@ -12,6 +12,7 @@ from torch import nn
 from sam_viz import landscape as L
 from sam_viz.config import Config
 from sam_viz.data import TASKS, analytic_loss
+from sam_viz.models import split_parameters
 from sam_viz.train import run, setup
 
 
@@ -60,7 +61,7 @@ def test_filter_normalisation_holds_per_filter():
     d = L.random_directions(model, seed=3)
     assert d.shape == (2, sum(p.numel() for p in model.parameters()))
     for k in range(2):
-        views = L._unflatten(model, torch.as_tensor(d[k]))
+        views = split_parameters(model, torch.as_tensor(d[k]))
         for name, p in model.named_parameters():
             v = views[name]
             if p.dim() == 1:
@@ -74,7 +75,7 @@ def test_directions_are_seeded_and_biases_optional():
     np.testing.assert_array_equal(L.random_directions(model, 1), L.random_directions(model, 1))
     assert not np.array_equal(L.random_directions(model, 1), L.random_directions(model, 2))
     d = L.random_directions(model, 1, ignore=None)
-    views = L._unflatten(model, torch.as_tensor(d[0]))
+    views = split_parameters(model, torch.as_tensor(d[0]))
     bias = dict(model.named_parameters())["layers.0.bias"]
     assert float(views["layers.0.bias"].norm()) == pytest.approx(float(bias.detach().double().norm()), rel=1e-10)
     with pytest.raises(ValueError, match="ignore"):
