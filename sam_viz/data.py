@@ -243,11 +243,11 @@ def make_dataset(
     """
     if name not in TASKS:
         raise ValueError(f"Invalid name: {name!r}; valid: {', '.join(TASKS)}")
-    _check_int("n_samples", n_samples, MIN_SAMPLES, MAX_SAMPLES)
+    check_int("n_samples", n_samples, MIN_SAMPLES, MAX_SAMPLES)
     _check_real("noise", noise, 0.0)
     _check_real("test_fraction", test_fraction, 0.0, MAX_TEST_FRACTION)
-    _check_int("seed", seed, 0, MAX_SEED)
-    _check_int("n_classes", n_classes, MIN_CLASSES, MAX_CLASSES)
+    check_int("seed", seed, 0, MAX_SEED)
+    check_int("n_classes", n_classes, MIN_CLASSES, MAX_CLASSES)
 
     if TASKS[name].kind == ANALYTIC:
         return _analytic_dataset(name, n_samples, noise, seed)
@@ -258,7 +258,7 @@ def make_dataset(
     return Dataset(name, CLASSIFICATION, x_train, y_train, x_test, y_test, classes, x.shape[1])
 
 
-def _check_int(param: str, value: int, low: int, high: int) -> None:
+def check_int(param: str, value: int, low: int, high: int) -> None:
     """Raises ValueError unless ``value`` is an integer in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
         raise ValueError(f"Invalid {param}: {value!r}; valid: an integer in [{low}, {high}]")

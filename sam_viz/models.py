@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import ANALYTIC, CLASSIFICATION, TASKS, Dataset, analytic_loss
+from .data import ANALYTIC, CLASSIFICATION, TASKS, Dataset, analytic_loss, check_int
 
 ACTIVATIONS = ("tanh", "relu", "gelu", "sigmoid", "softplus", "elu")
 MAX_DEPTH = 8
@@ -183,9 +183,9 @@ def _validate(
         raise ValueError(f"Invalid model: {model!r} does not fit task {dataset.name!r}; valid: {', '.join(valid)}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"Invalid activation: {activation!r}; valid: {', '.join(ACTIVATIONS)}")
-    _check_int("depth", depth, 0, MAX_DEPTH)
-    _check_int("width", width, 1, MAX_WIDTH)
-    _check_int("seed", seed, 0, 2**63 - 1)
+    check_int("depth", depth, 0, MAX_DEPTH)
+    check_int("width", width, 1, MAX_WIDTH)
+    check_int("seed", seed, 0, 2**63 - 1)
     if not dtype.is_floating_point:
         raise ValueError(f"Invalid dtype: {dtype}; valid: a floating dtype such as torch.float32")
     if start is not None:
@@ -193,12 +193,6 @@ def _validate(
             raise ValueError(f"Invalid start: {start!r}; only the 'point' model takes a start")
         if len(start) != 2 or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in start):
             raise ValueError(f"Invalid start: {start!r}; valid: two finite numbers")
-
-
-def _check_int(param: str, value: int, low: int, high: int) -> None:
-    """Raises ValueError unless ``value`` is an integer in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
-        raise ValueError(f"Invalid {param}: {value!r}; valid: an integer in [{low}, {high}]")
 
 
 def _network(dataset: Dataset, model: str, depth: int, width: int, activation: str) -> Network:

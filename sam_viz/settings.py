@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import Config, bool_from_text
 from .data import TASKS
-from .models import ACTIVATIONS, MODELS
+from .models import ACTIVATIONS
 from .optim import OPTIMIZERS
 
 MAX_RUNS = 4
@@ -328,5 +328,3 @@ def replace(settings: Settings, **changes: Any) -> Settings:
         raise ValueError("; ".join(notes))
     return result
 
-
-MODEL_CHOICES = tuple(m for m in MODELS if m != "point")

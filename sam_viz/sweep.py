@@ -29,7 +29,7 @@ from .hessian import top_eigenvalues
 from .models import accuracy
 from .optim import OPTIMIZERS, global_norm, make_rule, validate
 from .records import Run
-from .train import ProgressFn, Setup, StopFn, _BatchOrder, resolve_device, run, setup
+from .train import BatchOrder, ProgressFn, Setup, StopFn, resolve_device, run, setup
 
 MAX_AXIS_VALUES = 15  # values per axis: a 15 × 15 heat map is the largest the view draws legibly
 MAX_SEEDS = 5
@@ -496,7 +496,7 @@ class _Chunk:
         with torch.no_grad():
             self.state = self.rule.init(self.params, self.hp)
         self.active = torch.arange(len(cells), device=self.device)  # chunk position of each stacked run
-        self.orders = {seed: _BatchOrder(self.s.x_train.shape[0], self.config.batch_size, seed, self.device)
+        self.orders = {seed: BatchOrder(self.s.x_train.shape[0], self.config.batch_size, seed, self.device)
                        for seed in seeds}
         self.seed_of = torch.tensor([seeds.index(c.seed) for c in cells], device=self.device)
         self.record = torch.full((len(STEP_FIELDS), len(cells), self.config.steps), math.nan, dtype=self.dtype,

@@ -104,7 +104,7 @@ def _start(config: Config, dataset: Dataset) -> tuple[float, float]:
             default[1] if config.start_y is None else config.start_y)
 
 
-class _BatchOrder:
+class BatchOrder:
     """Minibatch indices: a fresh permutation every epoch from a generator seeded by ``seed`` alone."""
 
     def __init__(self, n: int, batch_size: int, seed: int, device: torch.device) -> None:
@@ -141,7 +141,7 @@ def run(config: Config, *, progress: ProgressFn | None = None, should_stop: Stop
     model, params = s.model, list(s.model.parameters())
     names = tuple(n for n, _ in model.named_parameters())
     opt = make(config.optimizer, model.named_parameters(), **config.hp)
-    order = _BatchOrder(s.x_train.shape[0], config.batch_size, config.seed, s.device)
+    order = BatchOrder(s.x_train.shape[0], config.batch_size, config.seed, s.device)
     series: dict[str, list[float]] = {name: [] for name in STEP_FIELDS}
     snapshot_steps: list[int] = []
     weights: list[np.ndarray] = []

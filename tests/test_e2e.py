@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from browser import CHART, browser_page, chromium_available, streamlit_server, wait_charts, wait_idle
+from browser import browser_page, chromium_available, streamlit_server, wait_charts, wait_idle
 
 pytestmark = pytest.mark.e2e
 

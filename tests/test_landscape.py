@@ -7,7 +7,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from sam_viz import landscape as L
 from sam_viz.config import Config

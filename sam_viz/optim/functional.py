@@ -243,7 +243,7 @@ def fsam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tup
 
     The paper writes d_t = s_t − σ m_t (EMA updated first); both agree after normalisation only when σ = 1.
     """
-    rho, sigma, lmbda = hp["rho"], hp.get("sigma", 1.0), hp.get("lmbda", 0.9)
+    sigma, lmbda = hp.get("sigma", 1.0), hp.get("lmbda", 0.9)
     state["perturb_step"] += 1
     first = state["perturb_step"] == 1
     diffs = []

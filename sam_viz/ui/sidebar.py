@@ -6,7 +6,6 @@ import dataclasses
 import math
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from ..data import TASKS
@@ -197,7 +196,3 @@ def view_option(name: str, widget, label: str | None = None, **kwargs):
         state.change(**{name: st.session_state[key]})
 
     return widget(label or spec(name).label, key=key, on_change=on_change, help=spec(name).help or None, **kwargs)
-
-
-def as_float_list(values) -> list[float]:
-    return [float(v) for v in np.atleast_1d(values)]

@@ -50,12 +50,6 @@ def change(**changes) -> None:
     update(dataclasses.replace(current(), **changes))
 
 
-def apply_preset(name: str) -> None:
-    settings = PRESETS[name].settings()
-    update(settings)
-    st.session_state["widgets_for"] = None  # re-seed the sidebar widgets from the preset
-
-
 def reset() -> None:
     update(DEFAULTS)
     st.session_state["widgets_for"] = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -74,32 +75,23 @@ def _short(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
-@functools.lru_cache(maxsize=32)
-def _cached(kind: str, key: str, compute: Callable[[], Any]) -> Any:
-    return compute()
+_VIEW_CACHE: OrderedDict[str, Any] = OrderedDict()
+VIEW_CACHE_SIZE = 32
 
 
 def cached(kind: str, key: str, compute: Callable[[], Any]) -> Any:
-    """A process-wide cache for view computations (surfaces, spectra) keyed by primitive strings."""
-    return _cached(kind, key, _Thunk(compute, kind + key))
-
-
-class _Thunk:
-    """Hashable by its key only, so ``lru_cache`` keys on the settings, not on the closure's identity."""
-
-    def __init__(self, fn: Callable[[], Any], key: str) -> None:
-        self.fn, self.key = fn, key
-
-    def __call__(self) -> Any:
-        return self.fn()
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Thunk) and other.key == self.key
+    """A process-wide LRU for view computations (surfaces, spectra) keyed by primitive strings."""
+    full = f"{kind}\0{key}"
+    if full in _VIEW_CACHE:
+        _VIEW_CACHE.move_to_end(full)
+        return _VIEW_CACHE[full]
+    value = compute()
+    _VIEW_CACHE[full] = value
+    while len(_VIEW_CACHE) > VIEW_CACHE_SIZE:
+        _VIEW_CACHE.popitem(last=False)
+    return value
 
 
 def clear_caches() -> None:
     REGISTRY.clear()
-    _cached.cache_clear()
+    _VIEW_CACHE.clear()

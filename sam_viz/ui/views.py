@@ -442,7 +442,3 @@ def render_learn() -> None:
             st.dataframe(pd.DataFrame([{"hyperparameter": k, "default": str(s.default),
                                         "range": ", ".join(s.choices) if s.choices else ("true/false" if s.kind == "bool" else f"[{s.low:g}, {s.high:g}]"),
                                         "what it does": s.help} for k, s in info.hparams.items()]), hide_index=True)
-
-
-def as_text(value: float) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
