@@ -81,17 +81,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _write_json(out: Path, payload: dict) -> None:
-    out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=_json_default, allow_nan=False) + "\n")
+    from .records import json_ready
 
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, np.generic):
-        value = value.item()
-    return value
+    out.with_suffix(".json").write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False) + "\n")
 
 
 def _add_source_flags(parser: argparse.ArgumentParser, out: str) -> None:

@@ -101,8 +101,8 @@ class Run:
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary: the config (flat), the final metrics and the run's status."""
-        scalars = {name: _plain(getattr(self, name)) for name in SCALAR_FIELDS}
-        return {"config": self.config.to_flat(), "n_steps": self.n_steps, "n_params": self.n_params, **scalars}
+        scalars = {name: getattr(self, name) for name in SCALAR_FIELDS}
+        return json_ready({"config": self.config.to_flat(), "n_steps": self.n_steps, "n_params": self.n_params, **scalars})
 
     def save(self, path: str | Path | BinaryIO) -> Path | BinaryIO:
         """Write the run to ``path`` (``.npz``, or an open binary file): every array, plus config and scalars as JSON."""
@@ -143,9 +143,14 @@ class Run:
         return True
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars → Python scalars; NaN/inf → None so the JSON is standard."""
-    if isinstance(value, (np.generic,)):
+def json_ready(value: Any) -> Any:
+    """Numpy arrays and scalars → Python lists and numbers, recursively; NaN/inf → None, so the JSON is standard
+    (a diverged run or an unevaluated snapshot holds NaN)."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_ready(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
         return None

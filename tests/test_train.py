@@ -166,3 +166,11 @@ def test_engine_imports_without_ui_packages():
             "print(r.n_steps)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "3"
+
+
+def test_json_ready_makes_standard_json_of_numpy_and_nan():
+    from sam_viz.records import json_ready
+
+    payload = {"a": np.array([1.0, np.nan]), "b": (np.float32(2.5), float("inf")), "c": {"d": np.int64(3)}}
+    assert json.loads(json.dumps(json_ready(payload), allow_nan=False)) == {"a": [1.0, None], "b": [2.5, None],
+                                                                           "c": {"d": 3}}
