@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -347,13 +348,30 @@ def _activation(kind: str, h: Tensor) -> Tensor:
             "elu": nn.functional.elu}[kind](h)
 
 
+_SCRATCH = threading.local()
+SCRATCH_KEEP_BYTES = 64 << 20  # larger activation buffers are not kept between surfaces
+
+
+def _scratch(size: int, device: torch.device, dtype: torch.dtype) -> list[Tensor]:
+    """Two activation buffers of ``size`` elements, kept per thread across surfaces: fresh pages are zeroed by the
+    kernel on first touch, which made a surface's first chunks (its coarse picture) twice as slow per point."""
+    kept = getattr(_SCRATCH, "buffers", None)
+    if kept is not None and kept[0].numel() >= size and kept[0].device == device and kept[0].dtype == dtype:
+        return [b[:size] for b in kept]
+    buffers = [torch.empty(size, device=device, dtype=dtype) for _ in range(2)]
+    if 2 * size * buffers[0].element_size() <= SCRATCH_KEEP_BYTES:
+        _SCRATCH.buffers = buffers
+    return buffers
+
+
 class _MLPGrid(_Grid):
     """Fused evaluator for Linear/activation chains (our MLP and logistic models).
 
     For a chunk of K points each layer's weights are W + a·D1 + b·D2; one GEMM with inner dimension 3 builds all
-    K weight sets ([a, b, 1] @ [D1; D2; W]). The first layer is factorised further: X(W + aD1 + bD2)ᵀ is a
-    combination of three precomputed (N, H) products, so it costs no matmul per point. Cross-entropy is computed
-    on the (K·N, C) logits at once.
+    K weight sets ([a, b, 1] @ [D1; D2; W]). The first layer is either a batched GEMM on the inputs with a ones
+    column carrying the bias (when there are at most 3 input features), or a combination of three precomputed
+    (N, H) products X(W + aD1 + bD2)ᵀ, whichever reads less memory. Activations live in two buffers reused
+    across chunks: a fresh multi-megabyte tensor per layer costs a page fault per 4 KiB on every call.
     """
 
     name = "mlp"
@@ -364,22 +382,22 @@ class _MLPGrid(_Grid):
         self.layers = _linear_chain(self.model)
         self.ce = self.loss_fn is nn.functional.cross_entropy
         names = [n for n, _ in self.model.named_parameters()]
-        o, d1, d2 = (split_parameters(self.model, v) for v in (self.origin, self.d1, self.d2))
-        self.stack = []  # per Linear: (3, out·in + out) rows [D1; D2; W], and the activation after it
+        views = split_parameters(self.model, torch.stack([self.d1, self.d2, self.origin]))  # {name: (3, *shape)}
+        # per Linear: (out, in, (3, in·out + out) rows [D1; D2; W] with W stored as [Wᵀ; b], activation after it)
+        self.stack = []
         linear_idx = 0
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, nn.Linear):
                 continue
             w_name, b_name = names[2 * linear_idx], names[2 * linear_idx + 1]
-            # weights stored transposed (in, out) so a chunk's slice is a strided view baddbmm takes as it is
-            rows = torch.stack([torch.cat([d[w_name].T.reshape(-1), d[b_name]]) for d in (d1, d2, o)])
+            rows = torch.cat([views[w_name].transpose(1, 2).reshape(3, -1), views[b_name]], dim=1)
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
             self.stack.append((layer.out_features, layer.in_features, rows, _ELEMENTWISE.get(type(nxt))))
             linear_idx += 1
         # Two classes under cross-entropy: only the logit difference d = z₁ − z₀ matters (loss = softplus(±d)),
         # so the last layer collapses to one output: half its GEMM, no log-softmax over (K·N, 2).
         out_l, in_l, rows_l, act_l = self.stack[-1]
-        self.binary = self.ce and out_l == 2 and len(self.stack) > 0
+        self.binary = self.ce and out_l == 2
         if self.binary:
             w_t = rows_l[:, : in_l * 2].reshape(3, in_l, 2)
             bias = rows_l[:, in_l * 2:]
@@ -387,29 +405,55 @@ class _MLPGrid(_Grid):
             self.stack[-1] = (1, in_l, diff, act_l)
             self.sign = 1.0 - 2.0 * self.y.to(self.dtype)  # loss_i = softplus(sign_i · d_i)
         out0, in0, rows0, _ = self.stack[0]
-        # X Wᵀ + b for the three rows of the first layer: (3, N, out0)
-        w0 = rows0[:, : out0 * in0].reshape(3, in0, out0)
-        self.first = (torch.matmul(self.x, w0) + rows0[:, None, out0 * in0:]).reshape(3, -1)
+        if in0 <= 3:
+            self.x_ones = torch.cat([self.x, torch.ones_like(self.x[:, :1])], dim=1)  # (N, in0 + 1)
+            self.first = None
+        else:  # X Wᵀ + b for the three rows of the first layer: (3, N·out0)
+            w0 = rows0[:, : out0 * in0].reshape(3, in0, out0)
+            self.first = (torch.matmul(self.x, w0) + rows0[:, None, out0 * in0:]).reshape(3, -1)
         self.y_rep = self.y.repeat(self._chunk)
+        self.buffers = _scratch(self._chunk * self.x.shape[0] * max(out for out, *_ in self.stack), self.device, self.dtype)
 
     def chunk(self) -> int:
         return self._chunk
+
+    @staticmethod
+    def _weights(coeff: Tensor, layer: tuple) -> tuple[Tensor, Tensor]:
+        """Per-point (K, in, out) weights and (K, 1, out) biases of one layer."""
+        out_f, in_f, rows, _ = layer
+        params = coeff @ rows  # (K, in·out + out)
+        return params[:, : out_f * in_f].unflatten(1, (in_f, out_f)), params[:, None, out_f * in_f:]
+
+    def _first_layer(self, coeff: Tensor) -> Tensor:
+        """The first layer's activations for the chunk, (K, N, out0), in the first buffer."""
+        k, n = coeff.shape[0], self.x.shape[0]
+        out0, in0, rows0, act = self.stack[0]
+        h = self.buffers[0][: k * n * out0].view(k, n, out0)
+        if self.first is None:
+            torch.bmm(self.x_ones.expand(k, -1, -1), (coeff @ rows0).view(k, in0 + 1, out0), out=h)
+        else:
+            torch.mm(coeff, self.first, out=h.view(k, -1))
+        return _activation(act, h) if act else h
+
+    def _later_layers(self, h: Tensor, coeff: Tensor) -> Tensor:
+        """The remaining layers, batched over the chunk: (K, N, outputs)."""
+        (cur, spare), last = self.buffers, len(self.stack) - 1
+        for i, layer in enumerate(self.stack[1:], 1):
+            w, b = self._weights(coeff, layer)
+            if self.binary and i == last:  # one output: a multiply-and-sum runs 3× faster than bmm's matrix-vector
+                h = torch.mul(h, w.transpose(1, 2), out=spare[: h.numel()].view_as(h)).sum(-1, keepdim=True).add_(b)
+            else:
+                h = torch.baddbmm(b, h, w, out=spare[: h.shape[0] * h.shape[1] * layer[0]].view(*h.shape[:2], layer[0]))
+                cur, spare = spare, cur
+            if layer[3]:
+                h = _activation(layer[3], h)
+        return h
 
     @torch.no_grad()
     def __call__(self, alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor | None]:
         k, n = alpha.shape[0], self.x.shape[0]
         coeff = torch.stack([alpha, beta, torch.ones_like(alpha)], dim=1)  # (K, 3)
-        out0, _, _, act = self.stack[0]
-        h = (coeff @ self.first).reshape(k, n, out0)
-        if act:
-            h = _activation(act, h)
-        for out_f, in_f, rows, act in self.stack[1:]:
-            params = coeff @ rows  # (K, in·out + out)
-            w = params[:, : out_f * in_f].unflatten(1, (in_f, out_f))
-            b = params[:, None, out_f * in_f:]
-            h = torch.baddbmm(b, h, w)
-            if act:
-                h = _activation(act, h)
+        h = self._later_layers(self._first_layer(coeff), coeff)
         if self.binary:
             d = h[..., 0]
             loss = nn.functional.softplus(self.sign * d).mean(1)
@@ -424,11 +468,57 @@ class _MLPGrid(_Grid):
         return loss, acc
 
 
+def _onednn_linear() -> Callable | None:
+    """oneDNN's fused linear + activation, where this torch build has it (CPU builds with MKL-DNN)."""
+    try:
+        return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+class _OneDNNGrid(_MLPGrid):
+    """The fused MLP evaluator with the layers after the first run point by point through oneDNN's linear with
+    the activation fused in. On CPUs where MKL takes its AVX2 path (AMD), oneDNN's AVX-512 float32 GEMM is ~1.6×
+    faster for these shapes at the same accuracy, and the fused activation saves a pass over the activations.
+    """
+
+    name = "onednn"
+    _FUSED = {"relu": ("relu", ""), "tanh": ("tanh", ""), "sigmoid": ("sigmoid", ""), "gelu": ("gelu", "none")}
+
+    def __init__(self, *args, chunk: int = 8) -> None:
+        self.linear = _onednn_linear()
+        if self.linear is None:
+            raise NotImplementedError("this torch build has no oneDNN linear")
+        super().__init__(*args, chunk=chunk)
+        if self.device.type != "cpu":
+            raise NotImplementedError("oneDNN runs on the CPU")
+
+    def _later_layers(self, h: Tensor, coeff: Tensor) -> Tensor:
+        layers = []
+        for i, layer in enumerate(self.stack[1:], 1):
+            w, b = self._weights(coeff, layer)
+            layers.append((w.transpose(1, 2).unbind(0), b[:, 0].unbind(0), layer[3], self.binary and i == len(self.stack) - 1))
+        outputs = []
+        for i, hi in enumerate(h.unbind(0)):
+            for w, b, act, dot in layers:
+                if dot:  # one output: a matrix-vector product
+                    hi = torch.mv(hi, w[i][0]).add_(b[i])[:, None]
+                    continue
+                attr, algorithm = self._FUSED.get(act, ("none", ""))
+                hi = self.linear(hi, w[i], b[i], attr, [], algorithm)
+                if act and act not in self._FUSED:
+                    hi = _activation(act, hi)
+            outputs.append(hi)
+        return torch.stack(outputs)
+
+
 def _candidates(model: nn.Module, loss_fn: LossFn, n: int) -> list[tuple[type[_Grid], dict]]:
     cands: list[tuple[type[_Grid], dict]] = [(_LoopGrid, {})]
     target_rows = 16_384  # K·N rows per chunk keeps a chunk's activations near the caches' size
     if _linear_chain(model) is not None:
         cands += [(_MLPGrid, {"chunk": c}) for c in sorted({max(1, min(256, target_rows // max(n, 1) // f)) for f in (1, 4)})]
+        if _onednn_linear() is not None and _model_tensors(model)[0].type == "cpu":
+            cands += [(_OneDNNGrid, {"chunk": max(1, min(256, target_rows // max(n, 1)))})]
     cands += [(_VmapGrid, {"chunk": max(1, min(256, target_rows // max(n, 1)))})]
     return cands
 
@@ -443,30 +533,37 @@ def _choose(model: nn.Module, loss_fn: LossFn, batch: Batch, plane: Plane, accur
     n = batch[0].shape[0]
     cands = _candidates(model, loss_fn, n)
     if evaluator != "auto":
-        for cls, kw in cands:
+        for cls, kw in reversed(cands):  # the largest chunk of that name
             if cls.name == evaluator:
                 return cls(*args, **kw)
         raise ValueError(f"Invalid evaluator: {evaluator!r}; valid for this model: auto, {', '.join(sorted({c.name for c, _ in cands}))}")
     device, dtype = _model_tensors(model)
     key = (repr(model), getattr(loss_fn, "__qualname__", repr(loss_fn)), n, str(device), str(dtype), accuracy)
     if key not in _EVALUATOR_CHOICE:
-        best, best_rate = None, 0.0
+        grids = []
         for cls, kw in cands:
             try:
-                grid = cls(*args, **kw)
-                rate = _points_per_second(grid)
-            except (RuntimeError, NotImplementedError):  # e.g. an op vmap cannot batch: skip that evaluator
+                grids.append(((cls, kw), cls(*args, **kw)))
+            except (RuntimeError, NotImplementedError):  # e.g. no oneDNN in this build: skip that evaluator
                 continue
-            if rate > best_rate:
-                best, best_rate = (cls, kw), rate
-        _EVALUATOR_CHOICE[key] = best
+        # Two interleaved rounds, best rate kept: a single short timing follows the machine's load too closely.
+        rates = [0.0] * len(grids)
+        for _ in range(2):
+            for i, (_, grid) in enumerate(grids):
+                if rates[i] < 0:
+                    continue
+                try:
+                    rates[i] = max(rates[i], _points_per_second(grid))
+                except (RuntimeError, NotImplementedError):  # e.g. an op vmap cannot batch
+                    rates[i] = -1.0
+        _EVALUATOR_CHOICE[key] = grids[max(range(len(grids)), key=rates.__getitem__)][0]
     cls, kw = _EVALUATOR_CHOICE[key]
     return cls(*args, **kw)
 
 
 def _points_per_second(grid: _Grid) -> float:
     k = grid.chunk()
-    pts = max(k, 8)
+    pts = max(2 * k, 32)  # at least two calls: one chunk's time swings with the machine's load
     a = torch.linspace(-1, 1, pts, device=grid.device, dtype=grid.dtype)
     grid(a[:k], a[:k])  # warm-up
     _sync(grid.device)
@@ -656,7 +753,7 @@ def surfaces_progressive(model: nn.Module, loss_fn: LossFn, batch: Batch, direct
 def _looks_like_labels(model: nn.Module, x: Tensor) -> bool:
     """Classification models map (N, d) to (N, C) logits; analytic point models to (N,) losses."""
     with torch.no_grad():
-        return functional_call(model, dict(model.named_parameters()), (x[:1],)).dim() == 2
+        return model(x[:1]).dim() == 2
 
 
 def analytic_surface(task: str, xlim: tuple[float, float], ylim: tuple[float, float], resolution: int = 101) -> Surface:
@@ -686,3 +783,4 @@ def clear_caches() -> None:
     """Forget cached surfaces and evaluator choices (tests, or after changing torch thread settings)."""
     _SURFACE_CACHE.clear()
     _EVALUATOR_CHOICE.clear()
+    _SCRATCH.__dict__.clear()

@@ -83,7 +83,7 @@ def test_directions_are_seeded_and_biases_optional():
 
 # ---- surfaces -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("evaluator", ["loop", "vmap", "mlp", "auto"])
+@pytest.mark.parametrize("evaluator", ["loop", "vmap", "mlp", "onednn", "auto"])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_surface_equals_naive_loop(evaluator, activation):
     model, loss_fn, batch = _setup(activation=activation)
@@ -94,6 +94,33 @@ def test_surface_equals_naive_loop(evaluator, activation):
     np.testing.assert_allclose(s.loss, expected, rtol=1e-5, atol=1e-6)
     assert s.loss.shape == (9, 9) and s.accuracy.shape == (9, 9)
     _assert_unchanged(model, snap)
+
+
+FUSED_CASES = [
+    {"activation": activation} for activation in ("gelu", "sigmoid", "softplus", "elu")
+] + [
+    {"model": "logistic"},  # one Linear: the first layer is also the two-class last layer
+    {"depth": 3, "activation": "relu"},
+    {"task": "digits", "n_samples": 120, "activation": "relu"},  # 64 inputs (factorised first layer), 10 classes
+    {"task": "digits", "n_samples": 120, "model": "logistic"},
+    {"task": "blobs", "activation": "tanh"},  # more than two classes on 2-D inputs
+]
+
+
+@pytest.mark.parametrize("evaluator", ["mlp", "onednn"])
+@pytest.mark.parametrize("case", FUSED_CASES, ids=lambda c: "-".join(map(str, c.values())))
+def test_fused_evaluators_equal_naive_loop_for_every_chain(evaluator, case):
+    model, loss_fn, batch = _setup(**case)
+    plane = L.random_plane(model, seed=2)
+    s = L.surface(model, loss_fn, batch, plane, span=0.8, resolution=5, evaluator=evaluator)
+    assert s.evaluator == evaluator
+    np.testing.assert_allclose(s.loss, _naive_surface(model, loss_fn, batch, plane, s.alpha, s.beta), rtol=1e-5, atol=1e-6)
+    # the accuracy surface as well: the fused paths compute it from logits (or the logit difference) themselves
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(torch.as_tensor(plane.point(s.alpha[0], s.beta[-1]), dtype=torch.float32), clone.parameters())
+        expected = float((clone(batch[0]).argmax(-1) == batch[1]).double().mean())
+    assert s.accuracy[-1, 0] == pytest.approx(expected, abs=1e-6)
 
 
 def test_cnn_surface_equals_naive_loop_and_centre_is_the_model_loss():
