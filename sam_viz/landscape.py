@@ -490,8 +490,8 @@ class _OneDNNGrid(_MLPGrid):
         if self.linear is None:
             raise NotImplementedError("this torch build has no oneDNN linear")
         super().__init__(*args, chunk=chunk)
-        if self.device.type != "cpu":
-            raise NotImplementedError("oneDNN runs on the CPU")
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            raise NotImplementedError(f"the oneDNN evaluator runs float32 on the CPU, not {self.dtype} on {self.device.type}")
 
     def _later_layers(self, h: Tensor, coeff: Tensor) -> Tensor:
         layers = []
@@ -517,7 +517,7 @@ def _candidates(model: nn.Module, loss_fn: LossFn, n: int) -> list[tuple[type[_G
     target_rows = 16_384  # K·N rows per chunk keeps a chunk's activations near the caches' size
     if _linear_chain(model) is not None:
         cands += [(_MLPGrid, {"chunk": c}) for c in sorted({max(1, min(256, target_rows // max(n, 1) // f)) for f in (1, 4)})]
-        if _onednn_linear() is not None and _model_tensors(model)[0].type == "cpu":
+        if _onednn_linear() is not None and _model_tensors(model) == (torch.device("cpu"), torch.float32):
             cands += [(_OneDNNGrid, {"chunk": max(1, min(256, target_rows // max(n, 1)))})]
     cands += [(_VmapGrid, {"chunk": max(1, min(256, target_rows // max(n, 1)))})]
     return cands
@@ -535,7 +535,10 @@ def _choose(model: nn.Module, loss_fn: LossFn, batch: Batch, plane: Plane, accur
     if evaluator != "auto":
         for cls, kw in reversed(cands):  # the largest chunk of that name
             if cls.name == evaluator:
-                return cls(*args, **kw)
+                try:
+                    return cls(*args, **kw)
+                except NotImplementedError as err:
+                    raise ValueError(f"Evaluator {evaluator!r} cannot run here: {err}") from None
         raise ValueError(f"Invalid evaluator: {evaluator!r}; valid for this model: auto, {', '.join(sorted({c.name for c, _ in cands}))}")
     device, dtype = _model_tensors(model)
     key = (repr(model), getattr(loss_fn, "__qualname__", repr(loss_fn)), n, str(device), str(dtype), accuracy)

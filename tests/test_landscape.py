@@ -182,6 +182,16 @@ def test_limits_and_bad_planes_raise():
         L.surface(model, loss_fn, batch, plane, 1.0, 5, evaluator="magic")
 
 
+def test_float64_models_get_the_evaluators_that_run_float64():
+    model, loss_fn, batch = _setup(dtype="float64")
+    plane = L.random_plane(model, seed=0)
+    with pytest.raises(ValueError, match="onednn"):  # oneDNN has no float64 GEMM: not offered, with the valid list
+        L.surface(model, loss_fn, batch, plane, 1.0, 5, evaluator="onednn")
+    s = L.surface(model, loss_fn, batch, plane, 1.0, 5)
+    assert s.evaluator != "onednn"
+    np.testing.assert_allclose(s.loss, _naive_surface(model, loss_fn, batch, plane, s.alpha, s.beta), rtol=1e-10)
+
+
 def test_analytic_surface_is_exact_and_matches_the_point_model():
     info = TASKS["sharp_flat"]
     s = L.analytic_surface("sharp_flat", info.xlim, info.ylim, 31)
