@@ -557,7 +557,7 @@ def _choose(model: nn.Module, loss_fn: LossFn, batch: Batch, plane: Plane, accur
                     continue
                 try:
                     rates[i] = max(rates[i], _points_per_second(grid))
-                except (RuntimeError, NotImplementedError):  # e.g. an op vmap cannot batch
+                except (RuntimeError, NotImplementedError, TypeError):  # an op vmap cannot batch; a private op whose signature moved
                     rates[i] = -1.0
         _EVALUATOR_CHOICE[key] = grids[max(range(len(grids)), key=rates.__getitem__)][0]
     cls, kw = _EVALUATOR_CHOICE[key]
