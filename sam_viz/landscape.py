@@ -476,6 +476,10 @@ def _onednn_linear() -> Callable | None:
         return None
 
 
+# activation → (oneDNN's fused post-op, its algorithm argument); the others are applied after the linear
+_ONEDNN_FUSED = {"relu": ("relu", ""), "tanh": ("tanh", ""), "sigmoid": ("sigmoid", ""), "gelu": ("gelu", "none")}
+
+
 class _OneDNNGrid(_MLPGrid):
     """The fused MLP evaluator with the layers after the first run point by point through oneDNN's linear with
     the activation fused in. On CPUs where MKL takes its AVX2 path (AMD), oneDNN's AVX-512 float32 GEMM is ~1.6×
@@ -483,7 +487,6 @@ class _OneDNNGrid(_MLPGrid):
     """
 
     name = "onednn"
-    _FUSED = {"relu": ("relu", ""), "tanh": ("tanh", ""), "sigmoid": ("sigmoid", ""), "gelu": ("gelu", "none")}
 
     def __init__(self, *args, chunk: int = 8) -> None:
         self.linear = _onednn_linear()
@@ -504,9 +507,9 @@ class _OneDNNGrid(_MLPGrid):
                 if dot:  # one output: a matrix-vector product
                     hi = torch.mv(hi, w[i][0]).add_(b[i])[:, None]
                     continue
-                attr, algorithm = self._FUSED.get(act, ("none", ""))
+                attr, algorithm = _ONEDNN_FUSED.get(act, ("none", ""))
                 hi = self.linear(hi, w[i], b[i], attr, [], algorithm)
-                if act and act not in self._FUSED:
+                if act and act not in _ONEDNN_FUSED:
                     hi = _activation(act, hi)
             outputs.append(hi)
         return torch.stack(outputs)
