@@ -679,7 +679,8 @@ def surface(model: nn.Module, loss_fn: LossFn, batch: Batch, directions: Plane |
         resolution: points per axis (odd puts the centre exactly on the grid), at most ``MAX_RESOLUTION``.
         center: override of the plane's origin (P,).
         accuracy: also compute accuracy (default: when the labels are integers).
-        evaluator: "auto" (the fastest by a quick measurement, cached), "loop", "vmap" or "mlp".
+        evaluator: "auto" (the fastest by a quick measurement, cached), "loop", "vmap", "mlp" (fused Linear chains)
+            or "onednn" (the same, hidden layers through oneDNN; float32 on the CPU).
         max_samples: evaluate on a seeded random subset of this many samples (a fast preview).
         seed: seed of that subset.
 
