@@ -468,8 +468,11 @@ class _MLPGrid(_Grid):
         return loss, acc
 
 
-def _onednn_linear() -> Callable | None:
-    """oneDNN's fused linear + activation, where this torch build has it (CPU builds with MKL-DNN)."""
+def _onednn_linear(model: nn.Module | None = None) -> Callable | None:
+    """oneDNN's fused linear + activation, where this torch build has it (CPU builds with MKL-DNN) and, given a
+    model, where it can run that model (float32 on the CPU)."""
+    if model is not None and _model_tensors(model) != (torch.device("cpu"), torch.float32):
+        return None
     try:
         return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
     except (AttributeError, RuntimeError):
@@ -488,13 +491,11 @@ class _OneDNNGrid(_MLPGrid):
 
     name = "onednn"
 
-    def __init__(self, *args, chunk: int = 8) -> None:
-        self.linear = _onednn_linear()
+    def __init__(self, model: nn.Module, *args, chunk: int = 8) -> None:
+        self.linear = _onednn_linear(model)  # checked before the parent allocates anything
         if self.linear is None:
-            raise NotImplementedError("this torch build has no oneDNN linear")
-        super().__init__(*args, chunk=chunk)
-        if self.device.type != "cpu" or self.dtype != torch.float32:
-            raise NotImplementedError(f"the oneDNN evaluator runs float32 on the CPU, not {self.dtype} on {self.device.type}")
+            raise NotImplementedError("oneDNN's linear runs float32 models on the CPU, in torch builds with MKL-DNN")
+        super().__init__(model, *args, chunk=chunk)
 
     def _later_layers(self, h: Tensor, coeff: Tensor) -> Tensor:
         layers = []
@@ -517,12 +518,15 @@ class _OneDNNGrid(_MLPGrid):
 
 def _candidates(model: nn.Module, loss_fn: LossFn, n: int) -> list[tuple[type[_Grid], dict]]:
     cands: list[tuple[type[_Grid], dict]] = [(_LoopGrid, {})]
-    target_rows = 16_384  # K·N rows per chunk keeps a chunk's activations near the caches' size
+
+    def chunk(rows: int = 16_384) -> int:  # K·N ≈ 16k rows keeps a chunk's activations near the caches' size
+        return max(1, min(256, rows // max(n, 1)))
+
     if _linear_chain(model) is not None:
-        cands += [(_MLPGrid, {"chunk": c}) for c in sorted({max(1, min(256, target_rows // max(n, 1) // f)) for f in (1, 4)})]
-        if _onednn_linear() is not None and _model_tensors(model) == (torch.device("cpu"), torch.float32):
-            cands += [(_OneDNNGrid, {"chunk": max(1, min(256, target_rows // max(n, 1)))})]
-    cands += [(_VmapGrid, {"chunk": max(1, min(256, target_rows // max(n, 1)))})]
+        cands += [(_MLPGrid, {"chunk": c}) for c in sorted({chunk(), chunk(16_384 // 4)})]
+        if _onednn_linear(model) is not None:
+            cands += [(_OneDNNGrid, {"chunk": chunk()})]
+    cands += [(_VmapGrid, {"chunk": chunk()})]
     return cands
 
 
