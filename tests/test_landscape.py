@@ -27,17 +27,21 @@ def _setup(**kw):
     return s.model, s.loss, (s.x_train, s.y_train)
 
 
-def _naive_surface(model, loss_fn, batch, plane, alpha, beta):
-    """The reference: copy the model, write each grid point's parameters into it, run it."""
+def _naive_surface(model, loss_fn, batch, plane, alpha, beta, with_accuracy=False):
+    """The reference: copy the model, write each grid point's parameters into it, run it. Loss, or (loss,
+    accuracy) grids."""
     clone = copy.deepcopy(model)
-    out = np.empty((len(beta), len(alpha)))
+    out, acc = np.empty((len(beta), len(alpha))), np.empty((len(beta), len(alpha)))
     with torch.no_grad():
         for i, b in enumerate(beta):
             for j, a in enumerate(alpha):
                 vec = torch.as_tensor(plane.point(a, b), dtype=next(clone.parameters()).dtype)
                 torch.nn.utils.vector_to_parameters(vec, clone.parameters())
-                out[i, j] = float(loss_fn(clone(batch[0]), batch[1]))
-    return out
+                logits = clone(batch[0])
+                out[i, j] = float(loss_fn(logits, batch[1]))
+                if with_accuracy:
+                    acc[i, j] = float((logits.argmax(-1) == batch[1]).double().mean())
+    return (out, acc) if with_accuracy else out
 
 
 def _snapshot(model):
@@ -114,13 +118,10 @@ def test_fused_evaluators_equal_naive_loop_for_every_chain(evaluator, case):
     plane = L.random_plane(model, seed=2)
     s = L.surface(model, loss_fn, batch, plane, span=0.8, resolution=5, evaluator=evaluator)
     assert s.evaluator == evaluator
-    np.testing.assert_allclose(s.loss, _naive_surface(model, loss_fn, batch, plane, s.alpha, s.beta), rtol=1e-5, atol=1e-6)
+    loss, accuracy = _naive_surface(model, loss_fn, batch, plane, s.alpha, s.beta, with_accuracy=True)
+    np.testing.assert_allclose(s.loss, loss, rtol=1e-5, atol=1e-6)
     # the accuracy surface as well: the fused paths compute it from logits (or the logit difference) themselves
-    clone = copy.deepcopy(model)
-    with torch.no_grad():
-        torch.nn.utils.vector_to_parameters(torch.as_tensor(plane.point(s.alpha[0], s.beta[-1]), dtype=torch.float32), clone.parameters())
-        expected = float((clone(batch[0]).argmax(-1) == batch[1]).double().mean())
-    assert s.accuracy[-1, 0] == pytest.approx(expected, abs=1e-6)
+    np.testing.assert_allclose(s.accuracy, accuracy, atol=1e-6)
 
 
 def test_cnn_surface_equals_naive_loop_and_centre_is_the_model_loss():
