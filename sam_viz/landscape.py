@@ -22,13 +22,13 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .data import analytic_loss
+from .models import accuracy as accuracy_of  # `accuracy` is a flag's name here
 from .models import split_parameters
 
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 MAX_RESOLUTION = 201  # grid points per axis, enforced here whatever the caller
-MAX_POINTS_PER_CHUNK = 4096
 
 
 # --------------------------------------------------------------------------------------------------- planes
@@ -250,7 +250,7 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, batch: Batch, points: np.
             out = functional_call(model, split_parameters(model, row), (x,))
             losses.append(float(loss_fn(out, y)))
             if accuracy:
-                accs.append(float((out.argmax(-1) == y).to(out.dtype).mean()))
+                accs.append(float(accuracy_of(out, y)))
     return np.array(losses), (np.array(accs) if accuracy else None)
 
 
@@ -286,7 +286,7 @@ class _LoopGrid(_Grid):
             out = functional_call(self.model, split_parameters(self.model, flat), (self.x,))
             losses.append(self.loss_fn(out, self.y))
             if self.accuracy:
-                accs.append((out.argmax(-1) == self.y).to(out.dtype).mean())
+                accs.append(accuracy_of(out, self.y))
         return torch.stack(losses), (torch.stack(accs) if self.accuracy else None)
 
 
@@ -299,9 +299,10 @@ class _VmapGrid(_Grid):
         super().__init__(*args)
         self._chunk = chunk
 
-        def one(params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        def one(params: dict[str, Tensor]) -> Tensor | tuple[Tensor, Tensor]:
             out = functional_call(self.model, params, (self.x,))
-            return self.loss_fn(out, self.y), (out.argmax(-1) == self.y).to(out.dtype).mean()
+            loss = self.loss_fn(out, self.y)
+            return (loss, accuracy_of(out, self.y)) if self.accuracy else loss
 
         self._batched = torch.func.vmap(one)
 
@@ -311,8 +312,8 @@ class _VmapGrid(_Grid):
     @torch.no_grad()
     def __call__(self, alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor | None]:
         flat = self.origin + alpha[:, None] * self.d1 + beta[:, None] * self.d2
-        loss, acc = self._batched(split_parameters(self.model, flat))
-        return loss, (acc if self.accuracy else None)
+        out = self._batched(split_parameters(self.model, flat))
+        return out if self.accuracy else (out, None)
 
 
 _ELEMENTWISE = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.GELU: "gelu", nn.Sigmoid: "sigmoid", nn.Softplus: "softplus", nn.ELU: "elu"}
@@ -324,7 +325,7 @@ def _linear_chain(model: nn.Module) -> list[nn.Module] | None:
     children = list(model.children())
     if seq is None and len(children) == 1 and isinstance(children[0], nn.Sequential):
         seq = children[0]
-        if type(model).forward is not getattr(type(model), "_chain_forward", None) and not hasattr(model, "layers"):
+        if not hasattr(model, "layers"):
             return None
     if seq is None:
         return None
