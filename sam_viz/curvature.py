@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .hessian import MAX_DENSE_PARAMS, dense_eigenvalues, eigen_at, make_hvp, trace
+from .hessian import MAX_DENSE_PARAMS, dense_eigenvalues, make_hvp, top_eigenvalues, trace
 from .records import Run
 from .train import setup
 
@@ -37,7 +37,8 @@ class CurvatureTrace:
 
 
 def over_training(run: Run, *, every: int = 1, with_trace: bool = False, exact: bool = False,
-                  max_samples: int | None = None, matvecs: int = 99, seed: int = 0) -> CurvatureTrace:
+                  max_samples: int | None = None, matvecs: int = 99, seed: int = 0,
+                  lambda_max: bool = True) -> CurvatureTrace:
     """λ_max (and optionally the trace) at every ``every``-th snapshot of ``run``, on its own train set.
 
     Args:
@@ -46,6 +47,7 @@ def over_training(run: Run, *, every: int = 1, with_trace: bool = False, exact: 
         with_trace: also estimate tr H with Hutch++ (``matvecs`` products each).
         exact: dense eigendecomposition (models up to ``MAX_DENSE_PARAMS`` parameters) instead of Lanczos.
         max_samples: a seeded subset of the train set (state it: λ_max depends on the sample).
+        lambda_max: False skips the eigenvalue (its columns stay NaN) when only the trace is wanted.
 
     Raises:
         ValueError: more than ``MAX_SNAPSHOTS_EVALUATED`` snapshots requested, or ``exact`` on a model that is
@@ -67,16 +69,15 @@ def over_training(run: Run, *, every: int = 1, with_trace: bool = False, exact: 
         weights = run.weights[i]
         if not np.all(np.isfinite(weights)):
             continue  # a diverged run's last snapshot
-        if exact:
-            out["lambda_max"][row] = dense_eigenvalues(make_hvp(s.model, s.loss, batch, weights=weights,
-                                                                max_samples=max_samples, seed=seed))[0]
+        op = make_hvp(s.model, s.loss, batch, weights=weights, max_samples=max_samples, seed=seed)
+        if lambda_max and exact:
+            out["lambda_max"][row] = dense_eigenvalues(op)[0]
             out["residual"][row], converged[row] = 0.0, True
-        else:
-            eig = eigen_at(s.model, s.loss, batch, weights, k=1, seed=seed, max_samples=max_samples)
+        elif lambda_max:
+            eig = top_eigenvalues(op, k=1, seed=seed)
             out["lambda_max"][row], out["residual"][row], converged[row] = eig.eigenvalues[0], eig.residuals[0], eig.converged[0]
         if with_trace:
-            t = trace(make_hvp(s.model, s.loss, batch, weights=weights, max_samples=max_samples, seed=seed),
-                      matvecs=matvecs, seed=seed)
+            t = trace(op, matvecs=matvecs, seed=seed)
             out["trace"][row], out["trace_stderr"][row] = t.estimate, t.stderr
     return CurvatureTrace(run.snapshot_step[idx], out["lambda_max"], out["residual"], converged, out["trace"],
                           out["trace_stderr"], "dense" if exact else "lanczos", n)
