@@ -202,10 +202,25 @@ def _snap_index(r: Run, snap: int) -> int:
 # ------------------------------------------------------------------------------------------------ Hessian
 
 
+def exact_hessian(settings: Settings, runs: Sequence[Run]) -> bool:
+    """Whether the Hessian views use the dense spectrum: asked for, and the model is small enough."""
+    return settings.exact and runs[0].n_params <= MAX_DENSE_PARAMS
+
+
+def curvature_curves(settings: Settings, runs: Sequence[Run]) -> list[CurvatureTrace]:
+    """λ_max over training per run, about 25 snapshots each."""
+    every = max(1, math.ceil(len(runs[0].snapshot_step) / 25))
+    return [over_training(r, every=every, exact=exact_hessian(settings, runs)) for r in runs]
+
+
+def trace_curves(runs: Sequence[Run]) -> list[CurvatureTrace]:
+    """Hutch++ tr H over training per run: ~99 products a point, so about 12 points per run."""
+    every = max(1, math.ceil(len(runs[0].snapshot_step) / 12))
+    return [over_training(r, every=every, with_trace=True, lambda_max=False) for r in runs]
+
+
 @dataclass(frozen=True, eq=False)
-class HessianScene:
-    curvature: list[CurvatureTrace]
-    traces: list[CurvatureTrace]
+class HessianSpectra:
     spectra: list[EigenResult]
     density_grid: np.ndarray
     density: np.ndarray
@@ -214,17 +229,13 @@ class HessianScene:
     n_params: int
 
 
-def hessian_scene(settings: Settings, runs: Sequence[Run]) -> HessianScene:
-    """λ_max over training per run, top-k at the chosen snapshot, and the first run's spectral density there."""
+def hessian_spectra(settings: Settings, runs: Sequence[Run]) -> HessianSpectra:
+    """Top-k (and the lowest) eigenvalues per run at the chosen snapshot, and the first run's spectral density there.
+
+    Only this part depends on the snapshot and k, so the views cache it apart from the curves over training.
+    """
     n_params = runs[0].n_params
-    exact = settings.exact and n_params <= MAX_DENSE_PARAMS
-    every = max(1, math.ceil(len(runs[0].snapshot_step) / 25))  # about 25 points per curve
-    curvature = [over_training(r, every=every, exact=exact) for r in runs]
-    if settings.trace:  # Hutch++ costs ~99 products a point: about 12 points per run
-        every_tr = max(1, math.ceil(len(runs[0].snapshot_step) / 12))
-        traces = [over_training(r, every=every_tr, with_trace=True) for r in runs]
-    else:
-        traces = []
+    exact = exact_hessian(settings, runs)
     s = setup(runs[0].config)
     batch = (s.x_train, s.y_train)
     spectra = []
@@ -234,8 +245,7 @@ def hessian_scene(settings: Settings, runs: Sequence[Run]) -> HessianScene:
         k = min(settings.k, n_params)
         spectra.append(top_eigenvalues(op, k=k, smallest=1 if n_params > k else 0, method="dense" if exact else "auto"))
     density = spectral_density(make_hvp(s.model, s.loss, batch, weights=runs[0].weights[idx]), iters=min(80, n_params))
-    return HessianScene(curvature, traces, spectra, density.grid, density.density, int(runs[0].snapshot_step[idx]), exact,
-                        n_params)
+    return HessianSpectra(spectra, density.grid, density.density, int(runs[0].snapshot_step[idx]), exact, n_params)
 
 
 # ------------------------------------------------------------------------------------------------ sweep

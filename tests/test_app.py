@@ -154,6 +154,21 @@ def test_a_view_option_does_not_retrain(monkeypatch):
     assert calls == [] and _q(at, "log") == "true"
 
 
+def test_moving_the_snapshot_recomputes_only_the_spectra(monkeypatch):
+    at = _page(PAGES["Hessian"], trace="true").run()
+    _assert_ok(at)
+    assert len(_figures(at)) == 3  # λ_max and trace over training, the spectrum at the snapshot
+    calls = []
+    for name in ("curvature_curves", "trace_curves", "hessian_spectra"):
+        original = getattr(scene, name)
+        monkeypatch.setattr(scene, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    at.slider(key="v_snap").set_value(0).run()
+    _assert_ok(at)
+    assert calls == ["hessian_spectra"] and _q(at, "snap") == "0"
+    spectrum = _figures(at)[-1]
+    assert "step 0" in spectrum["layout"]["title"]["text"]
+
+
 def test_train_button_applies_the_form_and_updates_the_figure():
     at = _page(PAGES["Perturbations"], steps="30").run()
     _assert_ok(at)

@@ -293,10 +293,13 @@ def render_hessian() -> None:
         view_option("trace", st.toggle)
     settings = state.current()
     with st.spinner("Estimating Hessian spectra (Lanczos)…"):
-        hs = cached("hessian", _view_key(settings, "k", "snap", "exact", "trace"), lambda: scene.hessian_scene(settings, runs))
+        # three caches: moving the snapshot or k recomputes only the spectra, not the curves over training
+        curvature = cached("curvature", _view_key(settings, "exact"), lambda: scene.curvature_curves(settings, runs))
+        traces = cached("trace", _runs_key(settings), lambda: scene.trace_curves(runs)) if settings.trace else []
+        hs = cached("spectra", _view_key(settings, "k", "snap", "exact"), lambda: scene.hessian_spectra(settings, runs))
     lrs = [r.config.hp.get("lr") for r in runs]
-    fig = plots.curvature_figure([c.step for c in hs.curvature], [c.lambda_max for c in hs.curvature], labels=labels,
-                                 errors=[c.residual for c in hs.curvature], metric="λ_max",
+    fig = plots.curvature_figure([c.step for c in curvature], [c.lambda_max for c in curvature], labels=labels,
+                                 errors=[c.residual for c in curvature], metric="λ_max",
                                  # 2/η is plain gradient descent's limit: drawn only for momentum-free SGD-type runs
                                  learning_rates=[lr if r.config.optimizer in ("sgd", "sam", "fsam", "asam", "msam")
                                                  and r.config.hp.get("momentum", 0) == 0
@@ -305,14 +308,14 @@ def render_hessian() -> None:
                                  title="Largest Hessian eigenvalue over training")
     chart(fig, "lambda_max")
     method = "dense eigendecomposition (exact)" if hs.exact else "Lanczos with full re-orthogonalisation"
-    worst = max(float(np.nanmax(c.residual)) for c in hs.curvature)
+    worst = max(float(np.nanmax(c.residual)) for c in curvature)
     st.caption(f"Estimator: {method} on the full train set; error bars are Ritz residuals ‖Hq − λq‖ (a true eigenvalue "
                f"lies within them; largest here {worst:.1e}). Dotted lines (momentum-free SGD-type runs): 2/η, gradient "
                "descent's stability limit.")
     figures = [fig]
-    if hs.traces:
-        f = plots.curvature_figure([c.step for c in hs.traces], [c.trace for c in hs.traces], labels=labels,
-                                   errors=[c.trace_stderr for c in hs.traces], metric="tr H",
+    if traces:
+        f = plots.curvature_figure([c.step for c in traces], [c.trace for c in traces], labels=labels,
+                                   errors=[c.trace_stderr for c in traces], metric="tr H",
                                    title="Hessian trace over training (Hutch++ ± standard error)")
         chart(f, "trace")
         figures.append(f)
