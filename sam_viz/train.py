@@ -168,14 +168,17 @@ def run(config: Config, *, progress: ProgressFn | None = None, should_stop: Stop
         outputs = model(xb)
         loss = s.loss(outputs, yb)
         row["batch_loss"] = float(loss.detach())
+        with_full_grad = t % config.fullgrad_every == 0
+        # minibatch steps: one forward of the whole train set serves both the evaluation and the full gradient
+        full_outputs = outputs if idx is None else (model(s.x_train) if with_full_grad else None)
         if t % config.eval_every == 0:
-            _evaluate(s, row, batch_outputs=outputs if idx is None else None)
+            _evaluate(s, row, train_outputs=full_outputs)
         if not math.isfinite(row["batch_loss"]):
             diverged_step = t
             _append(series, row, started)
             break
         loss.backward()
-        full_grad = _full_gradient(s, params, idx) if t % config.fullgrad_every == 0 else None
+        full_grad = _full_gradient(s, params, idx, full_outputs) if with_full_grad else None
         theta = _flat(params) if t % config.snapshot_every == 0 else None
         opt.step(closure)
         report = opt.last
@@ -242,9 +245,9 @@ def _append(series: dict[str, list[float]], row: Mapping[str, float], started: f
 
 
 @torch.no_grad()
-def _evaluate(s: Setup, row: dict[str, float], batch_outputs: Tensor | None = None) -> None:
-    """Full train (reusing the full-batch outputs when the step computed them) and test metrics."""
-    for split, x, y, outputs in (("train", s.x_train, s.y_train, batch_outputs), ("test", s.x_test, s.y_test, None)):
+def _evaluate(s: Setup, row: dict[str, float], train_outputs: Tensor | None = None) -> None:
+    """Full train (reusing the whole train set's outputs when the step computed them) and test metrics."""
+    for split, x, y, outputs in (("train", s.x_train, s.y_train, train_outputs), ("test", s.x_test, s.y_test, None)):
         if x.shape[0] == 0:
             continue
         out = s.model(x) if outputs is None else outputs.detach()
@@ -253,11 +256,10 @@ def _evaluate(s: Setup, row: dict[str, float], batch_outputs: Tensor | None = No
             row[f"{split}_acc"] = float(accuracy(out, y))
 
 
-def _full_gradient(s: Setup, params: Sequence[Tensor], idx: Tensor | None) -> Tensor:
-    """∇L(θ_t) on the whole train set, flattened; equals the step's gradient in full-batch training."""
+def _full_gradient(s: Setup, params: Sequence[Tensor], idx: Tensor | None, train_outputs: Tensor) -> Tensor:
+    """∇L(θ_t) on the whole train set, flattened, from the train set's outputs (with their graph); in full-batch
+    training it is the step's gradient, already in ``.grad``."""
     if idx is None:
         return torch.cat([p.grad.reshape(-1) for p in params]).detach().clone()
-    with torch.enable_grad():
-        loss = s.loss(s.model(s.x_train), s.y_train)
-        grads = torch.autograd.grad(loss, params)
+    grads = torch.autograd.grad(s.loss(train_outputs, s.y_train), params)
     return torch.cat([g.reshape(-1) for g in grads])
