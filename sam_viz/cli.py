@@ -25,9 +25,6 @@ def _hparam_help() -> dict[str, str]:
     return {key: f"{texts[key]} Defaults: {', '.join(lines[key])}." for key in texts}
 
 
-_OWN_FLAGS = ("command", "out", "quiet", "run")
-
-
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """Every Config field and every hyperparameter as a flag (unset flags keep the defaults)."""
     group = parser.add_argument_group("config")
@@ -42,9 +39,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         hp.add_argument(f"--{key.replace('_', '-')}", dest=f"hp_{key}", metavar="VALUE", default=None, help=text)
 
 
-def _config(args: argparse.Namespace, own: tuple[str, ...] = ()) -> Config:
+def _config(args: argparse.Namespace) -> Config:
+    """The Config of the config and hyperparameter flags (a command's own flags are neither)."""
     flat = {k.removeprefix("hp_"): v for k, v in vars(args).items()
-            if v is not None and k not in _OWN_FLAGS + own and (k.startswith("hp_") or k in Config.__dataclass_fields__)}
+            if v is not None and (k.startswith("hp_") or k in Config.__dataclass_fields__)}
     return Config.from_flat(flat)
 
 
@@ -94,12 +92,12 @@ def _add_source_flags(parser: argparse.ArgumentParser, out: str) -> None:
     _add_config_flags(parser)
 
 
-def _load_or_train(args: argparse.Namespace, own: tuple[str, ...]):
+def _load_or_train(args: argparse.Namespace):
     """The Run to analyse and its set-up (model, loss and data rebuilt from its config)."""
     from .records import Run
     from .train import setup
 
-    result = Run.load(args.run) if args.run else _train_config(_config(args, own), args.quiet)
+    result = Run.load(args.run) if args.run else _train_config(_config(args), args.quiet)
     return result, setup(result.config)
 
 
@@ -116,15 +114,12 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
     _add_source_flags(parser, "surface")
 
 
-_SURFACE_FLAGS = ("plane", "span", "resolution", "direction_seed")
-
-
 def _surface(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import landscape as L
 
-    result, s = _load_or_train(args, _SURFACE_FLAGS)
+    result, s = _load_or_train(args)
     batch = (s.x_train, s.y_train)
     final = result.final_weights
     if args.plane == "pca":
@@ -162,16 +157,13 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
     _add_source_flags(parser, "hessian")
 
 
-_HESSIAN_FLAGS = ("k", "exact", "every", "max_samples")
-
-
 def _hessian(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import hessian as H
     from .curvature import over_training
 
-    result, s = _load_or_train(args, _HESSIAN_FLAGS)
+    result, s = _load_or_train(args)
     op = H.make_hvp(s.model, s.loss, (s.x_train, s.y_train), weights=result.final_weights, max_samples=args.max_samples)
     eig = H.top_eigenvalues(op, k=args.k, smallest=1, method="dense" if args.exact else "auto")
     tr = H.trace(op)
