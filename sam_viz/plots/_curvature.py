@@ -9,7 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._common import as_1d, axis, base_layout, check_same_length, doc, finite_range, fmt, join_names, style, subscript
+from ._common import (as_1d, axis, base_layout, check_same_length, doc, finite_range, fmt, join_names, last_finite, style,
+                      subscript)
 
 if TYPE_CHECKING:  # hessian imports torch
     from ..hessian import Density, EigenResult, TraceResult
@@ -132,8 +133,8 @@ def curvature_figure(steps: Sequence[Any], values: Sequence[Any], *, labels: Seq
                                meta={"key": f"{name} 2/lr", "x": "step", "y": "two_over_lr"}))
     last = []
     for name, y in zip(labels, ys):
-        ok = y[np.isfinite(y)]
-        last.append(f"{name} {fmt(ok[-1])}" if ok.size else f"{name} (none)")
+        found = last_finite(y)
+        last.append(f"{name} {fmt(found[1])}" if found else f"{name} (none)")
     alt = f"Line chart of {y_title} over training steps for {join_names(labels)}; last values {join_names(last)}."
     layout = base_layout(title=title or f"{y_title.split(' (')[0]} during training", alt=alt,
                          uirevision=uirevision or f"curvature:{key}",

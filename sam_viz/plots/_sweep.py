@@ -138,9 +138,9 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
     layout = grid.layout
     bests = []
     for name, values, mask in checked:
-        ok = np.where(mask | ~np.isfinite(values), np.nan, values)
+        span = finite_range(np.where(mask, np.nan, values))
         bests.append(f"{name}: {int(mask.sum())} of {mask.size} diverged"
-                     + (f", range {fmt(np.nanmin(ok))}–{fmt(np.nanmax(ok))}" if np.isfinite(ok).any() else ""))
+                     + (f", range {fmt(span[0])}–{fmt(span[1])}" if span else ""))
     alt = (f"{n} heatmap(s) of {z_title} over {x_title} × {y_title} ({xv.size}×{yv.size} cells) on one colour "
            f"scale from {fmt(zmin)} to {fmt(zmax)}; {join_names(bests)}.")
     layout.update(base_layout(title=title or f"{z_title} over {x_title} × {y_title}", alt=alt,
