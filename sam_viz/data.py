@@ -32,6 +32,7 @@ ANALYTIC = "analytic"
 
 MIN_SAMPLES = 8
 MAX_SAMPLES = 20_000
+DIGITS_IMAGES = 1797  # scikit-learn's bundled 8×8 digits
 MAX_TEST_FRACTION = 0.9
 MIN_CLASSES = 2
 MAX_CLASSES = 10
@@ -138,7 +139,7 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo("blobs", CLASSIFICATION, "Gaussian blobs on a circle, one per class (2-D).",
                  default_noise=1.0),
         TaskInfo("digits", CLASSIFICATION, "8x8 handwritten digits from scikit-learn (64-D, 10 classes).",
-                 default_n_samples=1797, default_noise=0.0),
+                 default_n_samples=DIGITS_IMAGES, default_noise=0.0),
         TaskInfo("sharp_flat", ANALYTIC,
                  "A sharp and a flat minimum of similar depth: GD falls into the sharp one, SAM finds the flat one.",
                  start=(-0.8, 0.6), xlim=(-1.5, 3.5), ylim=(-1.5, 1.5),
@@ -252,10 +253,22 @@ def make_dataset(
     if TASKS[name].kind == ANALYTIC:
         return _analytic_dataset(name, n_samples, noise, seed)
     x, y, classes = _generate(name, n_samples, noise, seed, n_classes)
-    # Any positive fraction holds out at least one example.
-    n_test = max(1, round(len(y) * test_fraction)) if test_fraction > 0 else 0
-    x_train, y_train, x_test, y_test = _split(x, y, n_test, seed)
+    x_train, y_train, x_test, y_test = _split(x, y, _n_test(len(y), test_fraction), seed)
     return Dataset(name, CLASSIFICATION, x_train, y_train, x_test, y_test, classes, x.shape[1])
+
+
+def train_size(name: str, n_samples: int, test_fraction: float) -> int:
+    """How many training examples ``make_dataset(name, n_samples=…, test_fraction=…)`` holds, without building it
+    (e.g. to check a batch size before training)."""
+    if TASKS[name].kind == ANALYTIC:
+        return n_samples
+    total = min(n_samples, DIGITS_IMAGES) if name == "digits" else n_samples
+    return total - _n_test(total, test_fraction)
+
+
+def _n_test(total: int, test_fraction: float) -> int:
+    """Held-out examples: any positive fraction holds out at least one."""
+    return max(1, round(total * test_fraction)) if test_fraction > 0 else 0
 
 
 def check_int(param: str, value: int, low: int, high: int) -> None:

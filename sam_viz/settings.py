@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config, bool_from_text
-from .data import TASKS
+from .data import TASKS, train_size
 from .models import ACTIVATIONS
 from .optim import OPTIMIZERS
 
@@ -86,16 +86,19 @@ class Settings:
     def configs(self) -> list[Config]:
         """One engine Config per compared run: same data, θ_0 and batch order (one seed)."""
         analytic = TASKS[self.task].kind == "analytic"
-        common = dict(task=self.task, n_samples=self.n, noise=self.noise, steps=self.steps,
-                      batch_size=min(self.batch, self.n) if self.batch else 0, seed=self.seed,
-                      snapshot_every=max(1, self.steps // 100), test_fraction=0.0 if analytic else 0.25)
+        common = dict(task=self.task, n_samples=self.n, noise=self.noise, steps=self.steps, batch_size=self.batch,
+                      seed=self.seed, snapshot_every=max(1, self.steps // 100), test_fraction=self.test_fraction)
         if analytic:
             common.update(model="point", start_x=None if math.isnan(self.start_x) else self.start_x,
                           start_y=None if math.isnan(self.start_y) else self.start_y, dtype="float64")
-        else:
-            model = self.model if (self.model != "cnn" or self.task == "digits") else "mlp"
-            common.update(model=model, depth=self.depth, width=self.width, activation=self.act)
+        else:  # model and batch fit the task: from_query made them so
+            common.update(model=self.model, depth=self.depth, width=self.width, activation=self.act)
         return [Config(optimizer=name, hparams=dict(hp), **common) for name, hp in self.runs]
+
+    @property
+    def test_fraction(self) -> float:
+        """The share of the data held out: a quarter on classification tasks, none on analytic ones."""
+        return 0.0 if TASKS[self.task].kind == "analytic" else 0.25
 
     @property
     def labels(self) -> list[str]:
@@ -289,8 +292,9 @@ def _consistent(settings: Settings, notes: list[str]) -> Settings:
     if settings.model == "cnn" and settings.task != "digits":
         notes.append("model=cnn needs the digits task; using mlp")
         changes["model"] = "mlp"
-    if settings.batch > settings.n:
-        notes.append(f"batch={settings.batch} exceeds the {settings.n} samples; using full batch")
+    n_train = train_size(settings.task, settings.n, settings.test_fraction)
+    if settings.batch > n_train:
+        notes.append(f"batch={settings.batch} exceeds the {n_train} training samples; using full batch")
         changes["batch"] = 0
     return dataclasses.replace(settings, **changes) if changes else settings
 

@@ -7,6 +7,7 @@ import math
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
+from sam_viz.config import Config
 from sam_viz.presets import PRESETS
 from sam_viz.settings import DEFAULTS, MAX_RUNS, Settings, format_runs, from_query, parse_runs, replace, to_query
 from sam_viz.train import setup
@@ -36,6 +37,7 @@ def test_round_trip_of_a_full_setting():
     ({"res": "1000"}, "res", 81, "clamped"),
     ({"model": "cnn"}, "model", "mlp", "digits"),
     ({"batch": "300", "n": "100"}, "batch", 0, "full batch"),
+    ({"batch": "200", "n": "256"}, "batch", 0, "192 training samples"),  # a quarter of the 256 is held out
     ({"sxv": "a,b"}, "sxv", DEFAULTS.sxv, "1 to 9 numbers"),
     ({"sxv": "0.1,50"}, "sxv", (0.1, 10.0), "clamped"),
     ({"hack": "1"}, "task", "moons", "not a setting"),
@@ -65,6 +67,17 @@ def test_garbage_never_raises_and_always_gives_trainable_configs(query):
     for config in s.configs():  # every config the app would train passes the engine's own validation
         assert config.steps == s.steps
     assert from_query(to_query(s))[0] == s
+
+
+@pytest.mark.parametrize("task, n", [("moons", 256), ("digits", 4000), ("rosenbrock", 64)])
+def test_a_batch_of_all_the_training_samples_is_kept_and_trains(task, n):
+    n_train = setup(Config(task=task, n_samples=n, test_fraction=from_query({"task": task})[0].test_fraction,
+                           model="point" if task == "rosenbrock" else "mlp")).x_train.shape[0]
+    s, notes = from_query({"task": task, "n": str(n), "batch": str(n_train)})
+    assert s.batch == n_train and not any("batch" in note for note in notes)
+    for config in s.configs():
+        assert setup(config).x_train.shape[0] == n_train == config.batch_size
+    assert from_query({"task": task, "n": str(n), "batch": str(n_train + 1)})[0].batch == 0
 
 
 def test_configs_share_data_seed_and_batches():
