@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.autograd.functional import hessian
 
-from sam_viz.data import MAX_SAMPLES, TASKS, analytic_loss, make_dataset
+from sam_viz.data import MAX_SAMPLES, TASKS, analytic_loss, make_dataset, train_size
 
 CLASSIFICATION_TASKS = [name for name, info in TASKS.items() if info.kind == "classification"]
 ANALYTIC_TASKS = [name for name, info in TASKS.items() if info.kind == "analytic"]
@@ -265,3 +265,12 @@ def test_analytic_loss_rejects_bad_input() -> None:
         analytic_loss("moons", torch.zeros(2))
     with pytest.raises(ValueError, match="w"):
         analytic_loss("rosenbrock", torch.zeros(3))
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_train_size_is_the_split_make_dataset_makes(name):
+    fractions = (0.0,) if TASKS[name].kind == "analytic" else (0.0, 0.1, 0.25, 0.9)
+    for n in (8, 17, 256, 1797, 1800, 4000):
+        for fraction in fractions:
+            built = make_dataset(name, n_samples=n, test_fraction=fraction)
+            assert train_size(name, n, fraction) == built.x_train.shape[0], (n, fraction)
