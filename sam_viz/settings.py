@@ -121,6 +121,16 @@ def _fmt(v: Any) -> str:
 
 
 DEFAULTS = Settings()
+# the experiment: every field before the view options (changing one retrains)
+EXPERIMENT_FIELDS = tuple(f.name for f in dataclasses.fields(Settings))[: [f.name for f in dataclasses.fields(Settings)].index("plane")]
+
+
+def cell_settings(settings: Settings, config: Config) -> Settings:
+    """A sweep cell opened on its own: the experiment of ``settings`` with one run, ``config``'s optimizer and its
+    non-default hyperparameters; the view options start from the defaults."""
+    defaults = OPTIMIZERS[config.optimizer].hparams
+    hp = tuple(sorted((k, v) for k, v in config.hp.items() if v != defaults[k].default))
+    return Settings(**{**{name: getattr(settings, name) for name in EXPERIMENT_FIELDS}, "runs": ((config.optimizer, hp),)})
 _SPECS: dict[str, FieldSpec] = {f.name: f.metadata["spec"] for f in dataclasses.fields(Settings)}
 
 

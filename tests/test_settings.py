@@ -9,7 +9,8 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from sam_viz.config import Config
 from sam_viz.presets import PRESETS
-from sam_viz.settings import DEFAULTS, MAX_RUNS, Settings, format_runs, from_query, parse_runs, replace, to_query
+from sam_viz.settings import (DEFAULTS, MAX_RUNS, Settings, cell_settings, format_runs, from_query, parse_runs, replace,
+                              to_query)
 from sam_viz.train import setup
 
 
@@ -120,3 +121,13 @@ def test_at_least_six_presets_cover_the_issue_list():
 def test_nan_start_means_the_task_default():
     s, notes = from_query({"task": "himmelblau", "start_x": "nan"})
     assert math.isnan(s.start_x) and not notes
+
+
+def test_an_opened_sweep_cell_keeps_the_whole_experiment_custom_start_included():
+    s, _ = from_query({"task": "rosenbrock", "start_x": "1.5", "start_y": "-0.5", "steps": "40", "batch": "8",
+                       "plane": "random", "runs": "sgd;sam"})
+    cell = s.configs()[0].with_optimizer("sam", rho=0.3)
+    opened = cell_settings(s, cell)
+    assert (opened.start_x, opened.start_y, opened.task, opened.batch) == (1.5, -0.5, "rosenbrock", 8)
+    assert opened.runs == (("sam", (("rho", 0.3),)),) and opened.plane == DEFAULTS.plane
+    assert opened.configs() == [cell]  # the run opened is the cell's run

@@ -22,7 +22,7 @@ from ..optim import OPTIMIZERS
 from ..presets import PRESETS
 from ..records import Run
 from ..report import html_report
-from ..settings import PLANES, SERIES, SWEEP_METRICS, Settings, to_query
+from ..settings import PLANES, SERIES, SWEEP_METRICS, Settings, cell_settings, to_query
 from . import state
 from .sidebar import page_frame, view_option
 from .training import await_job, cached, trained_runs
@@ -417,12 +417,8 @@ def _open_selected(event, grids, settings: Settings) -> None:
     if not custom or curve >= len(grids):
         return
     i, j = int(custom[0]), int(custom[1])
-    label, grid = grids[curve]
-    config = grid.cell_config(0, i, j)
-    hp = {k: v for k, v in config.hp.items() if v != OPTIMIZERS[config.optimizer].hparams[k].default}
-    new = Settings(**{**{f: getattr(settings, f) for f in ("task", "n", "noise", "model", "depth", "width", "act",
-                                                              "batch", "seed", "steps")},
-                      "runs": ((config.optimizer, tuple(sorted(hp.items()))),)})
+    _, grid = grids[curve]
+    new = cell_settings(settings, grid.cell_config(0, i, j))
     state.update(new)
     st.session_state["widgets_for"] = None
     st.switch_page("pages/1_Loss_surface.py", query_params=to_query(new))
