@@ -5,12 +5,23 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from sam_viz.config import Config
 from sam_viz.presets import PRESETS
-from sam_viz.settings import (DEFAULTS, MAX_RUNS, Settings, cell_settings, format_runs, from_query, parse_runs, replace,
-                              to_query)
+from sam_viz.settings import (
+    DEFAULTS,
+    MAX_RUNS,
+    Settings,
+    cell_settings,
+    format_runs,
+    from_query,
+    parse_runs,
+    replace,
+    to_query,
+)
 from sam_viz.train import setup
 
 

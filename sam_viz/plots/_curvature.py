@@ -9,8 +9,19 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._common import (as_1d, axis, base_layout, check_same_length, doc, finite_range, fmt, join_names, last_finite, style,
-                      subscript)
+from ._common import (
+    as_1d,
+    axis,
+    base_layout,
+    check_same_length,
+    doc,
+    finite_range,
+    fmt,
+    join_names,
+    last_finite,
+    style,
+    subscript,
+)
 
 if TYPE_CHECKING:  # hessian imports torch
     from ..hessian import Density, EigenResult, TraceResult
