@@ -11,7 +11,7 @@ import streamlit as st
 from ..data import TASKS
 from ..models import ACTIVATIONS
 from ..optim import OPTIMIZERS, HParamSpec
-from ..settings import MAX_RUNS, Settings, spec, to_query
+from ..settings import MAX_RUNS, Settings, from_query, spec, to_query
 from . import state
 
 PAGES = (
@@ -172,14 +172,11 @@ def _submit() -> None:
                    **{k: math.nan if v is None else float(v) for k, v in start.items()})
     if not analytic:
         changes.update(model=ss["w_model"], depth=int(ss["w_depth"]), width=int(ss["w_width"]), act=ss["w_act"])
-    from ..settings import from_query  # clamp and check combinations exactly as for a URL
-
     candidate = dataclasses.replace(old, **changes, preset="")
-    settings, notes = from_query(to_query(candidate))
-    state.update(settings)
-    st.session_state["settings_notes"] = notes
+    settings, notes = from_query(to_query(candidate))  # clamped and checked exactly as a URL is
+    state.update(settings, notes)
     st.session_state["widgets_for"] = None
-    st.session_state["retrain"] = True  # a stopped or failed job with these settings starts again
+    state.request_retrain()
 
 
 def view_option(name: str, widget, label: str | None = None, **kwargs):

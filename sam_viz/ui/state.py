@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import streamlit as st
 
@@ -11,6 +12,8 @@ from ..settings import DEFAULTS, Settings, from_query, to_query
 
 _KEY = "settings"
 _NOTES = "settings_notes"
+_PRESSES = "train_presses"  # how often Train was pressed in this session
+_JOB_PRESSES = "job_presses"  # per job key: the press count when this session last met the job
 
 
 def current() -> Settings:
@@ -32,11 +35,28 @@ def notes() -> list[str]:
     return st.session_state.get(_NOTES, [])
 
 
-def update(settings: Settings) -> None:
-    """Make ``settings`` current and put them in the URL (only what differs from the defaults)."""
+def update(settings: Settings, notes: Sequence[str] = ()) -> None:
+    """Make ``settings`` current and put them in the URL (only what differs from the defaults); ``notes`` say what
+    was changed on the way in (shown at the top of the page)."""
     st.session_state[_KEY] = settings
-    st.session_state[_NOTES] = []
+    st.session_state[_NOTES] = list(notes)
     sync_url(settings)
+
+
+def request_retrain() -> None:
+    """Train was pressed: stopped or failed jobs start again when a page next awaits them."""
+    st.session_state[_PRESSES] = st.session_state.get(_PRESSES, 0) + 1
+
+
+def claim_restart(key: str, finished_badly: bool) -> bool:
+    """Whether the job ``key``, if stopped or failed, should start again: Train was pressed since this session last
+    met the job. So each press restarts each such job once, whichever rerun reaches it (a sweep page awaits one job
+    per optimizer, the later ones only after the earlier finish), and a job stopped after the press stays stopped."""
+    presses = st.session_state.get(_PRESSES, 0)
+    met = st.session_state.setdefault(_JOB_PRESSES, {})
+    restart = finished_badly and met.get(key, presses) < presses
+    met[key] = presses
+    return restart
 
 
 def sync_url(settings: Settings) -> None:

@@ -15,9 +15,9 @@ from .. import scene
 from ..jobs import REGISTRY, Job
 from ..records import Run
 from ..settings import Settings
+from . import state
 
 SYNC_WAIT_S = 30.0  # a page waits this long for its job before it polls instead (defaults take a few seconds)
-RETRAIN_FLAG = "retrain"
 
 
 def trained_runs(settings: Settings) -> list[Run] | None:
@@ -33,9 +33,9 @@ def trained_runs(settings: Settings) -> list[Run] | None:
 
 def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps") -> Any:
     """Start (or find) the job ``key`` and wait for it while showing progress; None if it is still running."""
-    restart = st.session_state.pop(RETRAIN_FLAG, False)
     existing = REGISTRY.get(key)
-    job = REGISTRY.submit(key, work, restart=restart and existing is not None and (existing.stopped or existing.error is not None))
+    restart = state.claim_restart(key, existing is not None and (existing.stopped or existing.error is not None))
+    job = REGISTRY.submit(key, work, restart=restart)
     if job.running:
         box = st.empty()
         with box.container():

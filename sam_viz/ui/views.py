@@ -22,7 +22,7 @@ from ..optim import OPTIMIZERS
 from ..presets import PRESETS
 from ..records import Run
 from ..report import html_report
-from ..settings import PLANES, SERIES, SWEEP_METRICS, Settings, cell_settings, to_query
+from ..settings import PLANES, SERIES, SWEEP_METRICS, Settings, cell_settings, from_query, to_query
 from . import state
 from .sidebar import page_frame, view_option
 from .training import await_job, cached, trained_runs
@@ -399,12 +399,9 @@ def _metric(grid, metric: str) -> np.ndarray:
 
 
 def _grid_values(name: str) -> None:
-    from ..settings import from_query
-
     text = st.session_state[f"{name}_text"]
     settings, notes = from_query({**to_query(state.current()), name: text})
-    state.update(settings)
-    st.session_state["settings_notes"] = notes
+    state.update(settings, notes)
 
 
 def _open_selected(event, grids, settings: Settings) -> None:
