@@ -38,10 +38,6 @@ def per_run(h: HParam, like: Tensor) -> HParam:
     return h
 
 
-def _runs(tensors: Tensors) -> int:
-    return tensors[0].shape[0]
-
-
 def sq_norm(tensors: Tensors) -> Tensor:
     """Squared global L2 norm per run: Σ over all tensors and coordinates, shape (R,)."""
     if tensors[0].shape[0] == 1:  # one run (the torch.optim adapter): one fused kernel over all tensors
@@ -54,14 +50,22 @@ def global_norm(tensors: Tensors) -> Tensor:
     return sq_norm(tensors).sqrt()
 
 
-def _scale_per_run(scale: Tensor, t: Tensor) -> Tensor:
-    return scale.view(-1, *([1] * (t.dim() - 1)))
-
-
 def _median_per_run(tensors: Tensors) -> Tensor:
     """Median over all coordinates per run: a robust summary of a per-coordinate quantity, shape (R,)."""
     flat = torch.cat([t.reshape(t.shape[0], -1) for t in tensors], dim=1)
     return flat.median(dim=1).values
+
+
+def _median_rate(x: HParam, accumulators: Tensors) -> Tensor:
+    """Median over coordinates of x/sqrt(a): the effective radius or learning rate of a per-coordinate method."""
+    return _median_per_run([per_run(x, a) / a.sqrt() for a in accumulators])
+
+
+def _ema_moments(m: Tensor, v: Tensor, g: Tensor, beta1: HParam, beta2: HParam) -> None:
+    """Adam's moments in place: m = β1 m + (1−β1) g, v = β2 v + (1−β2) g²."""
+    b1, b2 = per_run(beta1, g), per_run(beta2, g)
+    m.mul_(b1).add_((1 - b1) * g)
+    v.mul_(b2).add_((1 - b2) * g * g)
 
 
 def _full(tensors: Tensors, value: HParam) -> Tensor:
@@ -101,7 +105,6 @@ class Rule:
     perturb: Callable[..., tuple[list[Tensor], Info]] | None
     update: Callable[..., Info]
     takes_names: bool = False
-    notes: dict[str, str] = field(default_factory=dict)
 
 
 # ---- base updates -------------------------------------------------------------------------------------------
@@ -159,15 +162,13 @@ def adam_update(params: Tensors, grads: Tensors, state: State, hp: dict, *, deco
     t = state["step"]
     lr, wd, eps = hp["lr"], hp.get("weight_decay", 0.0), hp.get("eps", 1e-8)
     beta1, beta2 = hp.get("betas", (0.9, 0.999))
+    if decoupled:
+        _decoupled_decay(params, hp)
     for p, g, m, v in zip(params, grads, state["exp_avg"], state["exp_avg_sq"]):
+        if _nonzero(wd) and not decoupled:
+            g = g + per_run(wd, p) * p
+        _ema_moments(m, v, g, beta1, beta2)
         b1, b2 = per_run(beta1, p), per_run(beta2, p)
-        if _nonzero(wd):
-            if decoupled:
-                p.mul_(1 - per_run(lr, p) * per_run(wd, p))
-            else:
-                g = g + per_run(wd, p) * p
-        m.mul_(b1).add_((1 - b1) * g)
-        v.mul_(b2).add_((1 - b2) * g * g)
         step_size = per_run(lr, p) / (1 - b1**t)
         denom = v.sqrt() / _sqrt(1 - b2**t) + per_run(eps, p)
         p.sub_(step_size * m / denom)
@@ -201,7 +202,7 @@ def _normalized_ascent(grads: Tensors, rho: HParam, norm: Tensor) -> list[Tensor
     scale = per_run(rho, norm) / (norm + NORM_EPS)
     if scale.shape[0] == 1:  # one run: a fused multiply by the 1-element scale
         return list(torch._foreach_mul(list(grads), scale.reshape(())))
-    return [g * _scale_per_run(scale, g) for g in grads]
+    return [g * per_run(scale, g) for g in grads]
 
 
 def sam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tuple[list[Tensor], Info]:
@@ -212,7 +213,7 @@ def sam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tupl
     if hp.get("adaptive", False):
         scaled_norm = global_norm([p.abs() * g for p, g in zip(params, grads)])
         scale = per_run(rho, scaled_norm) / (scaled_norm + NORM_EPS)
-        eps = [p * p * g * _scale_per_run(scale, g) for p, g in zip(params, grads)]
+        eps = [p * p * g * per_run(scale, g) for p, g in zip(params, grads)]
         return eps, _perturb_info(eps, grad_norm, rho)
     eps = _normalized_ascent(grads, rho, grad_norm)
     return eps, _perturb_info(eps, grad_norm, rho, eps_norm=_normalized_norm(rho, grad_norm))
@@ -228,7 +229,7 @@ def asam_perturb(
     t_ops = [p.abs() + per_run(eta, p) if "weight" in n else None for p, n in zip(params, names)]
     t_grads = [g if t is None else t * g for g, t in zip(grads, t_ops)]
     scale = per_run(rho, grad_norm) / (global_norm(t_grads) + NORM_EPS)
-    eps = [tg * _scale_per_run(scale, tg) if t is None else t * tg * _scale_per_run(scale, tg)
+    eps = [tg * per_run(scale, tg) if t is None else t * tg * per_run(scale, tg)
            for tg, t in zip(t_grads, t_ops)]
     return eps, _perturb_info(eps, grad_norm, rho)
 
@@ -283,10 +284,7 @@ def _perturb_info(eps: Tensors, grad_norm: Tensor, effective_rho: HParam, eps_no
 
 def lightsam1_init(params: Tensors, hp: dict) -> State:
     eps0 = hp.get("eps", 1e-8) ** 2
-    r = _runs(params)
-    ref = params[0]
-    return {"u": torch.full((r,), eps0, dtype=ref.dtype, device=ref.device),
-            "v": torch.full((r,), eps0, dtype=ref.dtype, device=ref.device)}
+    return {"u": _full(params, eps0), "v": _full(params, eps0)}
 
 
 def lightsam1_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tuple[list[Tensor], Info]:
@@ -294,7 +292,7 @@ def lightsam1_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -
     grad_sq = sq_norm(grads)
     state["u"].add_(grad_sq)
     radius = per_run(hp["rho"], state["u"]) / state["u"].sqrt()
-    eps = [g * _scale_per_run(radius, g) for g in grads]
+    eps = [g * per_run(radius, g) for g in grads]
     return eps, _perturb_info(eps, grad_sq.sqrt(), radius)
 
 
@@ -304,7 +302,7 @@ def lightsam1_update(params: Tensors, grads: Tensors, state: State, hp: dict) ->
     lr_t = per_run(hp["lr"], state["v"]) / state["v"].sqrt()
     _decoupled_decay(params, hp)
     for p, g in zip(params, grads):
-        p.sub_(g * _scale_per_run(lr_t, g))
+        p.sub_(g * per_run(lr_t, g))
     return {"effective_lr": lr_t.clone()}
 
 
@@ -319,7 +317,7 @@ def lightsam2_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -
     for u, g in zip(state["u"], grads):
         u.add_(g * g)
     eps = [per_run(rho, g) * g / u.sqrt() for g, u in zip(grads, state["u"])]
-    radius = _median_per_run([per_run(rho, u) / u.sqrt() for u in state["u"]])
+    radius = _median_rate(rho, state["u"])
     return eps, _perturb_info(eps, global_norm(grads), radius)
 
 
@@ -330,7 +328,7 @@ def lightsam2_update(params: Tensors, grads: Tensors, state: State, hp: dict) ->
     for p, g, v in zip(params, grads, state["v"]):
         v.add_(g * g)
         p.sub_(per_run(lr, p) * g / v.sqrt())
-    return {"effective_lr": _median_per_run([per_run(lr, v) / v.sqrt() for v in state["v"]])}
+    return {"effective_lr": _median_rate(lr, state["v"])}
 
 
 def lightsam3_init(params: Tensors, hp: dict) -> State:
@@ -355,14 +353,12 @@ def lightsam3_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -
     rho, (beta1, beta2) = hp["rho"], hp.get("betas", (0.9, 0.999))
     state["perturb_step"] += 1
     for g, r, u in zip(grads, state["r"], state["u"]):
-        b1, b2 = per_run(beta1, g), per_run(beta2, g)
-        r.mul_(b1).add_((1 - b1) * g)
-        u.mul_(b2).add_((1 - b2) * g * g)
+        _ema_moments(r, u, g, beta1, beta2)
     bc = hp.get("bias_correction", False)
     directions = [_adam_direction(r, u, state["perturb_step"], (beta1, beta2), bc)
                   for r, u in zip(state["r"], state["u"])]
     eps = [per_run(rho, d) * d for d in directions]
-    radius = _median_per_run([per_run(rho, u) / u.sqrt() for u in state["u"]])
+    radius = _median_rate(rho, state["u"])
     return eps, _perturb_info(eps, global_norm(grads), radius)
 
 
@@ -373,11 +369,9 @@ def lightsam3_update(params: Tensors, grads: Tensors, state: State, hp: dict) ->
     _decoupled_decay(params, hp)
     bc = hp.get("bias_correction", False)
     for p, g, m, v in zip(params, grads, state["m"], state["v"]):
-        b1, b2 = per_run(beta1, g), per_run(beta2, g)
-        m.mul_(b1).add_((1 - b1) * g)
-        v.mul_(b2).add_((1 - b2) * g * g)
+        _ema_moments(m, v, g, beta1, beta2)
         p.sub_(per_run(lr, p) * _adam_direction(m, v, state["step"], (beta1, beta2), bc))
-    return {"effective_lr": _median_per_run([per_run(lr, v) / v.sqrt() for v in state["v"]])}
+    return {"effective_lr": _median_rate(lr, state["v"])}
 
 
 def adasam_init(params: Tensors, hp: dict) -> State:
@@ -391,12 +385,10 @@ def adasam_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> In
     lr, (beta1, beta2) = hp["lr"], hp.get("betas", (0.9, 0.999))
     _decoupled_decay(params, hp)
     for p, g, m, v, vmax in zip(params, grads, state["m"], state["v"], state["v_max"]):
-        b1, b2 = per_run(beta1, g), per_run(beta2, g)
-        m.mul_(b1).add_((1 - b1) * g)
-        v.mul_(b2).add_((1 - b2) * g * g)
+        _ema_moments(m, v, g, beta1, beta2)
         torch.maximum(vmax, v, out=vmax)
         p.sub_(per_run(lr, p) * m / vmax.sqrt())
-    return {"effective_lr": _median_per_run([per_run(lr, v) / v.sqrt() for v in state["v_max"]])}
+    return {"effective_lr": _median_rate(lr, state["v_max"])}
 
 
 def _decoupled_decay(params: Tensors, hp: dict) -> None:
