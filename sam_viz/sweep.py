@@ -27,7 +27,7 @@ from torch.func import functional_call, grad_and_value, vmap
 from .config import Config
 from .hessian import top_eigenvalues
 from .models import accuracy
-from .optim import OPTIMIZERS, global_norm, make_rule, validate
+from .optim import OPTIMIZERS, global_norm, make_rule, one_pass_info, validate
 from .records import Run
 from .train import BatchOrder, ProgressFn, Setup, StopFn, resolve_device, run, setup
 
@@ -561,10 +561,8 @@ class _Chunk:
     def _optimizer_step(self, s: list[Tensor], x: Tensor, y: Tensor, in_dim: int | None) -> dict[str, Tensor]:
         """perturb at θ_t, gradient at θ_t + e_t, update; the rows of ``adapter.StepReport``."""
         if self.rule.perturb is None:  # one-pass method: the step uses s_t itself
-            grad_norm = global_norm(s)
-            info = {"grad_norm": grad_norm, "eps_norm": torch.zeros_like(grad_norm),
-                    "effective_rho": torch.zeros_like(grad_norm)}
-            g, perturbed_loss = s, torch.full_like(grad_norm, math.nan)
+            info = one_pass_info(s)
+            g, perturbed_loss = s, torch.full_like(info["grad_norm"], math.nan)
         else:
             extra = {"names": self.names} if self.rule.takes_names else {}
             eps, info = self.rule.perturb(self.params, s, self.state, self.hp, **extra)

@@ -5,8 +5,8 @@
 """
 
 from .adapter import SAMOptimizer, StepReport, make
-from .functional import Rule, global_norm, make_rule
+from .functional import Rule, global_norm, make_rule, one_pass_info
 from .registry import OPTIMIZERS, HParamSpec, OptimizerInfo, validate
 
 __all__ = ["OPTIMIZERS", "HParamSpec", "OptimizerInfo", "Rule", "SAMOptimizer", "StepReport", "global_norm",
-           "make", "make_rule", "validate"]
+           "make", "make_rule", "one_pass_info", "validate"]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .functional import global_norm, make_rule
+from .functional import global_norm, make_rule, one_pass_info
 from .registry import OPTIMIZERS, validate
 
 
@@ -124,9 +124,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         views = [p.unsqueeze(0) for p in params]
         grads = [p.grad.unsqueeze(0) for p in params]
         if self.rule.perturb is None:  # one-pass method: θ stays put, so there is nothing to save
-            eps = [torch.zeros_like(g) for g in grads]
-            grad_norm = global_norm(grads)
-            info = {"grad_norm": grad_norm, "eps_norm": torch.zeros_like(grad_norm), "effective_rho": torch.zeros_like(grad_norm)}
+            eps, info = [torch.zeros_like(g) for g in grads], one_pass_info(grads)
         else:
             extra = {"names": names} if self.rule.takes_names else {}
             eps, info = self.rule.perturb(views, grads, core, hp, **extra)

@@ -274,6 +274,12 @@ def _normalized_norm(rho: HParam, grad_norm: Tensor) -> Tensor:
     return per_run(rho, grad_norm) * grad_norm / (grad_norm + NORM_EPS)
 
 
+def one_pass_info(grads: Tensors) -> Info:
+    """The perturbation report of a one-pass method (SGD, Adam): no perturbation, the step uses s_t itself."""
+    grad_norm = global_norm(grads)
+    return {"grad_norm": grad_norm, "eps_norm": torch.zeros_like(grad_norm), "effective_rho": torch.zeros_like(grad_norm)}
+
+
 def _perturb_info(eps: Tensors, grad_norm: Tensor, effective_rho: HParam, eps_norm: Tensor | None = None) -> Info:
     return {"grad_norm": grad_norm, "eps_norm": global_norm(eps) if eps_norm is None else eps_norm,
             "effective_rho": _full(eps, effective_rho)}
