@@ -386,18 +386,6 @@ def unflatten(model: nn.Module, flat: Tensor | np.ndarray, *, dtype: torch.dtype
     return {n: views[n].to(device=p.device, dtype=dtype or p.dtype).clone() for n, p in named}
 
 
-def flatten(model: nn.Module) -> Tensor:
-    """The model's parameters as one detached (P,) vector, in ``named_parameters()`` order (inverse of ``unflatten``).
-
-    Args:
-        model: the network; not modified.
-
-    Returns:
-        (P,) tensor on the model's device.
-    """
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-
 def _detached_params(model: nn.Module, dtype: torch.dtype | None) -> dict[str, Tensor]:
     return {n: p.detach().to(dtype=dtype or p.dtype).clone() for n, p in model.named_parameters()}
 

@@ -23,7 +23,7 @@ from torch.func import functional_call
 
 from .data import analytic_loss
 from .models import accuracy as accuracy_of  # `accuracy` is a flag's name here
-from .models import split_parameters
+from .models import flatten, split_parameters
 
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -67,7 +67,7 @@ class Plane:
 
 def flat_parameters(model: nn.Module) -> np.ndarray:
     """The model's parameters as one float64 vector in ``named_parameters()`` order."""
-    return torch.cat([p.detach().reshape(-1).to(torch.float64) for p in model.parameters()]).cpu().numpy()
+    return flatten(model).to(torch.float64).cpu().numpy()
 
 
 def random_directions(model: nn.Module, seed: int, filter_normalize: bool = True, ignore: str | None = "biasbn") -> np.ndarray:

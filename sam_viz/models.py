@@ -247,6 +247,12 @@ def _mean_output(outputs: Tensor, y: Tensor) -> Tensor:
     return outputs.mean()
 
 
+def flatten(model: nn.Module) -> Tensor:
+    """The model's parameters as one detached (P,) vector in ``named_parameters()`` order, on its device: the
+    inverse of ``split_parameters``. The model is not modified."""
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
 def split_parameters(model: nn.Module, flat: Tensor) -> dict[str, Tensor]:
     """Flat parameter vectors (…, P) → ``{name: (…, *shape)}`` views in ``named_parameters()`` order.
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .models import split_parameters
+from .models import flatten, split_parameters
 
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -52,7 +52,7 @@ class Sharpness:
 def _flat_params(model: nn.Module, weights: np.ndarray | Tensor | None) -> Tensor:
     p = next(model.parameters())
     if weights is None:
-        return torch.cat([q.detach().reshape(-1) for q in model.parameters()])
+        return flatten(model)
     return torch.as_tensor(np.asarray(weights), dtype=p.dtype, device=p.device)
 
 

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .config import Config
 from .data import Dataset, make_dataset
-from .models import accuracy, build_model, loss_fn
+from .models import accuracy, build_model, flatten, loss_fn
 from .optim import make
 from .records import STEP_FIELDS, Run
 
@@ -179,7 +179,7 @@ def run(config: Config, *, progress: ProgressFn | None = None, should_stop: Stop
             break
         loss.backward()
         full_grad = _full_gradient(s, params, idx, full_outputs) if with_full_grad else None
-        theta = _flat(params) if t % config.snapshot_every == 0 else None
+        theta = flatten(model).cpu().numpy() if t % config.snapshot_every == 0 else None
         opt.step(closure)
         report = opt.last
         e = torch.cat([p.reshape(-1) for p in report.perturbation])
@@ -203,7 +203,7 @@ def run(config: Config, *, progress: ProgressFn | None = None, should_stop: Stop
     if diverged_step < 0:
         _evaluate(s, final)
     snapshot_steps.append(n_done)
-    weights.append(_flat(params))
+    weights.append(flatten(model).cpu().numpy())
     perturbations.append(np.full_like(weights[-1], np.nan))
     return Run(
         config=config,
@@ -232,10 +232,6 @@ def run_many(config: Config, optimizers: Sequence[tuple[str, Mapping[str, Any]]]
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-
-
-def _flat(params: Sequence[Tensor]) -> np.ndarray:
-    return torch.cat([p.detach().reshape(-1) for p in params]).cpu().numpy().copy()
 
 
 def _append(series: dict[str, list[float]], row: Mapping[str, float], started: float) -> None:

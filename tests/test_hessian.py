@@ -13,6 +13,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from sam_viz import hessian as hs
+from sam_viz.models import flatten
 
 MODES = hs.MODES
 # torch itself calls the deprecated torch.jit.script the first time jvp loads its decompositions.
@@ -241,7 +242,7 @@ def test_dtype_option_gives_a_float64_reference_of_a_float32_model(mlp_case):
 
 def test_weights_and_unflatten(mlp_case):
     model, batch, _, _ = mlp_case
-    flat = hs.flatten(model)
+    flat = flatten(model)
     parts = hs.unflatten(model, flat.numpy())
     assert list(parts) == [n for n, _ in model.named_parameters()]
     for (_, p), t in zip(model.named_parameters(), parts.values()):
@@ -257,7 +258,7 @@ def test_weights_and_unflatten(mlp_case):
     result = hs.eigen_at(model, F.cross_entropy, batch, moved.numpy(), k=2)
     exact = torch.linalg.eigvalsh(H_moved).flip(0).numpy()
     np.testing.assert_allclose(result.eigenvalues, exact[:2], rtol=1e-6)
-    assert torch.equal(hs.flatten(model), flat)
+    assert torch.equal(flatten(model), flat)
 
 
 # -------------------------------------------------------------------------------------------------- the caller's model
@@ -305,7 +306,7 @@ def test_the_callers_model_is_never_changed(mode, training):
     hs.dense_eigenvalues(model, F.cross_entropy, batch, **kw)
     hs.dense_hessian(model, F.cross_entropy, batch, **kw)
     hs.lanczos(op, 5)
-    hs.eigen_at(model, F.cross_entropy, batch, hs.flatten(model) * 1.01, **kw)
+    hs.eigen_at(model, F.cross_entropy, batch, flatten(model) * 1.01, **kw)
     hs.make_hvp(model, F.cross_entropy, batch, max_samples=8, param_filter="3.", **kw).to_dense()
     _assert_same(before, model)
 
