@@ -17,7 +17,7 @@ import torch
 from . import landscape as L
 from .config import Config
 from .curvature import CurvatureTrace, over_training
-from .data import TASKS
+from .data import TASKS, analytic_loss
 from .hessian import MAX_DENSE_PARAMS, EigenResult, make_hvp, spectral_density, top_eigenvalues
 from .models import split_parameters
 from .records import Run
@@ -147,8 +147,6 @@ def _analytic_scene(settings: Settings, runs: Sequence[Run], labels: Sequence[st
         ok = _finite_rows(r)
         w, e = r.weights[ok], r.perturbations[ok]
         with torch.no_grad():
-            from .data import analytic_loss
-
             exact = analytic_loss(settings.task, torch.as_tensor(w)).numpy()
         probe = np.where(np.isfinite(e), w + e, np.nan)
         probe[np.abs(np.nan_to_num(e)).sum(axis=1) == 0] = np.nan

@@ -168,15 +168,15 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
     if info is None:
         raise ValueError(f"Unknown metric: {metric!r}; valid: {', '.join(METRICS)}")
     log = info.log if log_y is None else bool(log_y)
-    if log_y is None and log and _has_non_positive(runs, metric):
+    series = [metric_series(run, metric) for run in runs]
+    if log_y is None and log and _has_non_positive(series):
         log = False  # the default log axis would hide non-positive values (e.g. analytic losses below 0)
     hover = f"<b>%{{fullData.name}}</b><br>{_X_TITLES[x]} %{{x:.4~g}}<br>{info.title} %{{y:.4~g}}" + _EXTRA
 
     data: list[Any] = []
     notes = []
-    for i, (run, name) in enumerate(zip(runs, names)):
+    for i, (run, name, y) in enumerate(zip(runs, names, series)):
         s = style(i)
-        y = metric_series(run, metric)
         xs = as_1d(x, getattr(run, x), allow_empty=True)
         check_same_length(f"run {name!r}", **{x: xs, metric: y})
         cross = _diverged_point(run, xs, y)
@@ -198,13 +198,13 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
                                                  f"last finite {metric} %{{y:.4~g}}" + _EXTRA,
                                    meta={"key": f"{name} diverged", "x": x, "y": f"last_finite_{metric}"}))
     finals = []
-    for run, name in zip(runs, names):
-        lf = last_finite(metric_series(run, metric))
+    for name, y in zip(names, series):
+        lf = last_finite(y)
         finals.append(f"{name} {fmt(lf[1])}" if lf else f"{name} (none)")
     alt = (f"Line chart of {info.title} against {_X_TITLES[x]} for {len(runs)} run(s); last values: "
            f"{join_names(finals)}" + (f"; {join_names(notes)}" if notes else "") + ".")
     yaxis = axis(info.title, type="log" if log else "linear")
-    flat = _flat_range(runs, metric, log)
+    flat = _flat_range(series, log)
     if flat is not None:
         yaxis["range"] = flat
     layout = base_layout(title=title or f"{info.title.split(' (')[0]} during training",
@@ -213,15 +213,15 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
     return go.Figure(data=data, layout=layout)
 
 
-def _has_non_positive(runs: Sequence[Run], metric: str) -> bool:
-    values = np.concatenate([np.asarray(metric_series(r, metric), dtype=float) for r in runs])
+def _has_non_positive(series: Sequence[np.ndarray]) -> bool:
+    values = np.concatenate([np.asarray(y, dtype=float) for y in series])
     return bool(np.any(values[np.isfinite(values)] <= 0))
 
 
-def _flat_range(runs: Sequence[Run], metric: str, log: bool) -> list[float] | None:
+def _flat_range(series: Sequence[np.ndarray], log: bool) -> list[float] | None:
     """A ±10% window around a series that is constant up to rounding (SAM's ‖e‖ = ρ in float32), so autorange
     does not blow 1e-8 round-off up to the full height of the chart."""
-    values = np.concatenate([np.asarray(metric_series(r, metric), dtype=float) for r in runs])
+    values = np.concatenate([np.asarray(y, dtype=float) for y in series])
     values = values[np.isfinite(values)]
     if values.size == 0:
         return None
@@ -276,8 +276,8 @@ def fsam_decomposition_figure(runs: Sequence[Run], *, labels: Sequence[str] | No
                          subplot_titles=("along ∇L: ‖e‖·cos(e, ∇L)", "minibatch noise: ‖e‖·sin(e, ∇L)"))
     data: list[Any] = []
     missing = []
-    for i, (run, name) in enumerate(zip(runs, names)):
-        steps, full, noise = fsam_parts(run)
+    parts = [fsam_parts(run) for run in runs]
+    for i, (name, (steps, full, noise)) in enumerate(zip(names, parts)):
         if steps.size == 0:
             missing.append(name)
             continue
@@ -306,8 +306,7 @@ def fsam_decomposition_figure(runs: Sequence[Run], *, labels: Sequence[str] | No
             yref="paper", x=0.0, y=-0.12, xanchor="left", showarrow=False, font=dict(size=11)),)
     shown = [n for n in names if n not in missing]
     means = []
-    for run, name in zip(runs, names):
-        _, full, noise = fsam_parts(run)
+    for name, (_, full, noise) in zip(names, parts):
         if full.size:
             means.append(f"{name} mean along-gradient {fmt(full.mean())} vs noise {fmt(noise.mean())}")
     alt = ("Two stacked line charts splitting the perturbation length into its part along the full-batch gradient "
