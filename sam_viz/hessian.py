@@ -612,8 +612,7 @@ def lanczos(A: Operator, iters: int, *, seed: int = 0, v0: Tensor | None = None)
     if not bool(torch.any(v0 != 0)):
         raise ValueError("v0 must be non-zero")
     run = _Lanczos(A, v0.to(device=_device(A), dtype=_dtype(A)))
-    while run.m < min(iters, dim) and not run.exhausted:
-        run.step()
+    _extend(run, min(iters, dim))
     alpha, beta = (torch.tensor(values, dtype=torch.float64) for values in (run.alpha, run.beta))
     return alpha, beta, run.Q[: run.m].T.contiguous()
 
@@ -919,9 +918,7 @@ def dense_hessian(model: nn.Module, loss_fn: LossFn, batch: Batch, **hvp_kwargs:
     Raises:
         ValueError: if P > MAX_DENSE_PARAMS.
     """
-    op = make_hvp(model, loss_fn, batch, **hvp_kwargs)
-    _check_dense(op.dim)
-    return op.to_dense()
+    return make_hvp(model, loss_fn, batch, **hvp_kwargs).to_dense()  # to_dense checks the size
 
 
 def dense_eigenvalues(model_or_operator: nn.Module | Operator, loss_fn: LossFn | None = None,
