@@ -38,7 +38,6 @@ class Job:
     result: Any = None
     error: str | None = None
     stopped: bool = False
-    started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)

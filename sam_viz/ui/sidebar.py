@@ -22,6 +22,8 @@ PAGES = (
     ("pages/4_Radius_sensitivity.py", "Radius sensitivity", ":material/grid_on:"),
     ("pages/5_Learn.py", "Learn", ":material/school:"),
 )
+# a page's file by the name in its URL ("Loss_surface" → "pages/1_Loss_surface.py"), as presets name pages
+PAGE_FILES = {path.split("_", 1)[1].removesuffix(".py"): path for path, _, _ in PAGES[1:]}
 NONE = "—"
 ICON = Path(__file__).resolve().parents[2] / "assets" / "icon.png"
 

@@ -24,7 +24,7 @@ from ..records import Run
 from ..report import html_report
 from ..settings import PLANES, SERIES, SWEEP_METRICS, Settings, cell_settings, from_query, to_query
 from . import state
-from .sidebar import page_frame, view_option
+from .sidebar import PAGE_FILES, page_frame, view_option
 from .training import await_job, cached, trained_runs
 
 CHART_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
@@ -150,13 +150,8 @@ def render_home() -> None:
         with cols[i % 2].container(border=True):
             st.markdown(f"**{preset.title}**")
             st.write(preset.explanation)
-            page = f"pages/{_PAGE_FILES[preset.page]}"
-            st.page_link(page, label=f"Open in {preset.page.replace('_', ' ')}", icon=":material/arrow_forward:",
+            st.page_link(PAGE_FILES[preset.page], label=f"Open in {preset.page.replace('_', ' ')}", icon=":material/arrow_forward:",
                          query_params={**preset.query, "preset": preset.name})
-
-
-_PAGE_FILES = {"Loss_surface": "1_Loss_surface.py", "Perturbations": "2_Perturbations.py", "Hessian": "3_Hessian.py",
-               "Radius_sensitivity": "4_Radius_sensitivity.py"}
 
 
 def _preset_banner(settings: Settings) -> None:
@@ -418,7 +413,7 @@ def _open_selected(event, grids, settings: Settings) -> None:
     new = cell_settings(settings, grid.cell_config(0, i, j))
     state.update(new)
     st.session_state["widgets_for"] = None
-    st.switch_page("pages/1_Loss_surface.py", query_params=to_query(new))
+    st.switch_page(PAGE_FILES["Loss_surface"], query_params=to_query(new))
 
 
 # ------------------------------------------------------------------------------------------------ learn
