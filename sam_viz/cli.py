@@ -10,8 +10,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from . import hessian as H
+from . import landscape as L
 from .config import Config
+from .curvature import over_training
+from .data import TASKS
+from .models import MODELS
 from .optim import OPTIMIZERS
+from .records import Run, json_ready
+from .sweep import add_sweep_parser, sweep_main
+from .train import run, setup
 
 
 def _hparam_help() -> dict[str, str]:
@@ -55,8 +65,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_config(config: Config, quiet: bool):
-    from .train import run  # torch loads only for commands that train
-
     total = config.steps
 
     def progress(step: int, _total: int, row: Any) -> None:
@@ -79,8 +87,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _write_json(out: Path, payload: dict) -> None:
-    from .records import json_ready
-
     out.with_suffix(".json").write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False) + "\n")
 
 
@@ -94,9 +100,6 @@ def _add_source_flags(parser: argparse.ArgumentParser, out: str) -> None:
 
 def _load_or_train(args: argparse.Namespace):
     """The Run to analyse and its set-up (model, loss and data rebuilt from its config)."""
-    from .records import Run
-    from .train import setup
-
     result = Run.load(args.run) if args.run else _train_config(_config(args), args.quiet)
     return result, setup(result.config)
 
@@ -115,10 +118,6 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
 
 
 def _surface(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from . import landscape as L
-
     result, s = _load_or_train(args)
     batch = (s.x_train, s.y_train)
     final = result.final_weights
@@ -158,11 +157,6 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
 
 
 def _hessian(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from . import hessian as H
-    from .curvature import over_training
-
     result, s = _load_or_train(args)
     op = H.make_hvp(s.model, s.loss, (s.x_train, s.y_train), weights=result.final_weights, max_samples=args.max_samples)
     eig = H.top_eigenvalues(op, k=args.k, smallest=1, method="dense" if args.exact else "auto")
@@ -186,12 +180,6 @@ def _hessian(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    from .sweep import sweep_main
-
-    return sweep_main(args)
-
-
 def _optimizers(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({name: {**{k: v for k, v in dataclasses.asdict(info).items() if k != "hparams"},
@@ -209,9 +197,6 @@ def _optimizers(args: argparse.Namespace) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from .data import TASKS
-    from .models import MODELS
-
     for name, info in TASKS.items():
         print(f"{name:<16} {info.kind:<15} {info.description}")
     print()
@@ -226,8 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_train(sub)
     _add_surface(sub)
     _add_hessian(sub)
-    from .sweep import add_sweep_parser  # the sweep module imports torch only when a command runs
-
     add_sweep_parser(sub)
     opt = sub.add_parser("optimizers", help="list the optimizer registry")
     opt.add_argument("--json", action="store_true", help="machine-readable output")
@@ -235,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"train": _train, "surface": _surface, "hessian": _hessian, "optimizers": _optimizers,
-                "tasks": _tasks, "sweep": _sweep}[args.command](args)
+                "tasks": _tasks, "sweep": sweep_main}[args.command](args)
     except (ValueError, OSError) as err:  # bad settings or a missing file: one clear line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
