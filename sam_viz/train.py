@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .config import Config
-from .data import Dataset, make_dataset
+from .data import TASKS, Dataset, make_dataset
 from .models import accuracy, build_model, flatten, loss_fn
 from .optim import make
 from .records import STEP_FIELDS, Run
@@ -96,10 +96,10 @@ def setup(config: Config) -> Setup:
                  tensor(dataset.x_test, False), tensor(dataset.y_test, True), device)
 
 
-def _start(config: Config, dataset: Dataset) -> tuple[float, float]:
-    from .data import TASKS  # the task's default fills a missing coordinate
-
-    default = TASKS[dataset.name].start
+def _start(config: Config, dataset: Dataset) -> tuple[float | None, float | None]:
+    """The start point, the task's default filling a missing coordinate (a task without one, a classification task,
+    keeps the None: build_model then says that only the point model takes a start)."""
+    default = TASKS[dataset.name].start or (None, None)
     return (default[0] if config.start_x is None else config.start_x,
             default[1] if config.start_y is None else config.start_y)
 

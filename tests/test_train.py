@@ -174,3 +174,12 @@ def test_json_ready_makes_standard_json_of_numpy_and_nan():
     payload = {"a": np.array([1.0, np.nan]), "b": (np.float32(2.5), float("inf")), "c": {"d": np.int64(3)}}
     assert json.loads(json.dumps(json_ready(payload), allow_nan=False)) == {"a": [1.0, None], "b": [2.5, None],
                                                                            "c": {"d": 3}}
+
+
+@pytest.mark.parametrize("start", [{"start_x": 1.0}, {"start_y": -2.0}, {"start_x": 1.0, "start_y": 2.0}])
+def test_a_start_point_on_a_classification_task_is_a_clear_error(start, capsys):
+    with pytest.raises(ValueError, match="only the 'point' model takes a start"):
+        setup(Config(task="moons", **start))
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in start.items()]
+    assert main(["train", "--task", "moons", "--steps", "5", "--quiet", *flags]) == 2
+    assert "only the 'point' model takes a start" in capsys.readouterr().err
