@@ -19,7 +19,7 @@ from .curvature import over_training
 from .data import TASKS
 from .models import MODELS
 from .optim import OPTIMIZERS
-from .records import Run, json_ready
+from .records import Run, json_ready, output_path
 from .sweep import add_sweep_parser, sweep_main
 from .train import run, setup
 
@@ -77,17 +77,17 @@ def _train_config(config: Config, quiet: bool):
 def _train(args: argparse.Namespace) -> int:
     result = _train_config(_config(args), args.quiet)
     out = Path(args.out)
-    npz = result.save(out.with_suffix(".npz"))
+    npz = result.save(output_path(out, ".npz"))
     summary = result.summary()
     _write_json(out, summary)
-    print(json.dumps({"npz": str(npz), "json": str(out.with_suffix(".json")), "final_train_loss": summary["final_train_loss"],
+    print(json.dumps({"npz": str(npz), "json": str(output_path(out, ".json")), "final_train_loss": summary["final_train_loss"],
                       "final_test_acc": summary["final_test_acc"], "diverged": summary["diverged"],
                       "steps": summary["n_steps"], "wall_time_s": round(result.wall_time, 3)}))
     return 0
 
 
 def _write_json(out: Path, payload: dict) -> None:
-    out.with_suffix(".json").write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False) + "\n")
+    output_path(out, ".json").write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False) + "\n")
 
 
 def _add_source_flags(parser: argparse.ArgumentParser, out: str) -> None:
@@ -130,7 +130,7 @@ def _surface(args: argparse.Namespace) -> int:
     surf = L.surface(s.model, s.loss, batch, plane, args.span, args.resolution)
     proj = L.project(plane, result.weights, s.model, s.loss, batch)
     out = Path(args.out)
-    np.savez_compressed(out.with_suffix(".npz"), alpha=surf.alpha, beta=surf.beta, loss=surf.loss,
+    np.savez_compressed(output_path(out, ".npz"), alpha=surf.alpha, beta=surf.beta, loss=surf.loss,
                         accuracy=np.full_like(surf.loss, np.nan) if surf.accuracy is None else surf.accuracy,
                         origin=plane.origin, d1=plane.d1, d2=plane.d2, traj_step=result.snapshot_step,
                         traj_alpha=proj.alpha, traj_beta=proj.beta, traj_off_plane=proj.off_plane,
@@ -140,7 +140,7 @@ def _surface(args: argparse.Namespace) -> int:
                "center_loss": surf.center_value, "min_loss": float(np.nanmin(surf.loss)), "max_loss": float(np.nanmax(surf.loss)),
                "plane_info": plane.info}
     _write_json(out, summary)
-    print(json.dumps({"npz": str(out.with_suffix(".npz")), "json": str(out.with_suffix(".json")),
+    print(json.dumps({"npz": str(output_path(out, ".npz")), "json": str(output_path(out, ".json")),
                       "center_loss": summary["center_loss"], "seconds": round(surf.seconds, 3)}))
     return 0
 
@@ -172,9 +172,9 @@ def _hessian(args: argparse.Namespace) -> int:
         arrays.update(step=ct.step, lambda_max=ct.lambda_max, lambda_max_residual=ct.residual)
         summary["lambda_max_over_training"] = {"step": ct.step, "lambda_max": ct.lambda_max, "residual": ct.residual}
     out = Path(args.out)
-    np.savez_compressed(out.with_suffix(".npz"), **arrays)
+    np.savez_compressed(output_path(out, ".npz"), **arrays)
     _write_json(out, summary)
-    print(json.dumps({"npz": str(out.with_suffix(".npz")), "json": str(out.with_suffix(".json")),
+    print(json.dumps({"npz": str(output_path(out, ".npz")), "json": str(output_path(out, ".json")),
                       "lambda_max": float(eig.eigenvalues[0]), "residual": float(eig.residuals[0]),
                       "trace": tr.estimate, "trace_stderr": tr.stderr}))
     return 0

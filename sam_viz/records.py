@@ -143,6 +143,13 @@ class Run:
         return True
 
 
+def output_path(prefix: str | Path, extension: str) -> Path:
+    """``PREFIX.extension`` for the command line's ``--out PREFIX``: appended, so a dot in the prefix
+    (``runs/a.v2``) is kept rather than taken for a suffix to replace."""
+    prefix = Path(prefix)
+    return prefix.with_name(prefix.name + extension)
+
+
 def json_ready(value: Any) -> Any:
     """Numpy arrays and scalars → Python lists and numbers, recursively; NaN/inf → None, so the JSON is standard
     (a diverged run or an unevaluated snapshot holds NaN)."""

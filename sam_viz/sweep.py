@@ -28,7 +28,7 @@ from .config import Config
 from .hessian import top_eigenvalues
 from .models import accuracy
 from .optim import OPTIMIZERS, global_norm, make_rule, one_pass_info, validate
-from .records import Run
+from .records import Run, output_path
 from .train import BatchOrder, ProgressFn, Setup, StopFn, resolve_device, run, setup
 
 MAX_AXIS_VALUES = 15  # values per axis: a 15 × 15 heat map is the largest the view draws legibly
@@ -930,8 +930,8 @@ def sweep_main(args: argparse.Namespace) -> int:
                     strategy=args.strategy, memory_budget_mb=args.memory_budget_mb,
                     lambda_max=not args.no_lambda_max)
     out = Path(args.out)
-    npz = grid.save(out.with_name(out.name + ".npz"))
-    csv = grid.to_csv(out.with_name(out.name + ".csv"))
+    npz = grid.save(output_path(out, ".npz"))
+    csv = grid.to_csv(output_path(out, ".csv"))
     summary = {"npz": str(npz), "csv": str(csv), "cells": int(np.prod(grid.shape)), "strategy": grid.strategy,
                "wall_time_s": round(grid.wall_time, 3), "diverged": int(grid.diverged.sum())}
     metric = "test_acc" if np.isfinite(grid.final_test_acc).any() else "train_loss"

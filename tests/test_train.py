@@ -183,3 +183,16 @@ def test_a_start_point_on_a_classification_task_is_a_clear_error(start, capsys):
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in start.items()]
     assert main(["train", "--task", "moons", "--steps", "5", "--quiet", *flags]) == 2
     assert "only the 'point' model takes a start" in capsys.readouterr().err
+
+
+def test_cli_out_is_a_prefix_even_with_a_dot(tmp_path, capsys):
+    """--out runs/a.v2 writes runs/a.v2.npz and runs/a.v2.json for every command, as the sweep always did."""
+    base = ["--task", "moons", "--steps", "6", "--n-samples", "64", "--quiet"]
+    assert main(["train", *base, "--out", str(tmp_path / "a.v2")]) == 0
+    assert main(["surface", "--run", str(tmp_path / "a.v2.npz"), "--resolution", "5", "--out", str(tmp_path / "s.v2")]) == 0
+    assert main(["hessian", "--run", str(tmp_path / "a.v2.npz"), "--k", "1", "--out", str(tmp_path / "h.v2")]) == 0
+    assert main(["sweep", "--set", "steps=4", "--set", "n_samples=64", "--set", "optimizer=sam", "--x-values", "0.05,0.1",
+                 "--y-values", "0.1", "--no-lambda-max", "--quiet", "--out", str(tmp_path / "g.v2")]) == 0
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["a.v2.json", "a.v2.npz", "g.v2.csv", "g.v2.npz", "h.v2.json", "h.v2.npz", "s.v2.json", "s.v2.npz"]
+    capsys.readouterr()
