@@ -238,20 +238,20 @@ def _model_tensors(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return p.device, p.dtype
 
 
+def _at_point(model: nn.Module, loss_fn: LossFn, batch: Batch, flat: Tensor, accuracy: bool) -> tuple[Tensor, Tensor | None]:
+    """Loss (and accuracy) with the parameters ``flat`` (P,), the model untouched."""
+    out = functional_call(model, split_parameters(model, flat), (batch[0],))
+    return loss_fn(out, batch[1]), (accuracy_of(out, batch[1]) if accuracy else None)
+
+
 def evaluate_points(model: nn.Module, loss_fn: LossFn, batch: Batch, points: np.ndarray,
                     accuracy: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Loss (and accuracy) at each flat parameter vector of ``points`` (T, P), one forward each."""
     device, dtype = _model_tensors(model)
-    x, y = batch
     pts = torch.as_tensor(np.atleast_2d(points), device=device, dtype=dtype)
-    losses, accs = [], []
     with torch.no_grad():
-        for row in pts:
-            out = functional_call(model, split_parameters(model, row), (x,))
-            losses.append(float(loss_fn(out, y)))
-            if accuracy:
-                accs.append(float(accuracy_of(out, y)))
-    return np.array(losses), (np.array(accs) if accuracy else None)
+        values = [_at_point(model, loss_fn, batch, row, accuracy) for row in pts]
+    return np.array([float(v[0]) for v in values]), (np.array([float(v[1]) for v in values]) if accuracy else None)
 
 
 class _Grid:
@@ -280,14 +280,10 @@ class _LoopGrid(_Grid):
 
     @torch.no_grad()
     def __call__(self, alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor | None]:
-        losses, accs = [], []
-        for a, b in zip(alpha.tolist(), beta.tolist()):
-            flat = torch.add(self.origin, self.d1, alpha=a).add_(self.d2, alpha=b)
-            out = functional_call(self.model, split_parameters(self.model, flat), (self.x,))
-            losses.append(self.loss_fn(out, self.y))
-            if self.accuracy:
-                accs.append(accuracy_of(out, self.y))
-        return torch.stack(losses), (torch.stack(accs) if self.accuracy else None)
+        values = [_at_point(self.model, self.loss_fn, (self.x, self.y),
+                            torch.add(self.origin, self.d1, alpha=a).add_(self.d2, alpha=b), self.accuracy)
+                  for a, b in zip(alpha.tolist(), beta.tolist())]
+        return torch.stack([v[0] for v in values]), (torch.stack([v[1] for v in values]) if self.accuracy else None)
 
 
 class _VmapGrid(_Grid):
