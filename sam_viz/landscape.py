@@ -563,7 +563,9 @@ def _choose(model: nn.Module, loss_fn: LossFn, batch: Batch, plane: Plane, accur
                     rates[i] = max(rates[i], _points_per_second(grid))
                 except (RuntimeError, NotImplementedError, TypeError):  # an op vmap cannot batch; a private op whose signature moved
                     rates[i] = -1.0
-        _EVALUATOR_CHOICE[key] = grids[max(range(len(grids)), key=rates.__getitem__)][0]
+        choice, grid = grids[max(range(len(grids)), key=rates.__getitem__)]
+        _EVALUATOR_CHOICE[key] = choice
+        return grid  # the one just timed: no need to build it again
     cls, kw = _EVALUATOR_CHOICE[key]
     return cls(*args, **kw)
 
