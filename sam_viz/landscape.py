@@ -54,15 +54,24 @@ class Plane:
     seed: int | None = None
     info: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # private read-only float64 copies: the plane cannot change under its cached content hash
+        for name in ("origin", "d1", "d2"):
+            array = np.array(getattr(self, name), dtype=np.float64)
+            array.flags.writeable = False
+            object.__setattr__(self, name, array)
+
     def point(self, alpha: float, beta: float) -> np.ndarray:
         return self.origin + alpha * self.d1 + beta * self.d2
 
     def key(self) -> str:
-        """A content hash: planes with equal arrays share cached surfaces."""
-        h = hashlib.sha1()
-        for a in (self.origin, self.d1, self.d2):
-            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
-        return h.hexdigest()
+        """A content hash, computed once: planes with equal arrays share cached surfaces."""
+        if "_key" not in self.__dict__:
+            h = hashlib.sha1()
+            for a in (self.origin, self.d1, self.d2):
+                h.update(a.tobytes())
+            object.__setattr__(self, "_key", h.hexdigest())
+        return self.__dict__["_key"]
 
 
 def flat_parameters(model: nn.Module) -> np.ndarray:
@@ -264,7 +273,7 @@ class _Grid:
         self.x, self.y = batch
         device, dtype = _model_tensors(model)
         self.device, self.dtype = device, dtype
-        self.origin, self.d1, self.d2 = (torch.as_tensor(v, device=device, dtype=dtype) for v in (plane.origin, plane.d1, plane.d2))
+        self.origin, self.d1, self.d2 = (torch.tensor(v, device=device, dtype=dtype) for v in (plane.origin, plane.d1, plane.d2))
 
     def __call__(self, alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError
@@ -408,7 +417,7 @@ class _MLPGrid(_Grid):
         else:  # X Wᵀ + b for the three rows of the first layer: (3, N·out0)
             w0 = rows0[:, : out0 * in0].reshape(3, in0, out0)
             self.first = (torch.matmul(self.x, w0) + rows0[:, None, out0 * in0:]).reshape(3, -1)
-        self.y_rep = self.y.repeat(self._chunk)
+        self.y_rep = None if self.binary else self.y.repeat(self._chunk)  # labels of a chunk's (K·N, C) logits
         self.buffers = _scratch(self._chunk * self.x.shape[0] * max(out for out, *_ in self.stack), self.device, self.dtype)
 
     def chunk(self) -> int:
@@ -535,6 +544,11 @@ def _choose(model: nn.Module, loss_fn: LossFn, batch: Batch, plane: Plane, accur
     and device)."""
     args = (model, loss_fn, batch, plane, accuracy)
     n = batch[0].shape[0]
+    device, dtype = _model_tensors(model)
+    key = (repr(model), getattr(loss_fn, "__qualname__", repr(loss_fn)), n, str(device), str(dtype), accuracy)
+    if evaluator == "auto" and key in _EVALUATOR_CHOICE:
+        cls, kw = _EVALUATOR_CHOICE[key]
+        return cls(*args, **kw)
     cands = _candidates(model, loss_fn, n)
     if evaluator != "auto":
         for cls, kw in reversed(cands):  # the largest chunk of that name
@@ -544,30 +558,25 @@ def _choose(model: nn.Module, loss_fn: LossFn, batch: Batch, plane: Plane, accur
                 except NotImplementedError as err:
                     raise ValueError(f"Evaluator {evaluator!r} cannot run here: {err}") from None
         raise ValueError(f"Invalid evaluator: {evaluator!r}; valid for this model: auto, {', '.join(sorted({c.name for c, _ in cands}))}")
-    device, dtype = _model_tensors(model)
-    key = (repr(model), getattr(loss_fn, "__qualname__", repr(loss_fn)), n, str(device), str(dtype), accuracy)
-    if key not in _EVALUATOR_CHOICE:
-        grids = []
-        for cls, kw in cands:
-            try:
-                grids.append(((cls, kw), cls(*args, **kw)))
-            except (RuntimeError, NotImplementedError):  # e.g. no oneDNN in this build: skip that evaluator
+    grids = []
+    for cls, kw in cands:
+        try:
+            grids.append(((cls, kw), cls(*args, **kw)))
+        except (RuntimeError, NotImplementedError):  # e.g. no oneDNN in this build: skip that evaluator
+            continue
+    # Two interleaved rounds, best rate kept: a single short timing follows the machine's load too closely.
+    rates = [0.0] * len(grids)
+    for _ in range(2):
+        for i, (_, grid) in enumerate(grids):
+            if rates[i] < 0:
                 continue
-        # Two interleaved rounds, best rate kept: a single short timing follows the machine's load too closely.
-        rates = [0.0] * len(grids)
-        for _ in range(2):
-            for i, (_, grid) in enumerate(grids):
-                if rates[i] < 0:
-                    continue
-                try:
-                    rates[i] = max(rates[i], _points_per_second(grid))
-                except (RuntimeError, NotImplementedError, TypeError):  # an op vmap cannot batch; a private op whose signature moved
-                    rates[i] = -1.0
-        choice, grid = grids[max(range(len(grids)), key=rates.__getitem__)]
-        _EVALUATOR_CHOICE[key] = choice
-        return grid  # the one just timed: no need to build it again
-    cls, kw = _EVALUATOR_CHOICE[key]
-    return cls(*args, **kw)
+            try:
+                rates[i] = max(rates[i], _points_per_second(grid))
+            except (RuntimeError, NotImplementedError, TypeError):  # an op vmap cannot batch; a private op whose signature moved
+                rates[i] = -1.0
+    choice, grid = grids[max(range(len(grids)), key=rates.__getitem__)]
+    _EVALUATOR_CHOICE[key] = choice
+    return grid  # the one just timed: no need to build it again
 
 
 def _points_per_second(grid: _Grid) -> float:
