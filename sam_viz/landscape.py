@@ -39,7 +39,7 @@ class Plane:
     """An affine plane θ(α, β) = origin + α·d1 + β·d2 in flat parameter space.
 
     Attributes:
-        origin, d1, d2: (P,) float64 arrays.
+        origin, d1, d2: (P,) float64 arrays, read-only copies of the ones given.
         kind: "random", "pca", "hessian", "three_points" or "axes".
         explained_variance: PCA planes: the share of the trajectories' variance along d1 and d2.
         seed: random planes: the seed the directions were drawn with.
