@@ -1,0 +1,129 @@
+"""What every page shares: charts with alt text and CSV, the runs a page draws, its notes and its Export panel."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Sequence
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from .. import plots, scene
+from ..presets import PRESETS
+from ..records import Run
+from ..report import html_report
+from ..settings import Settings, to_query
+from .sidebar import page_frame
+from .training import cached, trained_runs
+
+CHART_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+def chart(fig: go.Figure, key: str, *, selectable: bool = False):
+    """A Plotly chart with alt text, a PNG toolbar button and a CSV of its data underneath."""
+    config = {**CHART_CONFIG, "toImageButtonOptions": {**CHART_CONFIG["toImageButtonOptions"], "filename": f"sam-viz-{key}"}}
+    kwargs = {"on_select": "rerun", "selection_mode": ("points",)} if selectable else {}
+    event = st.plotly_chart(fig, key=key, config=config, alt=plots.describe(fig), **kwargs)
+    # deferred: the CSV is built when the button is pressed, not on every rerun
+    st.download_button("Data (CSV)", lambda: figure_csv(fig), file_name=f"sam-viz-{key}.csv", mime="text/csv",
+                       key=f"csv_{key}", icon=":material/download:", type="tertiary", on_click="ignore")
+    return event
+
+
+def figure_csv(fig: go.Figure) -> str:
+    frames = plots.figure_to_csv_frames(fig)
+    if not frames:
+        return ""
+    return pd.concat([f.assign(series=name) for name, f in frames.items()], ignore_index=True).to_csv(index=False)
+
+
+def runs_key(settings: Settings) -> str:
+    return scene.runs_key(settings.configs())
+
+
+def view_key(settings: Settings, *names: str) -> str:
+    return runs_key(settings) + json.dumps({n: getattr(settings, n) for n in names}, default=str)
+
+
+def surface_scene(settings: Settings, runs: Sequence[Run]) -> scene.SurfaceScene:
+    with st.spinner("Computing the loss surface…"):
+        return cached("surface", view_key(settings, "plane", "span", "res", "seed"),
+                      lambda: scene.surface_scene(settings, runs, settings.labels))
+
+
+def path_traces(sc: scene.SurfaceScene, runs: Sequence[Run]) -> list[plots.TrajectoryTrace]:
+    out = []
+    for t, r in zip(sc.trajectories, runs):
+        eps = np.interp(t.step, r.step, r.eps_norm) if r.n_steps else None
+        out.append(plots.TrajectoryTrace(t.label, t.alpha, t.beta, t.step, t.loss, t.plane_loss, t.off_plane,
+                                         t.probe_alpha, t.probe_beta, eps))
+    return out
+
+
+def run_notes(runs: Sequence[Run], labels: Sequence[str]) -> None:
+    for r, label in zip(runs, labels):
+        if r.diverged:
+            st.warning(f"{label} diverged at step {r.diverged_step} (the loss became NaN or infinite); its path ends there.",
+                       icon=":material/warning:")
+
+
+def exports(title: str, settings: Settings, runs: Sequence[Run], figures: Sequence[go.Figure], notes: Sequence[str] = ()) -> None:
+    """Downloads: the runs (.npz + .json in a zip) and a self-contained HTML report of this view."""
+    query = to_query(settings)
+    link = "?" + urlencode(query)
+    with st.expander("Export", icon=":material/ios_share:"):
+        # deferred: the zip and the report (plotly.js embedded, ~5 MB) are built only when asked for
+        st.download_button("Runs (.npz + .json, zip)", lambda: runs_zip(runs), file_name="sam-viz-runs.zip",
+                           mime="application/zip", icon=":material/folder_zip:", key=f"zip_{title}", on_click="ignore")
+        st.download_button("HTML report of this view", lambda: html_report(title, figures, query, link, notes),
+                           file_name=f"sam-viz-{title.lower().replace(' ', '-')}.html", mime="text/html",
+                           icon=":material/description:", key=f"html_{title}", on_click="ignore")
+        st.caption(f"Share this view: append `{link}` to the page's address (the URL bar already holds it).")
+
+
+def runs_zip(runs: Sequence[Run]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for i, r in enumerate(runs):
+            npz = io.BytesIO()
+            r.save(npz)
+            zf.writestr(f"run{i}_{r.config.optimizer}.npz", npz.getvalue())
+            zf.writestr(f"run{i}_{r.config.optimizer}.json", json.dumps(r.summary(), indent=2, default=str))
+    return buffer.getvalue()
+
+
+def open_page(title: str, heading: str) -> tuple[Settings, list[Run], list[str]] | None:
+    """The frame, heading and preset note of a page that draws runs, and the runs (None while training)."""
+    settings = page_frame(title)
+    st.title(heading)
+    preset_banner(settings)
+    runs = need_runs(settings)
+    if runs is None:
+        return None
+    labels = settings.labels[: len(runs)]
+    run_notes(runs, labels)
+    return settings, runs, labels
+
+
+def need_runs(settings: Settings) -> list[Run] | None:
+    runs = trained_runs(settings)
+    if runs is None:
+        return None
+    if not runs or runs[0].n_steps == 0:
+        st.info("No step was computed yet. Press Train in the sidebar.")
+        return None
+    return runs
+
+
+
+
+
+def preset_banner(settings: Settings) -> None:
+    if settings.preset in PRESETS:
+        with st.expander(f"Preset: {PRESETS[settings.preset].title}", expanded=True, icon=":material/lightbulb:"):
+            st.write(PRESETS[settings.preset].explanation)

@@ -1,0 +1,80 @@
+"""Loss surface: the contour or 3-D surface with every run's path replayed, the decision boundary, a metric."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from .. import plots, scene
+from ..data import TASKS
+from ..records import Run
+from ..settings import PLANES, SERIES, Settings
+from . import state
+from .common import chart, exports, open_page, path_traces, surface_scene, view_key
+from .sidebar import view_option
+from .training import cached
+
+
+def render_surface() -> None:
+    opened = open_page("Loss surface", "Loss surface")
+    if opened is None:
+        return
+    settings, runs, labels = opened
+    analytic = TASKS[settings.task].kind == "analytic"
+    c = st.columns(5)
+    with c[0]:
+        if not analytic:
+            view_option("plane", st.selectbox, options=PLANES)
+    with c[1]:
+        if not analytic:
+            view_option("span", st.slider, min_value=0.05, max_value=5.0, step=0.05)
+    with c[2]:
+        view_option("res", st.slider, min_value=11, max_value=81, step=10)
+    with c[3]:
+        view_option("log", st.toggle)
+    with c[4]:
+        view_option("view3d", st.toggle)
+    settings = state.current()
+    sc = surface_scene(settings, runs)
+    traces = path_traces(sc, runs)
+    if settings.view3d:
+        fig = plots.surface_figure(sc.surface, trajectories=traces, kind="surface3d", log_scale=settings.log,
+                                   title="Loss surface (3-D)")
+    else:
+        longest = max(len(t.steps) for t in traces)
+        fig = plots.playback_figure(sc.surface, traces, log_scale=settings.log, frame_stride=max(1, math.ceil(longest / 60)),
+                                    title="Loss surface: press ▶ to replay training")  # ≤ 60 frames keep the page light
+    chart(fig, "surface")
+    st.caption(f"{sc.note}. Grid {sc.surface.loss.shape[1]}×{sc.surface.loss.shape[0]}, evaluator `{sc.surface.evaluator}`, "
+               f"{sc.surface.seconds:.2f} s. Hover a path for its true loss, the loss at its projection and its "
+               "distance from the plane: a contour is a slice, so a point off the plane need not sit on its contour.")
+    figures = [fig]
+    if not analytic and runs[0].config.task != "digits":
+        figures.append(_boundary(settings, runs, labels))
+    with st.container():
+        view_option("series", st.selectbox, options=SERIES)
+        metric = state.current().series
+        if analytic and metric in ("test_acc", "test_loss"):  # no test set: the loss itself is what to watch
+            metric = "train_loss"
+        series = plots.series_figure(runs, metric, labels=labels)
+        chart(series, "series")
+        figures.append(series)
+    exports("Loss surface", settings, runs, figures, [sc.note])
+
+
+def _boundary(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) -> go.Figure:
+    st.subheader("Decision boundary")
+    c1, c2 = st.columns([1, 3])
+    which = c1.selectbox("Run", range(len(runs)), format_func=lambda i: labels[i], key="boundary_run")
+    n_snaps = len(runs[which].snapshot_step)
+    with c2:
+        view_option("snap", st.slider, label="Snapshot (-1 = last)", min_value=-1, max_value=n_snaps - 1)
+    snap = state.current().snap
+    b = cached("boundary", view_key(settings, "snap") + str(which), lambda: scene.decision_boundary(runs[which], snap))
+    fig = plots.decision_boundary_figure(b.xx, b.yy, b.probs, b.x_train, b.y_train,
+                                         title=f"{labels[which]} at step {b.step}")
+    chart(fig, "boundary")
+    return fig
