@@ -30,6 +30,7 @@ class Job:
         result: the work's return value once finished (also after a stop: work is expected to return what it has).
         error: the exception's text if the work raised.
         stopped: a stop was requested.
+        started, finished: ``time.perf_counter()`` when the job started and finished (None while running).
     """
 
     key: str
@@ -38,6 +39,7 @@ class Job:
     result: Any = None
     error: str | None = None
     stopped: bool = False
+    started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -49,6 +51,18 @@ class Job:
     @property
     def fraction(self) -> float:
         return min(1.0, self.done_units / max(1, self.total_units))
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the job started (until it finished, once it has)."""
+        return (self.finished if self.finished is not None else time.perf_counter()) - self.started
+
+    @property
+    def remaining(self) -> float | None:
+        """Seconds left at the rate so far; None until there is a rate to go by."""
+        if self.done_units <= 0 or self.elapsed < 0.5:
+            return None
+        return self.elapsed * (self.total_units - self.done_units) / self.done_units
 
     def stop(self) -> None:
         """Ask the work to stop at its next check; it keeps what it computed."""

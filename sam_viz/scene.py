@@ -22,7 +22,7 @@ from .hessian import MAX_DENSE_PARAMS, EigenResult, make_hvp, spectral_density, 
 from .models import split_parameters
 from .records import Run
 from .settings import Settings
-from .train import run, setup
+from .train import lockstep, setup
 
 
 def runs_key(configs: Sequence[Config]) -> str:
@@ -31,17 +31,9 @@ def runs_key(configs: Sequence[Config]) -> str:
 
 
 def train_all(configs: Sequence[Config], progress: Callable[[int, int], None], should_stop: Callable[[], bool]) -> list[Run]:
-    """Train each config in turn with one progress count; a stop keeps the runs (and steps) done so far."""
-    total = sum(c.steps for c in configs)
-    done: list[Run] = []
-    offset = 0
-    for config in configs:
-        r = run(config, progress=lambda step, _t, _row, base=offset: progress(base + step, total), should_stop=should_stop)
-        done.append(r)
-        offset += config.steps
-        if r.stopped:
-            break
-    return done
+    """Train the compared configs side by side (``train.lockstep``): progress counts steps, and a stop leaves every
+    run with the steps done so far, so no run is lost to an early Stop."""
+    return lockstep(configs, progress=progress, should_stop=should_stop)
 
 
 # ------------------------------------------------------------------------------------------------ loss surface

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +137,22 @@ def run(config: Config, *, progress: ProgressFn | None = None, should_stop: Stop
     Raises:
         ValueError: invalid settings (see ``setup``). Divergence never raises: it is recorded.
     """
+    steps = stepwise(config, should_stop=should_stop)
+    while True:
+        try:
+            t, row = next(steps)
+        except StopIteration as done:
+            return done.value
+        if progress is not None:
+            progress(t, config.steps, row)
+
+
+def stepwise(config: Config, *, should_stop: StopFn | None = None) -> Generator[tuple[int, Mapping[str, float]], None, Run]:
+    """``run`` one step at a time: yields ``(steps done, the step's scalars)`` after each step and returns the Run.
+
+    Several runs advanced in turn stay in step with each other, so a stop leaves every one of them with the same
+    number of steps (``lockstep``).
+    """
     s = setup(config)
     model, params = s.model, list(s.model.parameters())
     names = tuple(n for n, _ in model.named_parameters())
@@ -195,8 +211,7 @@ def run(config: Config, *, progress: ProgressFn | None = None, should_stop: Stop
             weights.append(theta)
             perturbations.append(e.detach().cpu().numpy())
         _append(series, row, started)
-        if progress is not None:
-            progress(t + 1, config.steps, row)
+        yield t + 1, row
 
     n_done = len(series["step"])
     final = dict.fromkeys(("train_loss", "train_acc", "test_loss", "test_acc"), math.nan)
@@ -218,6 +233,33 @@ def run(config: Config, *, progress: ProgressFn | None = None, should_stop: Stop
         diverged=diverged_step >= 0, diverged_step=diverged_step, stopped=stopped,
         wall_time=time.perf_counter() - started, device=str(s.device),
     )
+
+
+def lockstep(configs: Sequence[Config], *, progress: Callable[[int, int], None] | None = None,
+             should_stop: StopFn | None = None) -> list[Run]:
+    """Train several configs side by side, one step of each in turn, so that they share the steps done.
+
+    A stop (``should_stop`` is polled once per round) leaves every run with the same number of steps, and progress
+    counts rounds: ``progress(steps done by the slowest run, the most steps asked)``. A run that diverges or finishes
+    early leaves the round; the others go on.
+    """
+    stopping = [False]  # read by every run before its next step, set once per round
+    pending = {i: stepwise(c, should_stop=lambda: stopping[0]) for i, c in enumerate(configs)}
+    runs: dict[int, Run] = {}
+    total, rounds = max((c.steps for c in configs), default=0), 0
+    while pending:
+        stopping[0] = should_stop is not None and should_stop()
+        for i in list(pending):
+            try:
+                next(pending[i])
+            except StopIteration as finished:
+                runs[i] = finished.value
+                del pending[i]
+        if pending:  # this round took a step
+            rounds += 1
+            if progress is not None:
+                progress(rounds, total)
+    return [runs[i] for i in range(len(configs))]
 
 
 def run_many(config: Config, optimizers: Sequence[tuple[str, Mapping[str, Any]]], **kwargs: Any) -> list[Run]:

@@ -74,5 +74,6 @@ def test_training_job_can_be_stopped_and_keeps_its_steps():
         time.sleep(0.01)
     job.stop()
     assert job.wait(30)
-    (run,) = job.result  # the second run was never started
-    assert run.stopped and 0 < run.n_steps < 20_000 and job.done_units == run.n_steps
+    sam, sgd = job.result  # trained side by side: a stop keeps both, with the same steps (not SAM alone)
+    assert sam.stopped and sgd.stopped and 0 < sam.n_steps < 20_000
+    assert sam.n_steps == sgd.n_steps == job.done_units and job.total_units == 20_000  # steps, not steps × runs

@@ -14,19 +14,24 @@ _KEY = "settings"
 _NOTES = "settings_notes"
 _PRESSES = "train_presses"  # how often Train was pressed in this session
 _JOB_PRESSES = "job_presses"  # per job key: the press count when this session last met the job
+_WRITTEN = "settings_query"  # the query this session last put in the URL
 
 
 def current() -> Settings:
-    """This session's settings; on the first run of a session they come from the URL (a shared link)."""
-    if _KEY not in st.session_state:
-        query = {k: st.query_params.get_all(k) for k in st.query_params}
-        preset = query.get("preset", [""])[-1]
-        if preset and preset in PRESETS and len(query) == 1:
+    """This session's settings. They come from the URL on a session's first run (a shared link) and whenever the
+    URL holds something else than this session last wrote there: a preset's link, a link within the app, an address
+    edited by hand or the browser's back button."""
+    query = {k: st.query_params.get_all(k) for k in st.query_params}
+    flat = {k: v[-1] for k, v in query.items() if v}
+    if _KEY not in st.session_state or flat != st.session_state.get(_WRITTEN):
+        preset = flat.get("preset", "")
+        if preset in PRESETS and len(flat) == 1:
             settings, notes = PRESETS[preset].settings(), []
         else:
             settings, notes = from_query(query)
         st.session_state[_KEY] = settings
         st.session_state[_NOTES] = notes
+        st.session_state[_WRITTEN] = flat
     return st.session_state[_KEY]
 
 
@@ -49,12 +54,13 @@ def request_retrain() -> None:
 
 
 def claim_restart(key: str, finished_badly: bool) -> bool:
-    """Whether the job ``key``, if stopped or failed, should start again: Train was pressed since this session last
-    met the job. So each press restarts each such job once, whichever rerun reaches it (a sweep page awaits one job
-    per optimizer, the later ones only after the earlier finish), and a job stopped after the press stays stopped."""
+    """Whether the job ``key``, if stopped or failed, should start again: this session never met the job (someone
+    else stopped it: their partial result is not this visitor's), or Train was pressed since this session last met
+    it. So each press restarts each such job once, whichever rerun reaches it (a sweep page awaits one job per
+    optimizer, the later ones only after the earlier finish), and a job this session stopped stays stopped."""
     presses = st.session_state.get(_PRESSES, 0)
     met = st.session_state.setdefault(_JOB_PRESSES, {})
-    restart = finished_badly and met.get(key, presses) < presses
+    restart = finished_badly and (key not in met or met[key] < presses)
     met[key] = presses
     return restart
 
@@ -63,6 +69,7 @@ def sync_url(settings: Settings) -> None:
     query = to_query(settings)
     if {k: st.query_params.get(k) for k in st.query_params} != query:
         st.query_params.from_dict(query)
+    st.session_state[_WRITTEN] = query
 
 
 def change(**changes) -> None:

@@ -46,7 +46,7 @@ def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps
         deadline = time.perf_counter() + wait
         while job.running and time.perf_counter() < deadline:
             job.wait(0.15)
-            bar.progress(job.fraction, text=f"{label}: {job.done_units:,} / {job.total_units:,} {unit}")
+            bar.progress(job.fraction, text=progress_text(job, label, unit))
         if job.running:
             box.empty()
             _poll(key, label, unit)
@@ -68,7 +68,21 @@ def _poll(key: str, label: str, unit: str) -> None:
     if job is None or not job.running:
         st.rerun()
     st.button("Stop", key=f"poll_stop_{_short(key)}", on_click=job.stop, icon=":material/stop_circle:")
-    st.progress(job.fraction, text=f"{label}: {job.done_units:,} / {job.total_units:,} {unit}")
+    st.progress(job.fraction, text=progress_text(job, label, unit))
+
+
+def progress_text(job: Job, label: str, unit: str) -> str:
+    """"Training: 40 / 150 steps · 3 s so far, about 8 s left" (the estimate once there is a rate to go by)."""
+    text = f"{label}: {job.done_units:,} / {job.total_units:,} {unit} · {_duration(job.elapsed)} so far"
+    left = job.remaining
+    return text + (f", about {_duration(left)} left" if left is not None else "")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _short(key: str) -> str:
