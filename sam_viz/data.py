@@ -257,6 +257,13 @@ def make_dataset(
     return Dataset(name, CLASSIFICATION, x_train, y_train, x_test, y_test, classes, x.shape[1])
 
 
+def class_count(name: str, n_classes: int = 3) -> int:
+    """Classes of task ``name`` (0 for analytic losses): ``n_classes`` only for blobs, whose count it sets."""
+    if TASKS[name].kind == ANALYTIC:
+        return 0
+    return {"blobs": n_classes, "digits": 10}.get(name, 2)
+
+
 def train_size(name: str, n_samples: int, test_fraction: float) -> int:
     """How many training examples ``make_dataset(name, n_samples=…, test_fraction=…)`` holds, without building it
     (e.g. to check a batch size before training)."""
@@ -306,23 +313,17 @@ def _generate(name: str, n: int, noise: float, seed: int, n_classes: int) -> tup
     """Returns all examples ``(x, y)`` of a classification task and its class count."""
     if name == "moons":
         x, y = make_moons(n_samples=n, noise=noise, random_state=seed)
-        classes = 2
     elif name == "circles":
         x, y = make_circles(n_samples=n, noise=noise, factor=CIRCLES_FACTOR, random_state=seed)
-        classes = 2
     elif name == "spirals":
         x, y = _spirals(n, noise, seed)
-        classes = 2
     elif name == "xor":
         x, y = _xor(n, noise, seed)
-        classes = 2
     elif name == "blobs":
         x, y = _blobs(n, noise, seed, n_classes)
-        classes = n_classes
     else:
         x, y = _digits(n, seed)
-        classes = 10
-    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64), classes
+    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64), class_count(name, n_classes)
 
 
 def _spirals(n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         "sharp_vs_flat", "SGD vs SAM: a sharp and a flat minimum", "Loss_surface",
-        {"task": "sharp_flat", "n": "64", "noise": "0", "steps": "600",
+        {"task": "sharp_flat", "n": "64", "noise": "0", "steps": "600", "res": "61",
          "runs": "sgd:lr=0.015,momentum=0;sam:lr=0.015,momentum=0,rho=0.15"},
         "Two minima of almost equal depth: a narrow one near the start and a wide one to the right. Plain gradient "
         "descent rolls into the nearest, sharp well and stays there. SAM evaluates the gradient at the worst point "
@@ -76,7 +76,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     ),
     Preset(
         "adam_vs_lightsam3", "Adam vs LightSAM-III", "Loss_surface",
-        {"task": "himmelblau", "n": "64", "noise": "0.5", "batch": "16", "steps": "400",
+        {"task": "himmelblau", "n": "64", "noise": "0.5", "batch": "16", "steps": "400", "res": "61",
          "runs": "adam:lr=0.05;lightsam3:lr=0.05,rho=0.3"},
         "LightSAM-III is Adam in both SAM steps: Adam moments of the ascent gradient build the probe, Adam moments "
         "of the perturbed gradient build the step. Without bias correction (as in the published renderings) its "
@@ -95,7 +95,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     ),
     Preset(
         "batch_size_noise", "Batch size and gradient noise", "Perturbations",
-        {"task": "noisy_quadratic", "n": "256", "noise": "3", "batch": "4", "steps": "300",
+        {"task": "noisy_quadratic", "n": "256", "noise": "3", "batch": "4", "steps": "300", "res": "61",
          "runs": "sgd:lr=0.05,momentum=0;sam:lr=0.05,momentum=0,rho=0.1"},
         "The ill-conditioned bowl with simulated minibatch noise, trained with SAM on batches of 4. The probe "
         "direction follows the noisy minibatch gradient, so e_t swings around the full-gradient direction: the "

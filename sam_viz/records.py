@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .config import Config
+from .data import class_count
 
 # Per-step series of a Run, in the order they are documented and saved.
 STEP_FIELDS = (
@@ -100,9 +101,17 @@ class Run:
         return self.weights[-1]
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary: the config (flat), the final metrics and the run's status."""
+        """A JSON-ready summary: the config (flat), the data's class count, the final metrics and the run's status.
+
+        The config's ``n_classes`` sets the blobs task's classes only, so for other tasks it is left out (it would
+        say 3 for digits); ``n_classes`` beside it is the task's real count (0 for analytic losses).
+        """
         scalars = {name: getattr(self, name) for name in SCALAR_FIELDS}
-        return json_ready({"config": self.config.to_flat(), "n_steps": self.n_steps, "n_params": self.n_params, **scalars})
+        config = self.config.to_flat()
+        if self.config.task != "blobs":
+            config.pop("n_classes", None)
+        return json_ready({"config": config, "n_classes": class_count(self.config.task, self.config.n_classes),
+                           "n_steps": self.n_steps, "n_params": self.n_params, **scalars})
 
     def save(self, path: str | Path | BinaryIO) -> Path | BinaryIO:
         """Write the run to ``path`` (``.npz``, or an open binary file): every array, plus config and scalars as JSON."""

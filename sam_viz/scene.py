@@ -128,15 +128,24 @@ def _project(plane: L.Plane, r: Run, label: str, s, batch) -> Trajectory:
 
 def _analytic_scene(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) -> SurfaceScene:
     info = TASKS[settings.task]
+    home_lo, home_hi = np.array([info.xlim[0], info.ylim[0]]), np.array([info.xlim[1], info.ylim[1]])
+    # the window holds the task's region and the paths, but no more than its own size again on each side: a run
+    # that diverged left for 1e30, where the loss overflows and the contour would show nothing
+    size = home_hi - home_lo
     pts = np.concatenate([r.weights[_finite_rows(r)] for r in runs])
-    lo = np.minimum(pts.min(axis=0), [info.xlim[0], info.ylim[0]])
-    hi = np.maximum(pts.max(axis=0), [info.xlim[1], info.ylim[1]])
+    lo = np.clip(np.minimum(pts.min(axis=0), home_lo), home_lo - size, home_lo)
+    hi = np.clip(np.maximum(pts.max(axis=0), home_hi), home_hi, home_hi + size)
     pad = 0.05 * (hi - lo)
     surf = L.analytic_surface(settings.task, (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1]),
-                              max(settings.res, 61))
+                              settings.res)
+    note = "The parameters are the plane: the contour is the exact loss f(w₁, w₂)"
+    outside = []
     trajectories = []
     for r, label in zip(runs, labels):
-        ok = _finite_rows(r)
+        inside = np.all((r.weights >= lo - pad) & (r.weights <= hi + pad), axis=1)  # False for NaN rows too
+        if not inside[_finite_rows(r)].all():
+            outside.append(label)
+        ok = inside
         w, e = r.weights[ok], r.perturbations[ok]
         with torch.no_grad():
             exact = analytic_loss(settings.task, torch.as_tensor(w)).numpy()
@@ -144,7 +153,9 @@ def _analytic_scene(settings: Settings, runs: Sequence[Run], labels: Sequence[st
         probe[np.abs(np.nan_to_num(e)).sum(axis=1) == 0] = np.nan
         trajectories.append(Trajectory(label, r.snapshot_step[ok], w[:, 0], w[:, 1], np.zeros(len(w)), exact, exact,
                                        probe[:, 0], probe[:, 1]))
-    return SurfaceScene(surf, trajectories, True, "The parameters are the plane: the contour is the exact loss f(w₁, w₂)")
+    if outside:
+        note += f"; {', '.join(outside)} left the drawn window: each path is drawn where it lies inside it"
+    return SurfaceScene(surf, trajectories, True, note)
 
 
 # ------------------------------------------------------------------------------------------------ decision boundary

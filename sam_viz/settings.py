@@ -65,8 +65,8 @@ class Settings:
     start_y: float = _f(math.nan, FieldSpec("float", -10.0, 10.0, label="Start w2"))
     # view options: changing these never retrains
     plane: str = _f("pca", FieldSpec("choice", choices=PLANES, label="Plane", help="pca: the trajectories' top-2 principal components; random: filter-normalised directions (Li et al.); hessian: top-2 Hessian eigenvectors; three_points: through the final weights of the first three runs."))
-    span: float = _f(1.0, FieldSpec("float", 0.05, 20.0, label="Span", help="Half-width of the grid, as a multiple of the trajectories' extent (pca, three_points) or in direction units."))
-    res: int = _f(31, FieldSpec("int", 5, 81, label="Resolution", help="Grid points per axis."))
+    span: float = _f(1.0, FieldSpec("float", 0.05, 5.0, label="Span", help="Half-width of the grid, as a multiple of the trajectories' extent (pca, three_points) or in direction units."))
+    res: int = _f(31, FieldSpec("int", 11, 81, label="Resolution", help="Grid points per axis."))
     log: bool = _f(False, FieldSpec("bool", label="Log colour scale"))
     view3d: bool = _f(False, FieldSpec("bool", label="3-D surface"))
     series: str = _f("test_acc", FieldSpec("choice", choices=SERIES, label="Metric"))

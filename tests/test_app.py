@@ -174,7 +174,7 @@ def test_train_button_applies_the_form_and_updates_the_figure():
     _assert_ok(at)
     before = _figures(at)[1]  # ‖e‖ over steps
     at.slider(key="w_steps").set_value(40)
-    at.button(key="FormSubmitter:experiment-Train").click().run()
+    at.button(key="train").click().run()
     _assert_ok(at)
     assert _q(at, "steps") == "40"
     after = _figures(at)[1]
@@ -218,7 +218,7 @@ def test_train_restarts_every_stopped_sweep_of_the_page():
     stop_the_running_sweep()  # SAM's sweep stops; FSAM's starts
     stop_the_running_sweep()  # FSAM's stops: both stopped, the heatmaps show what was computed
     assert sum("was stopped after" in i.value for i in at.info) == 2
-    at.button(key="FormSubmitter:experiment-Train").click().run()  # restarts SAM's sweep
+    at.button(key="train").click().run()  # restarts SAM's sweep
     _assert_ok(at)
     stop_the_running_sweep()  # SAM's stops again (after the press: it stays stopped); the same press restarts FSAM's
     assert [b for b in at.button if b.label == "Stop"], "FSAM's sweep runs again"

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from .. import plots, scene
+from ..data import TASKS
 from ..presets import PRESETS
 from ..records import Run
 from ..report import html_report
@@ -68,8 +69,19 @@ def path_traces(sc: scene.SurfaceScene, runs: Sequence[Run]) -> list[plots.Traje
 def run_notes(runs: Sequence[Run], labels: Sequence[str]) -> None:
     for r, label in zip(runs, labels):
         if r.diverged:
-            st.warning(f"{label} diverged at step {r.diverged_step} (the loss became NaN or infinite); its path ends there.",
-                       icon=":material/warning:")
+            st.warning(f"{label} diverged at step {r.diverged_step} (the loss became NaN or infinite); its path ends "
+                       f"there. {divergence_advice(r)}", icon=":material/warning:")
+
+
+def divergence_advice(r: Run) -> str:
+    """What to change after a divergence: a smaller step, with the task's stable one where it has one."""
+    lr = r.config.hp.get("lr")
+    if lr is None:
+        return "A smaller learning rate keeps it stable."
+    suggested = TASKS[r.config.task].suggested_lr
+    if suggested is not None and suggested < lr:
+        return f"Its learning rate {lr:g} is too large here: {suggested:g} is stable on {r.config.task}."
+    return f"Its learning rate {lr:g} is too large here: try {lr / 10:g}."
 
 
 def exports(title: str, settings: Settings, runs: Sequence[Run], figures: Sequence[go.Figure], notes: Sequence[str] = ()) -> None:

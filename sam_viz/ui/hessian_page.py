@@ -19,7 +19,7 @@ def render_hessian() -> None:
     settings, runs, labels = opened
     c = st.columns(4)
     with c[0]:
-        view_option("k", st.slider, min_value=1, max_value=20)
+        view_option("k", st.slider)
     with c[1]:
         view_option("snap", st.slider, label="Snapshot (-1 = last)", min_value=-1, max_value=len(runs[0].snapshot_step) - 1)
     with c[2]:

@@ -11,7 +11,7 @@ import streamlit as st
 from ..data import TASKS
 from ..models import ACTIVATIONS
 from ..optim import OPTIMIZERS, HParamSpec
-from ..settings import MAX_RUNS, Settings, from_query, spec, to_query
+from ..settings import DEFAULTS, MAX_RUNS, Settings, from_query, spec, to_query
 from . import state
 
 PAGES = (
@@ -74,76 +74,137 @@ def _seed_widgets(settings: Settings, page: str) -> None:
     for slot in range(MAX_RUNS):
         name, hp = settings.runs[slot] if slot < len(settings.runs) else (NONE, ())
         ss[f"w_run{slot}"] = name
+        _seed_hparams(slot, name, dict(hp))
+    ss["widgets_for"] = (page, settings)
+
+
+def _seed_hparams(slot: int, name: str, values: dict) -> None:
+    """Give the hyperparameter widgets of ``slot`` the values of optimizer ``name`` (its defaults where
+    ``values`` is silent) and remember which optimizer they now belong to."""
+    ss = st.session_state
+    ss[f"w_run{slot}_for"] = name
+    if name == NONE:
+        return
+    for key, hspec in OPTIMIZERS[name].hparams.items():
+        value = values.get(key, hspec.default)
+        ss[_hp_key(slot, key)] = ",".join(f"{v:g}" for v in value) if hspec.kind == "pair" else value
+
+
+def _hparam_values(slot: int) -> dict:
+    """What the hyperparameter widgets of ``slot`` hold now, by name (pairs as typed)."""
+    name = st.session_state.get(f"w_run{slot}_for", NONE)
+    if name == NONE:
+        return {}
+    return {key: st.session_state[_hp_key(slot, key)] for key in OPTIMIZERS[name].hparams
+            if _hp_key(slot, key) in st.session_state}
+
+
+def _optimizer_changed(slot: int) -> None:
+    """Run ``slot`` got another optimizer: its panel shows that optimizer's hyperparameters at once, keeping the
+    values of those it shares with the previous one (lr, ρ, momentum...) where they fit the new ranges."""
+    name = st.session_state[f"w_run{slot}"]
+    if name == NONE:
+        _seed_hparams(slot, NONE, {})
+        return
+    kept = {}
+    for key, value in _hparam_values(slot).items():
+        hspec = OPTIMIZERS[name].hparams.get(key)
+        if hspec is not None and hspec.kind not in ("pair", "bool", "choice") and hspec.low <= value <= hspec.high:
+            kept[key] = value
+    _seed_hparams(slot, name, kept)
+
+
+def _task_changed() -> None:
+    """A new task: an analytic loss comes with a step size (and radius) at which plain gradient descent is stable
+    on it, so every run starts from those rather than from rates that diverge there (Rosenbrock at η = 0.1)."""
+    info = TASKS[st.session_state["w_task"]]
+    if info.suggested_lr is None:
+        return
+    for slot in range(MAX_RUNS):
+        name = st.session_state.get(f"w_run{slot}_for", NONE)
         if name == NONE:
             continue
-        given = dict(hp)
-        for key, hspec in OPTIMIZERS[name].hparams.items():
-            value = given.get(key, hspec.default)
-            ss[_hp_key(slot, key)] = ",".join(f"{v:g}" for v in value) if hspec.kind == "pair" else value
-    ss["widgets_for"] = (page, settings)
+        specs = OPTIMIZERS[name].hparams
+        for key, value in (("lr", info.suggested_lr), ("rho", info.suggested_rho)):
+            if key in specs and value is not None:
+                st.session_state[_hp_key(slot, key)] = value
+    st.session_state["task_note"] = (f"Learning rates set to {info.suggested_lr:g}"
+                                     + (f" and radii to {info.suggested_rho:g}" if info.suggested_rho else "")
+                                     + f", values at which gradient descent is stable on {info.name}.")
 
 
 def _hp_widget(slot: int, key: str, hspec: HParamSpec) -> None:
     wkey = _hp_key(slot, key)
+    quiet = {"key": wkey, "help": hspec.help, "on_change": "ignore"}
     if hspec.kind == "bool":
-        st.checkbox(key, key=wkey, help=hspec.help)
+        st.checkbox(key, **quiet)
     elif hspec.kind == "choice":
-        st.selectbox(key, hspec.choices, key=wkey, help=hspec.help)
+        st.selectbox(key, hspec.choices, **quiet)
     elif hspec.kind == "pair":
-        st.text_input(key, key=wkey, help=f"{hspec.help} Two numbers, e.g. 0.9,0.999.")
+        st.text_input(key, **{**quiet, "help": f"{hspec.help} Two numbers, e.g. 0.9,0.999."})
     elif hspec.log:
         current = float(st.session_state.get(wkey, hspec.default))
-        st.select_slider(key, options=_log_options(hspec, current), key=wkey, help=hspec.help, format_func=lambda v: f"{v:g}")
+        st.select_slider(key, options=_log_options(hspec, current), format_func=lambda v: f"{v:g}", **quiet)
     else:
-        st.slider(key, float(hspec.low), float(min(hspec.high, 10.0)), key=wkey, help=hspec.help, step=0.001, format="%.3f")
+        low, high = float(hspec.low), float(min(hspec.high, 10.0))
+        st.session_state[wkey] = min(max(float(st.session_state.get(wkey, hspec.default)), low), high)
+        st.slider(key, low, high, step=0.001, format="%.3f", **quiet)
 
 
 def _experiment_form(settings: Settings, page: str) -> None:
+    """The experiment, applied on Train. Its widgets do not rerun the page (``on_change="ignore"``), except those
+    that change what the form shows: the task, the model and each run's optimizer."""
     # Re-seed when the settings changed elsewhere, or on another page: widget state belongs to the page that
     # rendered it, so a page switch would otherwise show the widgets' defaults.
     if st.session_state.get("widgets_for") != (page, settings):
         _seed_widgets(settings, page)
-    analytic_now = TASKS[st.session_state["w_task"]].kind == "analytic"
+    ss = st.session_state
+    quiet = {"on_change": "ignore"}
+    analytic = TASKS[ss["w_task"]].kind == "analytic"
     st.subheader("Experiment")
-    st.selectbox("Task", list(TASKS), key="w_task", help=spec("task").help,
+    st.selectbox("Task", list(TASKS), key="w_task", help=spec("task").help, on_change=_task_changed,
                  format_func=lambda t: f"{t} ({TASKS[t].kind})")
-    with st.form("experiment", border=False):
-        st.slider("Samples", int(spec("n").low), int(spec("n").high), key="w_n", help=spec("n").help)
-        st.slider("Noise", 0.0, float(spec("noise").high), key="w_noise", step=0.01, help=spec("noise").help)
-        if analytic_now:
-            c1, c2 = st.columns(2)
-            c1.number_input("Start w1", key="w_start_x", value=None, min_value=-10.0, max_value=10.0, help=spec("start_x").help)
-            c2.number_input("Start w2", key="w_start_y", value=None, min_value=-10.0, max_value=10.0)
-        else:
-            st.selectbox("Model", spec("model").choices, key="w_model", help=spec("model").help)
-            c1, c2 = st.columns(2)
-            c1.number_input("Hidden layers", 0, int(spec("depth").high), key="w_depth")
-            c2.number_input("Width", int(spec("width").low), int(spec("width").high), key="w_width")
-            st.selectbox("Activation", ACTIVATIONS, key="w_act")
-        st.markdown("**Optimizers** (same start, same batches)")
-        for slot in range(MAX_RUNS):
-            choices = list(OPTIMIZERS) if slot == 0 else [NONE, *OPTIMIZERS]
-            if st.session_state.get(f"w_run{slot}") not in choices:
-                st.session_state[f"w_run{slot}"] = choices[0]
-            name = st.selectbox(f"Run {slot + 1}", choices, key=f"w_run{slot}",
-                                format_func=lambda n: n if n == NONE else f"{OPTIMIZERS[n].label} ({n})",
-                                help="Changing the optimizer takes effect on Train; its hyperparameters then appear here.")
-            active = settings.runs[slot][0] if slot < len(settings.runs) else NONE
-            if name != NONE and name == active:
-                with st.expander(f"{OPTIMIZERS[name].label} hyperparameters"):
-                    for key, hspec in OPTIMIZERS[name].hparams.items():
-                        _hp_widget(slot, key, hspec)
-        st.slider("Steps", int(spec("steps").low), int(spec("steps").high), key="w_steps")
+    if ss.get("task_note"):
+        st.caption(ss.pop("task_note"))
+    st.slider("Samples", int(spec("n").low), int(spec("n").high), key="w_n", help=spec("n").help, **quiet)
+    st.slider("Noise", 0.0, float(spec("noise").high), key="w_noise", step=0.01, help=spec("noise").help, **quiet)
+    if analytic:
         c1, c2 = st.columns(2)
-        c1.number_input("Batch size", 0, int(spec("batch").high), key="w_batch", help=spec("batch").help)
-        c2.number_input("Seed", 0, int(spec("seed").high), key="w_seed", help=spec("seed").help)
-        st.form_submit_button("Train", type="primary", on_click=_submit, use_container_width=True,
-                              help="Train every optimizer with these settings (results are cached).")
+        c1.number_input("Start w1", key="w_start_x", value=None, min_value=-10.0, max_value=10.0,
+                        help=spec("start_x").help, **quiet)
+        c2.number_input("Start w2", key="w_start_y", value=None, min_value=-10.0, max_value=10.0, **quiet)
+    else:
+        st.selectbox("Model", spec("model").choices, key="w_model", help=spec("model").help)
+        if ss["w_model"] == "mlp":  # the logistic model and the CNN have a fixed architecture
+            c1, c2 = st.columns(2)
+            c1.number_input("Hidden layers", 0, int(spec("depth").high), key="w_depth", **quiet)
+            c2.number_input("Width", int(spec("width").low), int(spec("width").high), key="w_width", **quiet)
+        if ss["w_model"] != "logistic":
+            st.selectbox("Activation", ACTIVATIONS, key="w_act", **quiet)
+    st.markdown("**Optimizers** (same start, same batches)")
+    for slot in range(MAX_RUNS):
+        choices = list(OPTIMIZERS) if slot == 0 else [NONE, *OPTIMIZERS]
+        if ss.get(f"w_run{slot}") not in choices:
+            ss[f"w_run{slot}"] = choices[0]
+            _seed_hparams(slot, choices[0], {})
+        name = st.selectbox(f"Run {slot + 1}", choices, key=f"w_run{slot}", on_change=_optimizer_changed, args=(slot,),
+                            format_func=lambda n: n if n == NONE else f"{OPTIMIZERS[n].label} ({n})",
+                            help="Its hyperparameters are below; everything applies on Train.")
+        if name != NONE:
+            with st.expander(f"{OPTIMIZERS[name].label} hyperparameters"):
+                for key, hspec in OPTIMIZERS[name].hparams.items():
+                    _hp_widget(slot, key, hspec)
+    st.slider("Steps", int(spec("steps").low), int(spec("steps").high), key="w_steps", **quiet)
+    c1, c2 = st.columns(2)
+    c1.number_input("Batch size", 0, int(spec("batch").high), key="w_batch", help=spec("batch").help, **quiet)
+    c2.number_input("Seed", 0, int(spec("seed").high), key="w_seed", help=spec("seed").help, **quiet)
+    st.button("Train", key="train", type="primary", on_click=_submit, use_container_width=True,
+              help="Train every optimizer with these settings (results are cached).")
     st.button("Reset to defaults", on_click=state.reset, use_container_width=True)
 
 
 def _submit() -> None:
-    """Form callback: build Settings from the widgets and make them current (and the URL)."""
+    """Train pressed: build Settings from the widgets and make them current (and the URL)."""
     ss = st.session_state
     old = state.current()
     runs = []
@@ -151,20 +212,18 @@ def _submit() -> None:
         name = ss.get(f"w_run{slot}", NONE)
         if name == NONE:
             continue
-        active = old.runs[slot][0] if slot < len(old.runs) else NONE
         hp = {}
-        if name == active:  # the hyperparameter widgets on screen belong to this optimizer
-            for key, hspec in OPTIMIZERS[name].hparams.items():
-                value = ss.get(_hp_key(slot, key), hspec.default)
-                if hspec.kind == "pair":
-                    try:
-                        value = tuple(float(v) for v in str(value).split(","))
-                    except ValueError:
-                        value = hspec.default
-                    if len(value) != 2:
-                        value = hspec.default
-                if value != hspec.default:
-                    hp[key] = value
+        for key, value in _hparam_values(slot).items():
+            hspec = OPTIMIZERS[name].hparams[key]
+            if hspec.kind == "pair":
+                try:
+                    value = tuple(float(v) for v in str(value).split(","))
+                except ValueError:
+                    value = hspec.default
+                if len(value) != 2:
+                    value = hspec.default
+            if value != hspec.default:
+                hp[key] = value
         runs.append((name, tuple(sorted(hp.items()))))
     task = ss["w_task"]
     analytic = TASKS[task].kind == "analytic"
@@ -174,7 +233,7 @@ def _submit() -> None:
                    **{k: math.nan if v is None else float(v) for k, v in start.items()})
     if not analytic:
         changes.update(model=ss["w_model"], depth=int(ss["w_depth"]), width=int(ss["w_width"]), act=ss["w_act"])
-    candidate = dataclasses.replace(old, **changes, preset="")
+    candidate = dataclasses.replace(old, **changes)
     settings, notes = from_query(to_query(candidate))  # clamped and checked exactly as a URL is
     state.update(settings, notes)
     st.session_state["widgets_for"] = None
@@ -182,8 +241,25 @@ def _submit() -> None:
 
 
 def view_option(name: str, widget, label: str | None = None, **kwargs):
-    """A widget bound to a view setting (no retraining): its value lives in the settings and the URL."""
+    """A widget bound to a view setting (no retraining): its value lives in the settings and the URL.
+
+    A slider or number box takes its range from the setting's spec unless the page narrows it (the snapshots a run
+    has); a value outside what the widget offers (a link's ``snap=100`` for a 51-snapshot run) is fitted to it and
+    written back, with a note beside the widget when the value was not the default.
+    """
+    hspec = spec(name)
+    if widget in (st.slider, st.number_input) and hspec.kind in ("int", "float"):
+        cast = int if hspec.kind == "int" else float
+        kwargs.setdefault("min_value", cast(hspec.low))
+        kwargs.setdefault("max_value", cast(hspec.high))
+    label = label or hspec.label
     value = getattr(state.current(), name)
+    fitted = _fit(value, kwargs)
+    if fitted != value:
+        if value != getattr(DEFAULTS, name):
+            st.caption(f":material/tune: {label}: {value} is not available here; showing {fitted}.")
+        state.change(**{name: fitted})
+        value = fitted
     page = (st.session_state.get("widgets_for") or ("", None))[0]
     key, seeded = f"v_{name}", f"v_{name}_seeded"
     if st.session_state.get(seeded, object()) != (page, value):  # changed elsewhere, or another page's widget
@@ -194,4 +270,17 @@ def view_option(name: str, widget, label: str | None = None, **kwargs):
         st.session_state[seeded] = (page, st.session_state[key])
         state.change(**{name: st.session_state[key]})
 
-    return widget(label or spec(name).label, key=key, on_change=on_change, help=spec(name).help or None, **kwargs)
+    return widget(label, key=key, on_change=on_change, help=hspec.help or None, **kwargs)
+
+
+def _fit(value, kwargs: dict):
+    """``value`` within the widget's ``min_value``/``max_value``, or among its ``options`` (else the first)."""
+    if "options" in kwargs:
+        options = list(kwargs["options"])
+        return value if value in options else options[0]
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    if low is not None and value < low:
+        return low
+    if high is not None and value > high:
+        return high
+    return value

@@ -30,9 +30,9 @@ def render_surface() -> None:
             view_option("plane", st.selectbox, options=PLANES)
     with c[1]:
         if not analytic:
-            view_option("span", st.slider, min_value=0.05, max_value=5.0, step=0.05)
+            view_option("span", st.slider, step=0.05)
     with c[2]:
-        view_option("res", st.slider, min_value=11, max_value=81, step=10)
+        view_option("res", st.slider, step=10)
     with c[3]:
         view_option("log", st.toggle)
     with c[4]:
@@ -55,10 +55,8 @@ def render_surface() -> None:
     if not analytic and runs[0].config.task != "digits":
         figures.append(_boundary(settings, runs, labels))
     with st.container():
-        view_option("series", st.selectbox, options=SERIES)
-        metric = state.current().series
-        if analytic and metric in ("test_acc", "test_loss"):  # no test set: the loss itself is what to watch
-            metric = "train_loss"
+        # analytic tasks have no data to classify and no test set: the loss itself is what to watch
+        metric = view_option("series", st.selectbox, options=[m for m in SERIES if not analytic or not m.startswith("test_")])
         series = plots.series_figure(runs, metric, labels=labels)
         chart(series, "series")
         figures.append(series)
