@@ -136,3 +136,25 @@ def test_the_digits_run_summary_says_ten_classes():
                                                           .configs())).result
     summary = json.loads(json.dumps(runs[0].summary()))
     assert summary["n_classes"] == 10 and "n_classes" not in summary["config"]
+
+
+def test_following_a_presets_advice_keeps_its_explanation():
+    """"Raise the batch size to 128 in the sidebar", then Train, made the batch-noise preset's text disappear."""
+    preset = PRESETS["batch_size_noise"]
+    at = _page(PAGES[preset.page], preset=preset.name, **preset.query).run()
+    at.number_input(key="w_batch").set_value(128)
+    at.button(key="train").click().run()
+    _assert_ok(at)
+    assert _q(at, "batch") == "128" and _q(at, "preset") == preset.name
+    assert any(preset.title in e.label for e in at.expander)
+    assert any("batch 4 → 128" in c.value for c in at.caption)
+
+
+def test_the_rho_too_large_preset_shows_the_test_accuracy_it_points_to():
+    preset = PRESETS["rho_too_large"]
+    assert "test accuracy" in preset.explanation
+    at = _page(PAGES[preset.page], preset=preset.name, **preset.query).run()
+    _assert_ok(at)
+    assert at.selectbox(key="v_series").value == "test_acc"
+    titles = [json.dumps(f["layout"].get("yaxis", {}).get("title", "")) for f in _figures(at)]
+    assert any("test accuracy" in t for t in titles)

@@ -18,8 +18,8 @@ from ..data import TASKS
 from ..presets import PRESETS
 from ..records import Run
 from ..report import html_report
-from ..settings import Settings, to_query
-from .sidebar import page_frame
+from ..settings import EXPERIMENT_FIELDS, SERIES, Settings, format_runs, to_query
+from .sidebar import page_frame, view_option
 from .training import cached, trained_runs
 
 CHART_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
@@ -71,6 +71,16 @@ def run_notes(runs: Sequence[Run], labels: Sequence[str]) -> None:
         if r.diverged:
             st.warning(f"{label} diverged at step {r.diverged_step} (the loss became NaN or infinite); its path ends "
                        f"there. {divergence_advice(r)}", icon=":material/warning:")
+
+
+def metric_chart(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) -> go.Figure:
+    """A per-step metric the viewer picks (test accuracy by default), drawn for every run."""
+    # analytic tasks have no data to classify and no test set: the loss itself is what to watch
+    analytic = TASKS[settings.task].kind == "analytic"
+    metric = view_option("series", st.selectbox, options=[m for m in SERIES if not analytic or not m.startswith("test_")])
+    fig = plots.series_figure(runs, metric, labels=labels)
+    chart(fig, "series")
+    return fig
 
 
 def divergence_advice(r: Run) -> str:
@@ -136,6 +146,24 @@ def need_runs(settings: Settings) -> list[Run] | None:
 
 
 def preset_banner(settings: Settings) -> None:
-    if settings.preset in PRESETS:
-        with st.expander(f"Preset: {PRESETS[settings.preset].title}", expanded=True, icon=":material/lightbulb:"):
-            st.write(PRESETS[settings.preset].explanation)
+    """The preset's explanation; it stays while its advice is followed, and says which settings now differ."""
+    if settings.preset not in PRESETS:
+        return
+    preset = PRESETS[settings.preset]
+    with st.expander(f"Preset: {preset.title}", expanded=True, icon=":material/lightbulb:"):
+        st.write(preset.explanation)
+        changed = preset_changes(preset.settings(), settings)
+        if changed:
+            st.caption(":material/edit: Changed since the preset opened: " + ", ".join(changed)
+                       + ". The explanation describes the preset's own settings.")
+
+
+def preset_changes(preset: Settings, settings: Settings) -> list[str]:
+    """``"batch 4 → 128"`` for each experiment setting that differs from the preset's."""
+    out = []
+    for name in EXPERIMENT_FIELDS:
+        old, new = getattr(preset, name), getattr(settings, name)
+        if name != "preset" and old != new and not (old != old and new != new):  # NaN start points are equal
+            text = format_runs if name == "runs" else str
+            out.append(f"{name} {text(old)} → {text(new)}")
+    return out

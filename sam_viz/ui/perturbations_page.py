@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from .. import plots
-from .common import chart, exports, open_page, path_traces, surface_scene
+from .common import chart, exports, metric_chart, open_page, path_traces, surface_scene
 
 
 def render_perturbations() -> None:
@@ -25,6 +25,7 @@ def render_perturbations() -> None:
             f = plots.series_figure(runs, metric, labels=labels)
             chart(f, metric)
             figures.append(f)
+    figures.append(metric_chart(settings, runs, labels))  # what the probing does to learning (test accuracy)
     c1, c2 = st.columns(2)
     with c1:
         f = plots.series_figure(runs, "effective_lr", labels=labels)

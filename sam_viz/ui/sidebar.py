@@ -233,7 +233,8 @@ def _submit() -> None:
                    **{k: math.nan if v is None else float(v) for k, v in start.items()})
     if not analytic:
         changes.update(model=ss["w_model"], depth=int(ss["w_depth"]), width=int(ss["w_width"]), act=ss["w_act"])
-    candidate = dataclasses.replace(old, **changes)
+    # the preset's explanation stays while its advice is followed (same task); another task leaves the preset
+    candidate = dataclasses.replace(old, **changes, preset=old.preset if task == old.task else "")
     settings, notes = from_query(to_query(candidate))  # clamped and checked exactly as a URL is
     state.update(settings, notes)
     st.session_state["widgets_for"] = None

@@ -11,9 +11,9 @@ import streamlit as st
 from .. import plots, scene
 from ..data import TASKS
 from ..records import Run
-from ..settings import PLANES, SERIES, Settings
+from ..settings import PLANES, Settings
 from . import state
-from .common import chart, exports, open_page, path_traces, surface_scene, view_key
+from .common import chart, exports, metric_chart, open_page, path_traces, surface_scene, view_key
 from .sidebar import view_option
 from .training import cached
 
@@ -54,12 +54,7 @@ def render_surface() -> None:
     figures = [fig]
     if not analytic and runs[0].config.task != "digits":
         figures.append(_boundary(settings, runs, labels))
-    with st.container():
-        # analytic tasks have no data to classify and no test set: the loss itself is what to watch
-        metric = view_option("series", st.selectbox, options=[m for m in SERIES if not analytic or not m.startswith("test_")])
-        series = plots.series_figure(runs, metric, labels=labels)
-        chart(series, "series")
-        figures.append(series)
+    figures.append(metric_chart(settings, runs, labels))
     exports("Loss surface", settings, runs, figures, [sc.note])
 
 
