@@ -61,6 +61,7 @@ class Settings:
     steps: int = _f(150, FieldSpec("int", 5, 3000, label="Steps"))
     batch: int = _f(0, FieldSpec("int", 0, 4000, label="Batch size", help="0 = full batch; smaller batches add gradient noise."))
     seed: int = _f(0, FieldSpec("int", 0, 10_000, label="Seed", help="Initialisation and batch order, shared by every optimizer."))
+    seeds: int = _f(1, FieldSpec("int", 1, 5, label="Seeds", help="Runs per optimizer with seeds seed, seed + 1, …: the curves show their mean ± std (the paths on the surface are the first seed's)."))
     start_x: float = _f(math.nan, FieldSpec("float", -10.0, 10.0, label="Start w1", help="Analytic tasks: starting point (blank: the task's default)."))
     start_y: float = _f(math.nan, FieldSpec("float", -10.0, 10.0, label="Start w2"))
     # view options: changing these never retrains
@@ -82,6 +83,10 @@ class Settings:
     preset: str = _f("", FieldSpec("str", label="Preset"))
 
     # ------------------------------------------------------------------ experiment → engine configs
+
+    def seed_configs(self) -> list[list[Config]]:
+        """``configs()`` for each of the ``seeds`` seeds (seed, seed + 1, …): one data set, other θ_0 and batches."""
+        return [[c.replace(seed=c.seed + k) for c in self.configs()] for k in range(self.seeds)]
 
     def configs(self) -> list[Config]:
         """One engine Config per compared run: same data, θ_0 and batch order (one seed)."""
@@ -284,7 +289,7 @@ def _coerce(key: str, raw: str, notes: list[str]) -> Any:
         notes.append(f"{key}={raw!r} is not a number; using {default}")
         return None
     if key in ("start_x", "start_y") and math.isnan(number):
-        return number
+        return math.nan  # the one NaN object: equal Settings compare equal (a parsed NaN is not the same object)
     if not math.isfinite(number):
         notes.append(f"{key}={raw!r} is not finite; using {default}")
         return None

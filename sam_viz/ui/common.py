@@ -119,17 +119,23 @@ def runs_zip(runs: Sequence[Run]) -> bytes:
     return buffer.getvalue()
 
 
-def open_page(title: str, heading: str) -> tuple[Settings, list[Run], list[str]] | None:
-    """The frame, heading and preset note of a page that draws runs, and the runs (None while training)."""
+def open_page(title: str, heading: str) -> tuple[Settings, list[Run], list[str], list[list[Run]]] | None:
+    """The frame, heading and preset note of a page that draws runs; then (None while training) the settings, the
+    first seed's runs, their labels and, per label, the runs of every seed (for mean ± std)."""
     settings = page_frame(title)
     st.title(heading)
     preset_banner(settings)
-    runs = need_runs(settings)
-    if runs is None:
+    every = need_runs(settings)
+    if every is None:
         return None
+    n = len(settings.runs)
+    runs = every[:n]
+    seed_runs = [every[i::n] for i in range(n)]
     labels = settings.labels[: len(runs)]
-    run_notes(runs, labels)
-    return settings, runs, labels
+    seeded = [f"{label} (seed {settings.seed + k})" if settings.seeds > 1 else label
+              for k in range(settings.seeds) for label in labels]
+    run_notes(every, seeded)
+    return settings, runs, labels, seed_runs
 
 
 def need_runs(settings: Settings) -> list[Run] | None:

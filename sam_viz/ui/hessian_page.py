@@ -16,7 +16,7 @@ def render_hessian() -> None:
     opened = open_page("Hessian", "Hessian spectrum")
     if opened is None:
         return
-    settings, runs, labels = opened
+    settings, runs, labels, seed_runs = opened
     c = st.columns(4)
     with c[0]:
         view_option("k", st.slider)

@@ -12,7 +12,7 @@ def render_perturbations() -> None:
     opened = open_page("Perturbations", "Perturbations")
     if opened is None:
         return
-    settings, runs, labels = opened
+    settings, runs, labels, seed_runs = opened
     sc = surface_scene(settings, runs)
     fig = plots.perturbation_figure(sc.surface, path_traces(sc, runs), log_scale=settings.log,
                                     title="Where each step probed: θ_t → θ_t + e_t")

@@ -67,7 +67,7 @@ def _log_options(hp: HParamSpec, value: float) -> list[float]:
 def _seed_widgets(settings: Settings, page: str) -> None:
     """Write the settings into the widgets' session keys (first load, preset, reset)."""
     ss = st.session_state
-    for name in ("task", "n", "noise", "model", "depth", "width", "act", "steps", "batch", "seed"):
+    for name in ("task", "n", "noise", "model", "depth", "width", "act", "steps", "batch", "seed", "seeds"):
         ss[f"w_{name}"] = getattr(settings, name)
     ss["w_start_x"] = None if math.isnan(settings.start_x) else settings.start_x
     ss["w_start_y"] = None if math.isnan(settings.start_y) else settings.start_y
@@ -195,9 +195,10 @@ def _experiment_form(settings: Settings, page: str) -> None:
                 for key, hspec in OPTIMIZERS[name].hparams.items():
                     _hp_widget(slot, key, hspec)
     st.slider("Steps", int(spec("steps").low), int(spec("steps").high), key="w_steps", **quiet)
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     c1.number_input("Batch size", 0, int(spec("batch").high), key="w_batch", help=spec("batch").help, **quiet)
     c2.number_input("Seed", 0, int(spec("seed").high), key="w_seed", help=spec("seed").help, **quiet)
+    c3.number_input("Seeds", 1, int(spec("seeds").high), key="w_seeds", help=spec("seeds").help, **quiet)
     st.button("Train", key="train", type="primary", on_click=_submit, use_container_width=True,
               help="Train every optimizer with these settings (results are cached).")
     st.button("Reset to defaults", on_click=state.reset, use_container_width=True)
@@ -230,6 +231,7 @@ def _submit() -> None:
     start = {"start_x": ss.get("w_start_x"), "start_y": ss.get("w_start_y")} if analytic else {}
     changes = dict(task=task, n=int(ss["w_n"]), noise=float(ss["w_noise"]), runs=tuple(runs) or old.runs,
                    steps=int(ss["w_steps"]), batch=int(ss["w_batch"]), seed=int(ss["w_seed"]),
+                   seeds=int(ss["w_seeds"]),
                    **{k: math.nan if v is None else float(v) for k, v in start.items()})
     if not analytic:
         changes.update(model=ss["w_model"], depth=int(ss["w_depth"]), width=int(ss["w_width"]), act=ss["w_act"])

@@ -22,7 +22,7 @@ def render_surface() -> None:
     opened = open_page("Loss surface", "Loss surface")
     if opened is None:
         return
-    settings, runs, labels = opened
+    settings, runs, labels, seed_runs = opened
     analytic = TASKS[settings.task].kind == "analytic"
     c = st.columns(5)
     with c[0]:

@@ -21,9 +21,10 @@ SYNC_WAIT_S = 30.0  # a page waits this long for its job before it polls instead
 
 
 def trained_runs(settings: Settings) -> list[Run] | None:
-    """The runs of ``settings``: from the cache, or trained now with progress and Stop. None while running."""
+    """The runs of ``settings``, seed after seed (``Settings.seed_configs`` flattened): from the cache, or trained
+    now, side by side, with progress and Stop. None while running."""
     try:
-        configs = settings.configs()
+        configs = [c for group in settings.seed_configs() for c in group]
     except ValueError as err:
         st.error(f"These settings cannot be trained: {err}")
         return None
