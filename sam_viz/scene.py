@@ -69,8 +69,14 @@ def _extent(trajectories: Sequence[Trajectory]) -> float:
     return float(values.max()) if values.size and values.max() > 0 else 1.0
 
 
-def surface_scene(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) -> SurfaceScene:
-    """The surface on the chosen plane with every run's trajectory and probes projected onto it."""
+def surface_scene(settings: Settings, runs: Sequence[Run], labels: Sequence[str], *,
+                  progress: Callable[[int, int], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> SurfaceScene:
+    """The surface on the chosen plane with every run's trajectory and probes projected onto it.
+
+    The grid is computed coarse to fine (``landscape.surfaces_progressive``): ``progress(points, total)`` follows
+    each level, and a stop keeps the last complete level (a coarser grid, said in the note).
+    """
     if not runs:
         raise ValueError("no runs to draw")
     if TASKS[settings.task].kind == "analytic":
@@ -80,7 +86,14 @@ def surface_scene(settings: Settings, runs: Sequence[Run], labels: Sequence[str]
     plane, note = _plane(settings, runs, s, batch)
     trajectories = [_project(plane, r, label, s, batch) for r, label in zip(runs, labels)]
     span = settings.span if plane.kind == "random" else settings.span * 1.25 * _extent(trajectories)
-    surf = L.surface(s.model, s.loss, batch, plane, span, settings.res)
+    total = settings.res ** 2
+    surf = None
+    for surf in L.surfaces_progressive(s.model, s.loss, batch, plane, span, settings.res, levels=3):
+        if progress is not None:
+            progress(surf.loss.size, total)
+        if surf.loss.size < total and should_stop is not None and should_stop():
+            note += f"; stopped early: a {surf.loss.shape[1]}×{surf.loss.shape[0]} preview of the grid"
+            break
     return SurfaceScene(surf, trajectories, False, note)
 
 
@@ -208,30 +221,49 @@ def exact_hessian(settings: Settings, runs: Sequence[Run]) -> bool:
     return settings.exact and runs[0].n_params <= MAX_DENSE_PARAMS
 
 
-def curvature_curves(settings: Settings, runs: Sequence[Run]) -> list[CurvatureTrace]:
-    """λ_max over training per run, about 25 snapshots each."""
+def curvature_curves(settings: Settings, runs: Sequence[Run], *, progress: Callable[[int, int], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> list[CurvatureTrace]:
+    """λ_max over training per run, about 25 snapshots each; progress counts snapshots over all runs and a stop
+    keeps the snapshots evaluated (runs not reached get empty curves)."""
     every = max(1, math.ceil(len(runs[0].snapshot_step) / 25))
-    return [over_training(r, every=every, exact=exact_hessian(settings, runs)) for r in runs]
+    return _per_run(runs, every, progress, should_stop, exact=exact_hessian(settings, runs))
 
 
-def trace_curves(runs: Sequence[Run]) -> list[CurvatureTrace]:
+def trace_curves(runs: Sequence[Run], *, progress: Callable[[int, int], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> list[CurvatureTrace]:
     """Hutch++ tr H over training per run: ~99 products a point, so about 12 points per run."""
     every = max(1, math.ceil(len(runs[0].snapshot_step) / 12))
-    return [over_training(r, every=every, with_trace=True, lambda_max=False) for r in runs]
+    return _per_run(runs, every, progress, should_stop, with_trace=True, lambda_max=False)
+
+
+def _per_run(runs: Sequence[Run], every: int, progress, should_stop, **options) -> list[CurvatureTrace]:
+    """``over_training`` of each run in turn with one progress count over all their snapshots."""
+    counts = [len(set(range(0, len(r.snapshot_step), every)) | {len(r.snapshot_step) - 1}) for r in runs]
+    out, offset = [], 0
+    for r, count in zip(runs, counts):
+        report = None if progress is None else (lambda done, _total, base=offset: progress(base + done, sum(counts)))
+        out.append(over_training(r, every=every, progress=report, should_stop=should_stop, **options))
+        offset += count
+    return out
 
 
 @dataclass(frozen=True, eq=False)
 class HessianSpectra:
+    """Per run: the eigenvalues at the snapshot, and the spectral density's grid and values."""
+
     spectra: list[EigenResult]
-    density_grid: np.ndarray
-    density: np.ndarray
+    density_grid: list[np.ndarray]
+    density: list[np.ndarray]
     snapshot_step: int
     exact: bool
     n_params: int
 
 
-def hessian_spectra(settings: Settings, runs: Sequence[Run]) -> HessianSpectra:
-    """Top-k (and the lowest) eigenvalues per run at the chosen snapshot, and the first run's spectral density there.
+def hessian_spectra(settings: Settings, runs: Sequence[Run], *, progress: Callable[[int, int], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> HessianSpectra:
+    """Top-k (and the lowest) eigenvalues and the spectral density (stochastic Lanczos quadrature) of every run at
+    the chosen snapshot. ``progress`` counts runs; ``should_stop`` is accepted for the job's signature (one run's
+    spectrum takes seconds, and a partial spectrum is not one).
 
     Only this part depends on the snapshot and k, so the views cache it apart from the curves over training.
     """
@@ -239,14 +271,17 @@ def hessian_spectra(settings: Settings, runs: Sequence[Run]) -> HessianSpectra:
     exact = exact_hessian(settings, runs)
     s = setup(runs[0].config)
     batch = (s.x_train, s.y_train)
-    spectra = []
+    spectra, densities = [], []
     idx = _snap_index(runs[0], settings.snap)
-    for r in runs:
+    for i, r in enumerate(runs):
         op = make_hvp(s.model, s.loss, batch, weights=r.weights[_snap_index(r, settings.snap)])
         k = min(settings.k, n_params)
         spectra.append(top_eigenvalues(op, k=k, smallest=1 if n_params > k else 0, method="dense" if exact else "auto"))
-    density = spectral_density(make_hvp(s.model, s.loss, batch, weights=runs[0].weights[idx]), iters=min(80, n_params))
-    return HessianSpectra(spectra, density.grid, density.density, int(runs[0].snapshot_step[idx]), exact, n_params)
+        densities.append(spectral_density(op, iters=min(80, n_params)))
+        if progress is not None:
+            progress(i + 1, len(runs))
+    return HessianSpectra(spectra, [d.grid for d in densities], [d.density for d in densities],
+                          int(runs[0].snapshot_step[idx]), exact, n_params)
 
 
 # ------------------------------------------------------------------------------------------------ sweep

@@ -20,7 +20,7 @@ from ..records import Run
 from ..report import html_report
 from ..settings import EXPERIMENT_FIELDS, SERIES, Settings, format_runs, to_query
 from .sidebar import page_frame, view_option
-from .training import cached, trained_runs
+from .training import await_job, trained_runs
 
 CHART_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
@@ -51,10 +51,14 @@ def view_key(settings: Settings, *names: str) -> str:
     return runs_key(settings) + json.dumps({n: getattr(settings, n) for n in names}, default=str)
 
 
-def surface_scene(settings: Settings, runs: Sequence[Run]) -> scene.SurfaceScene:
-    with st.spinner("Computing the loss surface…"):
-        return cached("surface", view_key(settings, "plane", "span", "res", "seed"),
-                      lambda: scene.surface_scene(settings, runs, settings.labels))
+def surface_scene(settings: Settings, runs: Sequence[Run]) -> scene.SurfaceScene | None:
+    """The loss surface of the view, as a job (progress, time left, Stop keeps the coarser grid); None while it
+    is computed."""
+    def work(progress, should_stop):
+        return scene.surface_scene(settings, runs, settings.labels, progress=progress, should_stop=should_stop)
+
+    return await_job("surface:" + view_key(settings, "plane", "span", "res", "seed"), work,
+                     "Computing the loss surface", unit="grid points")
 
 
 def path_traces(sc: scene.SurfaceScene, runs: Sequence[Run]) -> list[plots.TrajectoryTrace]:

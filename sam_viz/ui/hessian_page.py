@@ -9,7 +9,7 @@ from .. import plots, scene
 from . import state
 from .common import chart, exports, open_page, runs_key, view_key
 from .sidebar import view_option
-from .training import cached
+from .training import await_job
 
 
 def render_hessian() -> None:
@@ -27,11 +27,23 @@ def render_hessian() -> None:
     with c[3]:
         view_option("trace", st.toggle)
     settings = state.current()
-    with st.spinner("Estimating Hessian spectra (Lanczos)…"):
-        # three caches: moving the snapshot or k recomputes only the spectra, not the curves over training
-        curvature = cached("curvature", view_key(settings, "exact"), lambda: scene.curvature_curves(settings, runs))
-        traces = cached("trace", runs_key(settings), lambda: scene.trace_curves(runs)) if settings.trace else []
-        hs = cached("spectra", view_key(settings, "k", "snap", "exact"), lambda: scene.hessian_spectra(settings, runs))
+    # three jobs: moving the snapshot or k recomputes only the spectra, not the curves over training
+    curvature = await_job("curvature:" + view_key(settings, "exact"),
+                          lambda p, s: scene.curvature_curves(settings, runs, progress=p, should_stop=s),
+                          "λ_max over training (Lanczos at each snapshot)", unit="snapshots")
+    if curvature is None:
+        return
+    traces = []
+    if settings.trace:
+        traces = await_job("trace:" + runs_key(settings), lambda p, s: scene.trace_curves(runs, progress=p, should_stop=s),
+                           "tr H over training (Hutch++ at each snapshot)", unit="snapshots")
+        if traces is None:
+            return
+    hs = await_job("spectra:" + view_key(settings, "k", "snap", "exact"),
+                   lambda p, s: scene.hessian_spectra(settings, runs, progress=p, should_stop=s),
+                   "Spectra at the snapshot", unit="runs")
+    if hs is None:
+        return
     lrs = [r.config.hp.get("lr") for r in runs]
     fig = plots.curvature_figure([c.step for c in curvature], [c.lambda_max for c in curvature], labels=labels,
                                  errors=[c.residual for c in curvature], metric="λ_max",
@@ -54,11 +66,11 @@ def render_hessian() -> None:
                                    title="Hessian trace over training (Hutch++ ± standard error)")
         chart(f, "trace")
         figures.append(f)
-    density = [(hs.density_grid, hs.density)] + [None] * (len(hs.spectra) - 1)  # the first run's SLQ density
+    density = list(zip(hs.density_grid, hs.density))
     f = plots.spectrum_figure(hs.spectra, density, labels=labels,
                               title=f"Top-{settings.k} eigenvalues and the spectral density at step {hs.snapshot_step}")
     chart(f, "spectrum")
     figures.append(f)
-    st.caption("Spectral density: stochastic Lanczos quadrature of the first run (Gaussian-smoothed). "
+    st.caption("Spectral density: stochastic Lanczos quadrature of each run (Gaussian-smoothed). "
                f"Model size: {hs.n_params:,} parameters" + (" (the exact mode works up to 5,000)." if not hs.exact else "."))
     exports("Hessian", settings, runs, figures)

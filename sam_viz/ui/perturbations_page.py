@@ -14,6 +14,8 @@ def render_perturbations() -> None:
         return
     settings, runs, labels, seed_runs = opened
     sc = surface_scene(settings, runs)
+    if sc is None:
+        return
     fig = plots.perturbation_figure(sc.surface, path_traces(sc, runs), log_scale=settings.log,
                                     title="Where each step probed: θ_t → θ_t + e_t")
     chart(fig, "perturbations")

@@ -39,6 +39,8 @@ def render_surface() -> None:
         view_option("view3d", st.toggle)
     settings = state.current()
     sc = surface_scene(settings, runs)
+    if sc is None:
+        return
     traces = path_traces(sc, runs)
     if settings.view3d:
         fig = plots.surface_figure(sc.surface, trajectories=traces, kind="surface3d", log_scale=settings.log,
