@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,8 @@ class CurvatureTrace:
 
 def over_training(run: Run, *, every: int = 1, with_trace: bool = False, exact: bool = False,
                   max_samples: int | None = None, matvecs: int = 99, seed: int = 0,
-                  lambda_max: bool = True) -> CurvatureTrace:
+                  lambda_max: bool = True, progress: Callable[[int, int], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> CurvatureTrace:
     """λ_max (and optionally the trace) at every ``every``-th snapshot of ``run``, on its own train set.
 
     Args:
@@ -48,6 +50,9 @@ def over_training(run: Run, *, every: int = 1, with_trace: bool = False, exact: 
         exact: dense eigendecomposition (models up to ``MAX_DENSE_PARAMS`` parameters) instead of Lanczos.
         max_samples: a seeded subset of the train set (state it: λ_max depends on the sample).
         lambda_max: False skips the eigenvalue (its columns stay NaN) when only the trace is wanted.
+        progress: called as ``progress(done, total)`` after each snapshot, in snapshots to evaluate.
+        should_stop: polled before each snapshot; True ends early and the trace holds only the snapshots
+            evaluated so far (``step`` says which).
 
     Raises:
         ValueError: more than ``MAX_SNAPSHOTS_EVALUATED`` snapshots requested, or ``exact`` on a model that is
@@ -65,9 +70,15 @@ def over_training(run: Run, *, every: int = 1, with_trace: bool = False, exact: 
     n = int(batch[0].shape[0]) if max_samples is None else min(max_samples, int(batch[0].shape[0]))
     out = {name: np.full(len(idx), np.nan) for name in ("lambda_max", "residual", "trace", "trace_stderr")}
     converged = np.zeros(len(idx), dtype=bool)
+    n_done = len(idx)
     for row, i in enumerate(idx):
+        if should_stop is not None and should_stop():
+            n_done = row
+            break
         weights = run.weights[i]
         if not np.all(np.isfinite(weights)):
+            if progress is not None:
+                progress(row + 1, len(idx))
             continue  # a diverged run's last snapshot
         op = make_hvp(s.model, s.loss, batch, weights=weights, max_samples=max_samples, seed=seed)
         if lambda_max and exact:
@@ -79,5 +90,8 @@ def over_training(run: Run, *, every: int = 1, with_trace: bool = False, exact: 
         if with_trace:
             t = trace(op, matvecs=matvecs, seed=seed)
             out["trace"][row], out["trace_stderr"][row] = t.estimate, t.stderr
-    return CurvatureTrace(run.snapshot_step[idx], out["lambda_max"], out["residual"], converged, out["trace"],
-                          out["trace_stderr"], "dense" if exact else "lanczos", n)
+        if progress is not None:
+            progress(row + 1, len(idx))
+    kept = slice(0, n_done)
+    return CurvatureTrace(run.snapshot_step[idx][kept], out["lambda_max"][kept], out["residual"][kept], converged[kept],
+                          out["trace"][kept], out["trace_stderr"][kept], "dense" if exact else "lanczos", n)
