@@ -1,4 +1,11 @@
-"""Command line: ``python -m sam_viz train|optimizers|tasks`` (every Config field and hyperparameter a flag)."""
+"""Command line: ``python -m sam_viz train|surface|hessian|sweep|optimizers|tasks`` (every Config field and
+hyperparameter a flag).
+
+Long commands show a progress bar on stderr (``--quiet`` silences it); stdout carries only their JSON summary.
+Ctrl-C during ``train``, ``sweep``, the λ_max-over-training part of ``hessian`` or between the levels of
+``surface`` stops at the next step, writes what was computed, says so on stderr and exits with 130; a second
+Ctrl-C aborts at once.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from .curvature import over_training
 from .data import TASKS
 from .models import MODELS
 from .optim import OPTIMIZERS
+from .progress import STOPPED_EXIT_CODE, ProgressBar, StopOnInterrupt
 from .records import Run, json_ready, output_path
 from .sweep import add_sweep_parser, sweep_main
 from .train import run, setup
@@ -64,25 +72,39 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_config_flags(parser)
 
 
-def _train_config(config: Config, quiet: bool):
-    total = config.steps
+class _Stopped(Exception):
+    """Ctrl-C before there was anything to write (the message says so)."""
 
-    def progress(step: int, _total: int, row: Any) -> None:
-        if not quiet and (step == total or step % max(1, total // 10) == 0):
-            print(f"step {step:>6}/{total}  loss {row['batch_loss']:.5g}  test acc {row['test_acc']:.4g}", file=sys.stderr)
 
-    return run(config, progress=progress)
+def _stopped(message: str) -> int:
+    print(message, file=sys.stderr)
+    return STOPPED_EXIT_CODE
+
+
+def _train_config(config: Config, quiet: bool, should_stop: Any = None):
+    """``train.run`` with a progress bar on stderr (loss of the step's batch, the latest test accuracy)."""
+    with ProgressBar(config.steps, "steps", "train", quiet=quiet) as bar:
+        def progress(step: int, _total: int, row: Any) -> None:
+            bar.update(step, loss=row["batch_loss"], test_acc=row["test_acc"])
+
+        return run(config, progress=progress, should_stop=should_stop)
 
 
 def _train(args: argparse.Namespace) -> int:
-    result = _train_config(_config(args), args.quiet)
+    config = _config(args)
+    with StopOnInterrupt() as stop:
+        result = _train_config(config, args.quiet, stop)
     out = Path(args.out)
     npz = result.save(output_path(out, ".npz"))
     summary = result.summary()
     _write_json(out, summary)
     print(json.dumps({"npz": str(npz), "json": str(output_path(out, ".json")), "final_train_loss": summary["final_train_loss"],
                       "final_test_acc": summary["final_test_acc"], "diverged": summary["diverged"],
-                      "steps": summary["n_steps"], "wall_time_s": round(result.wall_time, 3)}))
+                      "stopped": summary["stopped"], "steps": summary["n_steps"],
+                      "wall_time_s": round(result.wall_time, 3)}))
+    if result.stopped:
+        return _stopped(f"stopped after {result.n_steps:,} of {config.steps:,} steps; wrote {npz} and "
+                        f"{output_path(out, '.json')}")
     return 0
 
 
@@ -100,7 +122,14 @@ def _add_source_flags(parser: argparse.ArgumentParser, out: str) -> None:
 
 def _load_or_train(args: argparse.Namespace):
     """The Run to analyse and its set-up (model, loss and data rebuilt from its config)."""
-    result = Run.load(args.run) if args.run else _train_config(_config(args), args.quiet)
+    if args.run:
+        result = Run.load(args.run)
+    else:
+        config = _config(args)
+        with StopOnInterrupt() as stop:
+            result = _train_config(config, args.quiet, stop)
+        if result.stopped:
+            raise _Stopped(f"stopped while training, after {result.n_steps:,} of {config.steps:,} steps; nothing written")
     return result, setup(result.config)
 
 
@@ -127,7 +156,13 @@ def _surface(args: argparse.Namespace) -> int:
         plane = L.hessian_plane(s.model, s.loss, batch, final)
     else:
         plane = L.random_plane(s.model, args.direction_seed, origin=final)
-    surf = L.surface(s.model, s.loss, batch, plane, args.span, args.resolution)
+    surf = None
+    with StopOnInterrupt() as stop, ProgressBar(args.resolution ** 2, "points", "surface", quiet=args.quiet) as bar:
+        for surf in L.surfaces_progressive(s.model, s.loss, batch, plane, args.span, args.resolution):
+            bar.update(surf.loss.size, grid=f"{surf.loss.shape[1]}x{surf.loss.shape[0]}")
+            if stop() and surf.loss.size < args.resolution ** 2:
+                break  # keep the coarse level computed so far
+    stopped = surf.loss.size < args.resolution ** 2
     proj = L.project(plane, result.weights, s.model, s.loss, batch)
     out = Path(args.out)
     np.savez_compressed(output_path(out, ".npz"), alpha=surf.alpha, beta=surf.beta, loss=surf.loss,
@@ -136,12 +171,16 @@ def _surface(args: argparse.Namespace) -> int:
                         traj_alpha=proj.alpha, traj_beta=proj.beta, traj_off_plane=proj.off_plane,
                         traj_true_loss=proj.true_loss, traj_plane_loss=proj.plane_loss)
     summary = {"config": result.config.to_flat(), "plane": plane.kind, "explained_variance": plane.explained_variance,
-               "span": args.span, "resolution": args.resolution, "evaluator": surf.evaluator, "seconds": surf.seconds,
+               "span": args.span, "resolution": len(surf.alpha), "stopped": stopped, "evaluator": surf.evaluator,
+               "seconds": surf.seconds,
                "center_loss": surf.center_value, "min_loss": float(np.nanmin(surf.loss)), "max_loss": float(np.nanmax(surf.loss)),
                "plane_info": plane.info}
     _write_json(out, summary)
     print(json.dumps({"npz": str(output_path(out, ".npz")), "json": str(output_path(out, ".json")),
-                      "center_loss": summary["center_loss"], "seconds": round(surf.seconds, 3)}))
+                      "center_loss": summary["center_loss"], "stopped": stopped, "seconds": round(surf.seconds, 3)}))
+    if stopped:
+        return _stopped(f"stopped after {surf.loss.size:,} of {args.resolution ** 2:,} points (a {len(surf.alpha)}x"
+                        f"{len(surf.beta)} grid); wrote {output_path(out, '.npz')} and {output_path(out, '.json')}")
     return 0
 
 
@@ -167,16 +206,27 @@ def _hessian(args: argparse.Namespace) -> int:
     summary = {"config": result.config.to_flat(), "method": eig.method, "eigenvalues": eig.eigenvalues,
                "residuals": eig.residuals, "converged": eig.converged.tolist(), "lambda_min": eig.smallest,
                "trace": tr.estimate, "trace_stderr": tr.stderr, "n_samples": op.n_samples}
+    n_snapshots, stopped = 0, False
     if args.every > 0:
-        ct = over_training(result, every=args.every, exact=args.exact, max_samples=args.max_samples)
+        last = len(result.snapshot_step) - 1
+        n_snapshots = len(set(range(0, last + 1, args.every)) | {last})  # as over_training picks them
+        with StopOnInterrupt() as stop, ProgressBar(n_snapshots, "snapshots", "lambda_max over training",
+                                                    quiet=args.quiet) as bar:
+            ct = over_training(result, every=args.every, exact=args.exact, max_samples=args.max_samples,
+                               progress=lambda done, _total: bar.update(done), should_stop=stop)
+        stopped = len(ct.step) < n_snapshots
         arrays.update(step=ct.step, lambda_max=ct.lambda_max, lambda_max_residual=ct.residual)
-        summary["lambda_max_over_training"] = {"step": ct.step, "lambda_max": ct.lambda_max, "residual": ct.residual}
+        summary["lambda_max_over_training"] = {"step": ct.step, "lambda_max": ct.lambda_max, "residual": ct.residual,
+                                               "stopped": stopped}
     out = Path(args.out)
     np.savez_compressed(output_path(out, ".npz"), **arrays)
     _write_json(out, summary)
     print(json.dumps({"npz": str(output_path(out, ".npz")), "json": str(output_path(out, ".json")),
                       "lambda_max": float(eig.eigenvalues[0]), "residual": float(eig.residuals[0]),
                       "trace": tr.estimate, "trace_stderr": tr.stderr}))
+    if stopped:
+        return _stopped(f"stopped after {len(ct.step):,} of {n_snapshots:,} snapshots of lambda_max over training; "
+                        f"wrote {output_path(out, '.npz')} and {output_path(out, '.json')}")
     return 0
 
 
@@ -192,7 +242,7 @@ def _optimizers(args: argparse.Namespace) -> int:
         print(f"{'':<10} {info.paper}  {info.paper_url}")
         for key, spec in info.hparams.items():
             rng = f"{list(spec.choices)}" if spec.kind == "choice" else ("true|false" if spec.kind == "bool" else f"[{spec.low:g}, {spec.high:g}]")
-            print(f"{'':<12} {key:<16} default {str(spec.default):<14} {rng:<22}{' log' if spec.log else ''}")
+            print(f"{'':<12} {key:<16} default {spec.default!s:<14} {rng:<22}{' log' if spec.log else ''}")
     return 0
 
 
@@ -222,3 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # bad settings or a missing file: one clear line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except _Stopped as err:
+        return _stopped(str(err))
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the stoppable parts
+        return _stopped("aborted (Ctrl-C)")

@@ -9,6 +9,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import warnings
@@ -744,16 +745,25 @@ def _train_sequential(plan: _Plan, sink: _Sink, report: _Progress, should_stop: 
 
 
 _STOP_EVENT: Any = None  # a worker's copy of the pool's stop flag
+_INTERRUPTED = False  # a worker got Ctrl-C (SIGINT): its cells stop at their next step
+
+
+def _worker_interrupted(_signum: int, _frame: Any) -> None:
+    global _INTERRUPTED
+    _INTERRUPTED = True
 
 
 def _worker_init(stop_event: Any) -> None:
     global _STOP_EVENT
     _STOP_EVENT = stop_event
     torch.set_num_threads(1)  # the pool has one worker per core; intra-op threads would oversubscribe them
+    # Ctrl-C in a terminal reaches the whole process group: a worker ends its cell as a stop request would (the
+    # run is kept) instead of raising KeyboardInterrupt into the parent, which would lose the whole grid
+    signal.signal(signal.SIGINT, _worker_interrupted)
 
 
 def _worker_run(config: Config) -> Run:
-    return run(config, should_stop=_STOP_EVENT.is_set)
+    return run(config, should_stop=lambda: _INTERRUPTED or _STOP_EVENT.is_set())
 
 
 def process_workers() -> int:
@@ -917,27 +927,44 @@ def sweep_main(args: argparse.Namespace) -> int:
     Raises:
         ValueError: a malformed ``--set``, or invalid settings (as ``run_grid``).
     """
+    from .progress import STOPPED_EXIT_CODE, ProgressBar, StopOnInterrupt
+
     config = Config.from_flat(dict(_setting(item) for item in args.settings))
-    last = [-1]
+    cells = len(args.x_values) * len(args.y_values) * args.seeds
+    bars = {"train": ProgressBar(cells * config.steps, "cell-steps", "sweep", quiet=args.quiet)}
 
     def progress(done: int, total: int, info: Mapping[str, Any]) -> None:
-        tenth = 10 * done // total
-        if not args.quiet and info.get("phase") == "train" and tenth > last[0]:
-            last[0] = tenth
-            print(f"cell-steps {done:>8}/{total}", file=sys.stderr)
+        phase = info.get("phase", "train")
+        if phase == "train":
+            bars[phase].total = max(1, total)
+            bars[phase].update(done, diverged=info.get("diverged"))
+            return
+        if phase not in bars:  # λ_max: a bar over the cells, after the training's
+            bars["train"].close()
+            bars[phase] = ProgressBar(info.get("n_cells", 1), "cells", phase, quiet=args.quiet)
+        bars[phase].update(info.get("done", 0))
 
-    grid = run_grid(config, (args.x, args.x_values), (args.y, args.y_values), args.seeds, progress=progress,
-                    strategy=args.strategy, memory_budget_mb=args.memory_budget_mb,
-                    lambda_max=not args.no_lambda_max)
+    try:
+        with StopOnInterrupt() as stop:
+            grid = run_grid(config, (args.x, args.x_values), (args.y, args.y_values), args.seeds, progress=progress,
+                            should_stop=stop, strategy=args.strategy, memory_budget_mb=args.memory_budget_mb,
+                            lambda_max=not args.no_lambda_max)
+    finally:
+        for bar in bars.values():
+            bar.close()
     out = Path(args.out)
     npz = grid.save(output_path(out, ".npz"))
     csv = grid.to_csv(output_path(out, ".csv"))
     summary = {"npz": str(npz), "csv": str(csv), "cells": int(np.prod(grid.shape)), "strategy": grid.strategy,
-               "wall_time_s": round(grid.wall_time, 3), "diverged": int(grid.diverged.sum())}
+               "wall_time_s": round(grid.wall_time, 3), "diverged": int(grid.diverged.sum()), "stopped": grid.stopped}
     metric = "test_acc" if np.isfinite(grid.final_test_acc).any() else "train_loss"
     stats = robustness(grid, metric)
     summary.update({f"{metric}_mean": stats.mean, f"{metric}_std": stats.std, "share_near_best": stats.share_near_best})
     print(json.dumps(summary, default=_json_number))
+    if grid.stopped:
+        print(f"stopped after {int(grid.n_steps.sum()):,} of {int(np.prod(grid.shape)) * config.steps:,} cell-steps; "
+              f"wrote {npz} and {csv}", file=sys.stderr)
+        return STOPPED_EXIT_CODE
     return 0
 
 
