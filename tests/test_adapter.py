@@ -115,6 +115,9 @@ def test_state_dict_round_trips(name):
     _train(model, opt, _batches(3))
     saved = opt.state_dict()
     assert "old_p" not in str(saved["state"])  # θ_t is not kept after the step
+    if "step" in saved["state"]["core"]:  # the saved counters are this step's, not the optimizer's later ones
+        _train(model, opt, _batches(1))
+        assert saved["state"]["core"]["step"] == 3 and opt.state["core"]["step"] == 4
     clone = make(name, MLP(seed=5).parameters(), **HP[name])
     clone.load_state_dict(saved)
     _assert_same_state(clone.state_dict(), saved)
@@ -251,6 +254,7 @@ def _po_groups(weights, biases, **extra_b):
 @pytest.mark.parametrize("name,oracle_cls,common,extra_b", [
     ("sam", po.SAM, {}, {}),
     ("sam", po.SAM, {"adaptive": True}, {}),
+    ("sam", po.SAM, {}, {"adaptive": True}),  # only the biases' group: |θ| weights its share of the global norm
     ("fsam", po.FriendlySAM, {"sigma": 1.0, "lmbda": 0.9}, {"sigma": 0.5, "lmbda": 0.6}),
 ])
 def test_groups_equal_pytorch_optimizer(name, oracle_cls, common, extra_b):

@@ -34,6 +34,8 @@ class StepReport:
         effective_lr: lr for SGD/Adam bases, η/sqrt(v_t) for LightSAM-I, the median over coordinates of η/sqrt(v_t)
             (LightSAM-II/III) or η/sqrt(v̂_t) (AdaSAM).
         perturbed_loss: the closure's loss at θ_t + e_t (None for one-pass methods).
+
+    Where parameter groups differ in ρ or lr, effective_rho and effective_lr are the first group's.
     """
 
     perturbation: list[Tensor]
@@ -104,6 +106,12 @@ class SAMOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"Invalid {key} for {self.name}: every parameter group must share it "
                                  f"(got {group[key]!r} and {self.param_groups[0][key]!r})")
 
+    def state_dict(self) -> dict[str, Any]:
+        saved = super().state_dict()
+        if "core" in saved["state"]:  # a copy, so that the saved step counters stay those of this step
+            saved["state"]["core"] = dict(saved["state"]["core"])
+        return saved
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         core = self.state.get("core")
@@ -116,9 +124,9 @@ class SAMOptimizer(torch.optim.Optimizer):
     def _active(self) -> tuple[list[Tensor], list[str], list[int], dict[str, Any]]:
         """Parameters with gradients, their names, their positions over all groups, and the hyperparameters
         (a ``PerTensor`` where groups differ)."""
-        params, names, positions, groups = [], [], [], []
+        params, names, positions, owners = [], [], [], []  # owners: the index of each tensor's group
         position = 0
-        for group in self.param_groups:
+        for k, group in enumerate(self.param_groups):
             group_names = group.get("param_names")
             for i, p in enumerate(group["params"]):
                 position += 1
@@ -127,13 +135,15 @@ class SAMOptimizer(torch.optim.Optimizer):
                 params.append(p)
                 names.append(group_names[i] if group_names else ("weight" if p.dim() > 1 else "bias"))
                 positions.append(position - 1)
-                groups.append(group)
+                owners.append(k)
         if not params:
             raise RuntimeError(f"{self.name}: no parameter has a gradient; call backward() before step()")
+        groups = [self.param_groups[k] for k in sorted(set(owners))]
         hp = {}
         for key in self.info.hparams:
-            values = [group[key] for group in groups]
-            hp[key] = values[0] if all(_same(v, values[0]) for v in values) else PerTensor(values)
+            value = groups[0][key]
+            same = all(_same(group[key], value) for group in groups[1:])
+            hp[key] = value if same else PerTensor(self.param_groups[k][key] for k in owners)
         return params, names, positions, hp
 
     def _rule_state(self, params: list[Tensor], positions: list[int], hp: dict[str, Any]) -> dict[str, Any]:
