@@ -249,6 +249,9 @@ _CORE_KEYS = ("active", "tensor_keys")
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Whether two hyperparameter values are equal (numbers, strings, pairs, per-run tensors)."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, Tensor) or isinstance(b, Tensor):
         return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and bool((a == b).all())
     return a == b
