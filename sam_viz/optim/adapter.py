@@ -8,6 +8,7 @@ applies the descent. One-pass methods (sgd, adam) use the gradients already pres
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .functional import global_norm, make_rule, one_pass_info
+from .functional import PerTensor, global_norm, make_rule, one_pass_info
 from .registry import OPTIMIZERS, validate
 
 
@@ -33,6 +34,8 @@ class StepReport:
         effective_lr: lr for SGD/Adam bases, η/sqrt(v_t) for LightSAM-I, the median over coordinates of η/sqrt(v_t)
             (LightSAM-II/III) or η/sqrt(v̂_t) (AdaSAM).
         perturbed_loss: the closure's loss at θ_t + e_t (None for one-pass methods).
+
+    Where parameter groups differ in ρ or lr, effective_rho and effective_lr are the first group's.
     """
 
     perturbation: list[Tensor]
@@ -47,17 +50,35 @@ class StepReport:
 class SAMOptimizer(torch.optim.Optimizer):
     """Any registry optimizer as a ``torch.optim.Optimizer``.
 
-    All parameter groups share one set of hyperparameters (global norms and LightSAM-I's scalar accumulators span
-    every parameter); LR schedulers may change ``lr`` in all groups alike.
+    Parameter groups may set any hyperparameter of their own (``lr``, ``rho``, ``momentum``, ``weight_decay``,
+    ``sigma``, ``eta``, ...), as in pytorch-optimizer's SAM family; ``base`` (and LightSAM-I's ``eps``, which
+    starts its scalar accumulators) must be the same in every group. What is global and what is per group:
+
+    - global, over the parameters of every group that have a gradient: the norms that scale the perturbation
+      (‖s‖; ‖|θ|⊙s‖ with ``adaptive``, where only adaptive groups' tensors are weighted by |θ|; ASAM's ‖T s‖;
+      F-SAM's ‖d‖; Monge-SAM's ‖s‖ in its radius), LightSAM-I's scalar accumulators u and v, and the step
+      counters (Adam's bias correction, F-SAM's first step);
+    - per group: everything else. Each tensor's e is its group's ρ (and σ, λ, η) times the global normalisation,
+      so pytorch-optimizer's ``scale = group["rho"] / ‖s‖`` holds; the descent uses its group's lr, momentum,
+      weight decay, betas, ...; LightSAM-I descends by its group's η/sqrt(v) with the global v.
+
+    ``opt.last`` reports the first group's ρ and lr where these differ by group. LR schedulers change
+    ``group["lr"]``, which the next step reads. Parameters whose ``.grad`` is None (frozen with
+    ``requires_grad=False``, or unused by the loss) are neither perturbed nor updated, as if absent; the set of
+    parameters with gradients must stay the same from step to step. ``state_dict`` holds per-parameter tensors
+    under ``state[i]`` (``momentum_buffer``, ``exp_avg``, ``ema``, ...) and the rule's global entries (step
+    counters, LightSAM-I's accumulators) under ``state["core"]``; loading it into an optimizer from ``make`` with
+    the same parameters resumes the run exactly.
 
     Args:
-        params: parameters, or ``named_parameters()`` (ASAM scales only tensors whose name contains "weight";
-            without names, tensors of two or more dimensions count as weights).
+        params: parameters, ``named_parameters()`` or parameter groups (ASAM scales only tensors whose name
+            contains "weight"; without names, tensors of two or more dimensions count as weights).
         name: registry name (see ``sam_viz.optim.OPTIMIZERS``).
         **hparams: hyperparameters; the rest take the registry defaults.
 
     Raises:
-        ValueError: unknown name or hyperparameter, or a value outside its range.
+        ValueError: unknown name or hyperparameter, a value outside its range (in any group), or a group whose
+            ``base`` (LightSAM-I: ``eps``) differs from the first group's.
 
     >>> model = torch.nn.Linear(2, 1)
     >>> opt = SAMOptimizer(model.parameters(), "sam", lr=0.1, rho=0.05)
@@ -77,57 +98,96 @@ class SAMOptimizer(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        reference = self.param_groups[0]
-        for key in self.defaults:
-            if self.param_groups[-1][key] != reference[key]:
-                raise ValueError(f"All parameter groups must share {key}; got {self.param_groups[-1][key]!r} and {reference[key]!r}")
+        group = self.param_groups[-1]
+        specs = self.info.hparams
+        group.update(validate(self.name, {key: group[key] for key in specs}))
+        for key in _GLOBAL_HPARAMS.get(self.name, ()) + ("base",):
+            if key in specs and not _same(group[key], self.param_groups[0][key]):
+                raise ValueError(f"Invalid {key} for {self.name}: every parameter group must share it "
+                                 f"(got {group[key]!r} and {self.param_groups[0][key]!r})")
+
+    def state_dict(self) -> dict[str, Any]:
+        saved = super().state_dict()
+        if "core" in saved["state"]:  # a copy, so that the saved step counters stay those of this step
+            saved["state"]["core"] = dict(saved["state"]["core"])
+        return saved
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        core = self.state.get("core")
+        if core is not None:  # torch copies only parameter-keyed state: copy the global entries and cast them
+            ref = next(p for group in self.param_groups for p in group["params"])
+            self.state["core"] = {key: _cast(value, ref) for key, value in core.items()}
 
     # ------------------------------------------------------------------ internals
 
-    def _hparams(self) -> dict[str, Any]:
-        group = self.param_groups[0]
-        return {key: group[key] for key in self.defaults}
-
-    def _params_and_names(self) -> tuple[list[Tensor], list[str]]:
-        params, names = [], []
-        for group in self.param_groups:
+    def _active(self) -> tuple[list[Tensor], list[str], list[int], dict[str, Any]]:
+        """Parameters with gradients, their names, their positions over all groups, and the hyperparameters
+        (a ``PerTensor`` where groups differ)."""
+        params, names, positions, owners = [], [], [], []  # owners: the index of each tensor's group
+        position = 0
+        for k, group in enumerate(self.param_groups):
             group_names = group.get("param_names")
             for i, p in enumerate(group["params"]):
+                position += 1
                 if p.grad is None:
                     continue
                 params.append(p)
                 names.append(group_names[i] if group_names else ("weight" if p.dim() > 1 else "bias"))
+                positions.append(position - 1)
+                owners.append(k)
         if not params:
             raise RuntimeError(f"{self.name}: no parameter has a gradient; call backward() before step()")
-        return params, names
+        groups = [self.param_groups[k] for k in sorted(set(owners))]
+        hp = {}
+        for key in self.info.hparams:
+            value = groups[0][key]
+            same = all(_same(group[key], value) for group in groups[1:])
+            hp[key] = value if same else PerTensor(self.param_groups[k][key] for k in owners)
+        return params, names, positions, hp
 
-    def _core_state(self, params: list[Tensor], hp: dict[str, Any]) -> dict[str, Any]:
+    def _rule_state(self, params: list[Tensor], positions: list[int], hp: dict[str, Any]) -> dict[str, Any]:
+        """The rule's state over ``params``: views (1, *shape) of the per-parameter tensors plus the global entries."""
         core = self.state.get("core")
-        ids = [id(p) for p in params]
         if core is None:
-            core = self.rule.init([p.detach().unsqueeze(0) for p in params], hp)
+            init = self.rule.init([p.detach().unsqueeze(0) for p in params], hp)
+            tensor_keys = [key for key, value in init.items() if isinstance(value, list)]
+            for key in tensor_keys:
+                for p, t in zip(params, init[key]):
+                    self.state[p][key] = t[0]
+            core = {key: value for key, value in init.items() if key not in tensor_keys}
+            core.update(active=positions, tensor_keys=tensor_keys)
             self.state["core"] = core
-            self.state["core_param_ids"] = ids
-        elif self.state.get("core_param_ids") != ids:
-            # The functional state is a list aligned with the parameters that had gradients at the first step.
-            raise RuntimeError(f"{self.name}: the set of parameters with gradients changed between steps")
-        return core
+        elif core["active"] != positions:
+            # the rule's state is aligned with the parameters that had gradients at the first step
+            raise RuntimeError(f"{self.name}: the set of parameters with gradients changed between steps "
+                               f"(positions {core['active']} at the first step, {positions} now)")
+        state = {key: value for key, value in core.items() if key not in _CORE_KEYS}
+        for key in core["tensor_keys"]:
+            state[key] = [self.state[p][key].unsqueeze(0) for p in params]
+        return state
+
+    def _save_core(self, state: dict[str, Any]) -> None:
+        core = self.state["core"]
+        for key in core:
+            if key not in _CORE_KEYS:
+                core[key] = state[key]  # step counters are numbers: rebound, not changed in place
 
     # ------------------------------------------------------------------ the two phases
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
         """Climb to θ + e_t using the gradients at θ_t; saves θ_t for ``second_step``."""
-        hp = self._hparams()
-        params, names = self._params_and_names()
-        core = self._core_state(params, hp)
+        params, names, positions, hp = self._active()
+        state = self._rule_state(params, positions, hp)
         views = [p.unsqueeze(0) for p in params]
         grads = [p.grad.unsqueeze(0) for p in params]
         if self.rule.perturb is None:  # one-pass method: θ stays put, so there is nothing to save
             eps, info = [torch.zeros_like(g) for g in grads], one_pass_info(grads)
         else:
             extra = {"names": names} if self.rule.takes_names else {}
-            eps, info = self.rule.perturb(views, grads, core, hp, **extra)
+            eps, info = self.rule.perturb(views, grads, state, hp, **extra)
+            self._save_core(state)
             for p in params:
                 self.state[p]["old_p"] = p.detach().clone()
             torch._foreach_add_(params, [e[0] for e in eps])
@@ -138,14 +198,14 @@ class SAMOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def second_step(self, zero_grad: bool = False, perturbed_loss: float | None = None) -> None:
         """Return to θ_t and apply the descent with the gradients now present (taken at θ_t + e_t)."""
-        hp = self._hparams()
-        params, _ = self._params_and_names()
-        core = self._core_state(params, hp)
+        params, _, positions, hp = self._active()
+        state = self._rule_state(params, positions, hp)
         if self.rule.perturb is not None:  # restore θ by copy: subtracting e would add round-off
-            torch._foreach_copy_(params, [self.state[p]["old_p"] for p in params])
+            torch._foreach_copy_(params, [self.state[p].pop("old_p") for p in params])
         grads = [p.grad.unsqueeze(0) for p in params]
         perturbed_grad_norm = global_norm(grads)
-        update_info = self.rule.update([p.unsqueeze(0) for p in params], grads, core, hp)
+        update_info = self.rule.update([p.unsqueeze(0) for p in params], grads, state, hp)
+        self._save_core(state)
         eps, info = self._pending
         # one device-to-host transfer for all five scalars
         scalars = torch.stack([info["eps_norm"][0], info["grad_norm"][0], perturbed_grad_norm[0],
@@ -180,6 +240,28 @@ class SAMOptimizer(torch.optim.Optimizer):
             loss = closure()
         self.second_step(perturbed_loss=float(loss.detach()) if isinstance(loss, Tensor) else None)
         return loss
+
+
+# hyperparameters a rule reads once for all tensors (beyond "base", which picks the rule)
+_GLOBAL_HPARAMS: dict[str, tuple[str, ...]] = {"lightsam1": ("eps",)}
+# bookkeeping entries of state["core"] that are not the rule's
+_CORE_KEYS = ("active", "tensor_keys")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two hyperparameter values are equal (numbers, strings, pairs, per-run tensors)."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and bool((a == b).all())
+    return a == b
+
+
+def _cast(value: Any, ref: Tensor) -> Any:
+    """A copy of ``value`` with floating tensors in ``ref``'s dtype and every tensor on its device."""
+    if isinstance(value, Tensor):
+        return value.to(device=ref.device, dtype=ref.dtype if value.is_floating_point() else value.dtype, copy=True)
+    return copy.deepcopy(value)
 
 
 def make(name: str, params: Iterable[Any], **hparams: Any) -> SAMOptimizer:

@@ -1,8 +1,9 @@
 """Functional cores of every optimizer: pure update rules over lists of tensors with a leading "runs" dimension.
 
 Every tensor a rule sees has shape ``(R, *param_shape)``: R independent runs (R = 1 for an ordinary optimizer,
-R = cells of a ρ × lr grid for a batched sweep). Hyperparameters are Python numbers or tensors of shape ``(R,)``;
-global norms are taken per run over all parameter tensors. Rules change parameters and state in place and
+R = cells of a ρ × lr grid for a batched sweep). Hyperparameters are Python numbers or tensors of shape ``(R,)``,
+or a ``PerTensor`` tuple with one such value per parameter tensor (the adapter's parameter groups); global norms
+are taken per run over all parameter tensors, whatever their values. Rules change parameters and state in place and
 never allocate state after ``init``, so the same code serves the ``torch.optim`` adapter and batched sweeps.
 
 A SAM-type step is ``perturb`` (build e_t from the ascent gradient s_t at θ_t) and then ``update`` (move θ_t with
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor
 
 Tensors = Sequence[Tensor]
-HParam = float | Tensor  # a number, or one value per run with shape (R,)
+HParam = float | Tensor  # a number, or one value per run with shape (R,) (or a PerTensor of these)
 State = dict[str, Any]
 Info = dict[str, Tensor]  # per-run diagnostics, each of shape (R,)
 
@@ -29,6 +30,27 @@ NORM_EPS = 1e-12  # davda54/sam and pytorch-optimizer add this to ‖s‖ before
 
 
 # --------------------------------------------------------------------------------------------------- helpers
+
+
+class PerTensor(tuple):
+    """A hyperparameter with one value (number or per-run tensor) per parameter tensor, aligned with the lists a
+    rule sees: how ``torch.optim`` parameter groups reach a rule. Rules read entry i with ``at(h, i)``; reductions
+    over all tensors (global norms, LightSAM-I's scalar accumulators) stay global, and reports use entry 0."""
+
+
+def at(h: Any, i: int) -> Any:
+    """The value of hyperparameter ``h`` for tensor ``i`` (``h`` itself unless it is a ``PerTensor``)."""
+    return h[i] if isinstance(h, PerTensor) else h
+
+
+def _first(h: Any) -> Any:
+    return at(h, 0)
+
+
+def _map(h: Any, fn: Callable[[Any], Any]) -> Any:
+    """``fn`` applied to a hyperparameter, entry by entry for a ``PerTensor``."""
+    return PerTensor(fn(v) for v in h) if isinstance(h, PerTensor) else fn(h)
+
 
 
 def per_run(h: HParam, like: Tensor) -> HParam:
@@ -58,7 +80,7 @@ def _median_per_run(tensors: Tensors) -> Tensor:
 
 def _median_rate(x: HParam, accumulators: Tensors) -> Tensor:
     """Median over coordinates of x/sqrt(a): the effective radius or learning rate of a per-coordinate method."""
-    return _median_per_run([per_run(x, a) / a.sqrt() for a in accumulators])
+    return _median_per_run([per_run(at(x, i), a) / a.sqrt() for i, a in enumerate(accumulators)])
 
 
 def _ema_moments(m: Tensor, v: Tensor, g: Tensor, beta1: HParam, beta2: HParam) -> None:
@@ -70,7 +92,7 @@ def _ema_moments(m: Tensor, v: Tensor, g: Tensor, beta1: HParam, beta2: HParam) 
 
 def _full(tensors: Tensors, value: HParam) -> Tensor:
     """A (R,) tensor holding ``value`` (number or per-run tensor) in the parameters' dtype and device."""
-    ref = tensors[0]
+    ref, value = tensors[0], _first(value)
     if isinstance(value, Tensor):
         return value.to(device=ref.device, dtype=ref.dtype).expand(ref.shape[0]).clone()
     return torch.full((ref.shape[0],), float(value), device=ref.device, dtype=ref.dtype)
@@ -80,8 +102,8 @@ def _zeros_like(params: Tensors) -> list[Tensor]:
     return [torch.zeros_like(p) for p in params]
 
 
-def _filled_like(params: Tensors, value: float) -> list[Tensor]:
-    return [torch.full_like(p, value) for p in params]
+def _filled_like(params: Tensors, value: HParam) -> list[Tensor]:
+    return [torch.full_like(p, at(value, i)) for i, p in enumerate(params)]
 
 
 # --------------------------------------------------------------------------------------------------- rules
@@ -121,18 +143,23 @@ def sgd_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
     first = state["step"] == 1
     lr, wd, mom = hp["lr"], hp.get("weight_decay", 0.0), hp.get("momentum", 0.0)
     nesterov = hp.get("nesterov", False)
-    if not any(isinstance(h, Tensor) for h in (lr, wd, mom)):
+    numbers = not any(isinstance(at(h, i), Tensor) for h in (lr, wd, mom) for i in range(len(params)))
+    if numbers and not any(isinstance(h, PerTensor) for h in (lr, wd, mom, nesterov)):
         _sgd_foreach(list(params), list(grads), state["momentum_buffer"], lr, wd, mom, nesterov, first)
         return {"effective_lr": _full(params, lr)}
-    for p, g, buf in zip(params, grads, state["momentum_buffer"]):
-        d = g + per_run(wd, p) * p if _nonzero(wd) else g
-        if _nonzero(mom):
+    for i, (p, g, buf) in enumerate(zip(params, grads, state["momentum_buffer"])):
+        lr_i, wd_i, mom_i, nesterov_i = at(lr, i), at(wd, i), at(mom, i), at(nesterov, i)
+        if numbers:  # per-group numbers: the same kernels as the fused path, one tensor at a time
+            _sgd_foreach([p], [g], [buf], lr_i, wd_i, mom_i, nesterov_i, first)
+            continue
+        d = g + per_run(wd_i, p) * p if _nonzero(wd_i) else g
+        if _nonzero(mom_i):
             if first:
                 buf.copy_(d)
             else:
-                buf.mul_(per_run(mom, p)).add_(d)
-            d = d + per_run(mom, p) * buf if nesterov else buf
-        p.sub_(per_run(lr, p) * d)
+                buf.mul_(per_run(mom_i, p)).add_(d)
+            d = d + per_run(mom_i, p) * buf if nesterov_i else buf
+        p.sub_(per_run(lr_i, p) * d)
     return {"effective_lr": _full(params, lr)}
 
 
@@ -160,17 +187,17 @@ def adam_update(params: Tensors, grads: Tensors, state: State, hp: dict, *, deco
     Weight decay is added to g (Adam) or applied as θ *= 1 - lr·wd (AdamW, ``decoupled``)."""
     state["step"] += 1
     t = state["step"]
-    lr, wd, eps = hp["lr"], hp.get("weight_decay", 0.0), hp.get("eps", 1e-8)
-    beta1, beta2 = hp.get("betas", (0.9, 0.999))
+    lr, wd, eps, betas = hp["lr"], hp.get("weight_decay", 0.0), hp.get("eps", 1e-8), hp.get("betas", (0.9, 0.999))
     if decoupled:
         _decoupled_decay(params, hp)
-    for p, g, m, v in zip(params, grads, state["exp_avg"], state["exp_avg_sq"]):
-        if _nonzero(wd) and not decoupled:
-            g = g + per_run(wd, p) * p
+    for i, (p, g, m, v) in enumerate(zip(params, grads, state["exp_avg"], state["exp_avg_sq"])):
+        wd_i, (beta1, beta2) = at(wd, i), at(betas, i)
+        if _nonzero(wd_i) and not decoupled:
+            g = g + per_run(wd_i, p) * p
         _ema_moments(m, v, g, beta1, beta2)
         b1, b2 = per_run(beta1, p), per_run(beta2, p)
-        step_size = per_run(lr, p) / (1 - b1**t)
-        denom = v.sqrt() / _sqrt(1 - b2**t) + per_run(eps, p)
+        step_size = per_run(at(lr, i), p) / (1 - b1**t)
+        denom = v.sqrt() / _sqrt(1 - b2**t) + per_run(at(eps, i), p)
         p.sub_(step_size * m / denom)
     return {"effective_lr": _full(params, lr)}
 
@@ -188,6 +215,8 @@ BASES: dict[str, tuple[Callable[..., State], Callable[..., Info]]] = {
 
 def _nonzero(h: HParam) -> bool:
     """False only for a number that is exactly 0 (a per-run tensor may be 0 in some runs: apply it anyway)."""
+    if isinstance(h, PerTensor):
+        return any(_nonzero(v) for v in h)
     return isinstance(h, Tensor) or h != 0
 
 
@@ -199,6 +228,9 @@ def _sqrt(x: HParam) -> HParam:
 
 
 def _normalized_ascent(grads: Tensors, rho: HParam, norm: Tensor) -> list[Tensor]:
+    """ρ s/(‖s‖ + 1e-12), with ‖s‖ = ``norm`` global and ρ per tensor for a ``PerTensor``."""
+    if isinstance(rho, PerTensor):
+        return [g * per_run(per_run(at(rho, i), norm) / (norm + NORM_EPS), g) for i, g in enumerate(grads)]
     scale = per_run(rho, norm) / (norm + NORM_EPS)
     if scale.shape[0] == 1:  # one run: a fused multiply by the 1-element scale
         return list(torch._foreach_mul(list(grads), scale.reshape(())))
@@ -208,12 +240,16 @@ def _normalized_ascent(grads: Tensors, rho: HParam, norm: Tensor) -> list[Tensor
 def sam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tuple[list[Tensor], Info]:
     """SAM (Foret et al. 2021): e = ρ s/(‖s‖ + 1e-12). With ``adaptive`` (davda54's ASAM form, η = 0, all tensors):
     e = ρ θ²⊙s / (‖|θ|⊙s‖ + 1e-12)."""
-    rho = hp["rho"]
+    rho, adaptive = hp["rho"], hp.get("adaptive", False)
     grad_norm = global_norm(grads)
-    if hp.get("adaptive", False):
-        scaled_norm = global_norm([p.abs() * g for p, g in zip(params, grads)])
-        scale = per_run(rho, scaled_norm) / (scaled_norm + NORM_EPS)
-        eps = [p * p * g * per_run(scale, g) for p, g in zip(params, grads)]
+    if isinstance(adaptive, PerTensor) and not any(adaptive):
+        adaptive = False
+    if adaptive:  # per group as pytorch-optimizer: |θ| enters the global norm, θ² the step, on adaptive tensors
+        flags = [at(adaptive, i) for i in range(len(grads))]
+        scaled_norm = global_norm([p.abs() * g if a else g for p, g, a in zip(params, grads, flags)])
+        scales = _map(rho, lambda r: per_run(r, scaled_norm) / (scaled_norm + NORM_EPS))
+        eps = [(p * p * g if a else g) * per_run(at(scales, i), g)
+               for i, (p, g, a) in enumerate(zip(params, grads, flags))]
         return eps, _perturb_info(eps, grad_norm, rho)
     eps = _normalized_ascent(grads, rho, grad_norm)
     return eps, _perturb_info(eps, grad_norm, rho, eps_norm=_normalized_norm(rho, grad_norm))
@@ -226,11 +262,13 @@ def asam_perturb(
     T = I elsewhere (biases); e = ρ T²s / (‖T s‖ + 1e-12). (The official code adds 1e-16; 1e-12 as in SAM here.)"""
     rho, eta = hp["rho"], hp.get("eta", 0.01)
     grad_norm = global_norm(grads)
-    t_ops = [p.abs() + per_run(eta, p) if "weight" in n else None for p, n in zip(params, names)]
+    t_ops = [p.abs() + per_run(at(eta, i), p) if "weight" in n else None
+             for i, (p, n) in enumerate(zip(params, names))]
     t_grads = [g if t is None else t * g for g, t in zip(grads, t_ops)]
-    scale = per_run(rho, grad_norm) / (global_norm(t_grads) + NORM_EPS)
-    eps = [tg * per_run(scale, tg) if t is None else t * tg * per_run(scale, tg)
-           for tg, t in zip(t_grads, t_ops)]
+    t_norm = global_norm(t_grads)
+    scales = _map(rho, lambda r: per_run(r, grad_norm) / (t_norm + NORM_EPS))
+    eps = [tg * per_run(at(scales, i), tg) if t is None else t * tg * per_run(at(scales, i), tg)
+           for i, (tg, t) in enumerate(zip(t_grads, t_ops))]
     return eps, _perturb_info(eps, grad_norm, rho)
 
 
@@ -248,13 +286,14 @@ def fsam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tup
     state["perturb_step"] += 1
     first = state["perturb_step"] == 1
     diffs = []
-    for g, m in zip(grads, state["ema"]):
+    for i, (g, m) in enumerate(zip(grads, state["ema"])):
         if first:
             m.copy_(g)
             diffs.append(g)
         else:
-            diffs.append(g - per_run(sigma, g) * m)
-            m.mul_(per_run(lmbda, g)).add_((1 - per_run(lmbda, g)) * g)
+            lmbda_i = per_run(at(lmbda, i), g)
+            diffs.append(g - per_run(at(sigma, i), g) * m)
+            m.mul_(lmbda_i).add_((1 - lmbda_i) * g)
     eps, info = sam_perturb(params, diffs, state, hp)
     return eps, {**info, "grad_norm": global_norm(grads)}  # ‖s‖, not ‖d‖; e's norm is SAM's closed form
 
@@ -264,13 +303,15 @@ def msam_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -> tup
     ‖e‖ = ρ/sqrt(1 + ‖s‖²): SAM's direction, a radius that shrinks where the gradient is large."""
     rho = hp["rho"]
     grad_norm = global_norm(grads)
-    radius = per_run(rho, grad_norm) / torch.sqrt(1 + grad_norm * grad_norm)
+    radius = _map(rho, lambda r: per_run(r, grad_norm) / torch.sqrt(1 + grad_norm * grad_norm))
     eps = _normalized_ascent(grads, radius, grad_norm)
     return eps, _perturb_info(eps, grad_norm, radius, eps_norm=_normalized_norm(radius, grad_norm))
 
 
-def _normalized_norm(rho: HParam, grad_norm: Tensor) -> Tensor:
-    """‖ρ s/(‖s‖ + 1e-12)‖ in closed form (saves a pass over e)."""
+def _normalized_norm(rho: HParam, grad_norm: Tensor) -> Tensor | None:
+    """‖ρ s/(‖s‖ + 1e-12)‖ in closed form (saves a pass over e); None (measure e) when ρ varies by tensor."""
+    if isinstance(rho, PerTensor):
+        return None
     return per_run(rho, grad_norm) * grad_norm / (grad_norm + NORM_EPS)
 
 
@@ -297,23 +338,23 @@ def lightsam1_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -
     """LightSAM-I (AdaGrad-Norm): u_t = u_{t−1} + ‖s_t‖² (scalar, global), e_t = ρ s_t/sqrt(u_t); ‖e_t‖ ≤ ρ."""
     grad_sq = sq_norm(grads)
     state["u"].add_(grad_sq)
-    radius = per_run(hp["rho"], state["u"]) / state["u"].sqrt()
-    eps = [g * per_run(radius, g) for g in grads]
+    radius = _map(hp["rho"], lambda r: per_run(r, state["u"]) / state["u"].sqrt())
+    eps = [g * per_run(at(radius, i), g) for i, g in enumerate(grads)]
     return eps, _perturb_info(eps, grad_sq.sqrt(), radius)
 
 
 def lightsam1_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
     """v_t = v_{t−1} + ‖g_t‖²; θ -= η g_t/sqrt(v_t) (η/sqrt(v_t) is the effective learning rate)."""
     state["v"].add_(sq_norm(grads))
-    lr_t = per_run(hp["lr"], state["v"]) / state["v"].sqrt()
+    lr_t = _map(hp["lr"], lambda lr: per_run(lr, state["v"]) / state["v"].sqrt())
     _decoupled_decay(params, hp)
-    for p, g in zip(params, grads):
-        p.sub_(g * per_run(lr_t, g))
-    return {"effective_lr": lr_t.clone()}
+    for i, (p, g) in enumerate(zip(params, grads)):
+        p.sub_(g * per_run(at(lr_t, i), g))
+    return {"effective_lr": _first(lr_t).clone()}
 
 
 def lightsam2_init(params: Tensors, hp: dict) -> State:
-    eps0 = hp.get("eps", 1e-8) ** 2
+    eps0 = _map(hp.get("eps", 1e-8), lambda e: e**2)
     return {"u": _filled_like(params, eps0), "v": _filled_like(params, eps0)}
 
 
@@ -322,7 +363,7 @@ def lightsam2_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -
     rho = hp["rho"]
     for u, g in zip(state["u"], grads):
         u.add_(g * g)
-    eps = [per_run(rho, g) * g / u.sqrt() for g, u in zip(grads, state["u"])]
+    eps = [per_run(at(rho, i), g) * g / u.sqrt() for i, (g, u) in enumerate(zip(grads, state["u"]))]
     radius = _median_rate(rho, state["u"])
     return eps, _perturb_info(eps, global_norm(grads), radius)
 
@@ -331,14 +372,14 @@ def lightsam2_update(params: Tensors, grads: Tensors, state: State, hp: dict) ->
     """v_t = v_{t−1} + g_t²; θ -= η g_t/sqrt(v_t) per coordinate (effective lr: median of η/sqrt(v_t))."""
     lr = hp["lr"]
     _decoupled_decay(params, hp)
-    for p, g, v in zip(params, grads, state["v"]):
+    for i, (p, g, v) in enumerate(zip(params, grads, state["v"])):
         v.add_(g * g)
-        p.sub_(per_run(lr, p) * g / v.sqrt())
+        p.sub_(per_run(at(lr, i), p) * g / v.sqrt())
     return {"effective_lr": _median_rate(lr, state["v"])}
 
 
 def lightsam3_init(params: Tensors, hp: dict) -> State:
-    eps0 = hp.get("eps", 1e-8) ** 2
+    eps0 = _map(hp.get("eps", 1e-8), lambda e: e**2)
     return {"r": _zeros_like(params), "u": _filled_like(params, eps0),
             "m": _zeros_like(params), "v": _filled_like(params, eps0), "perturb_step": 0, "step": 0}
 
@@ -356,44 +397,42 @@ def lightsam3_perturb(params: Tensors, grads: Tensors, state: State, hp: dict) -
 
     No bias correction by default (the third-party renderings have none, so the first ascent step is about
     3.16 ρ·sign(s) per coordinate); ``bias_correction=True`` divides by (1−β^t) as Adam does."""
-    rho, (beta1, beta2) = hp["rho"], hp.get("betas", (0.9, 0.999))
+    rho, betas, bc = hp["rho"], hp.get("betas", (0.9, 0.999)), hp.get("bias_correction", False)
     state["perturb_step"] += 1
-    for g, r, u in zip(grads, state["r"], state["u"]):
-        _ema_moments(r, u, g, beta1, beta2)
-    bc = hp.get("bias_correction", False)
-    directions = [_adam_direction(r, u, state["perturb_step"], (beta1, beta2), bc)
-                  for r, u in zip(state["r"], state["u"])]
-    eps = [per_run(rho, d) * d for d in directions]
+    for i, (g, r, u) in enumerate(zip(grads, state["r"], state["u"])):
+        _ema_moments(r, u, g, *at(betas, i))
+    directions = [_adam_direction(r, u, state["perturb_step"], at(betas, i), at(bc, i))
+                  for i, (r, u) in enumerate(zip(state["r"], state["u"]))]
+    eps = [per_run(at(rho, i), d) * d for i, d in enumerate(directions)]
     radius = _median_rate(rho, state["u"])
     return eps, _perturb_info(eps, global_norm(grads), radius)
 
 
 def lightsam3_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
     """m_t = β1 m + (1−β1) g, v_t = β2 v + (1−β2) g², θ -= η m_t/sqrt(v_t) (no ε in the denominator: v_0 = ε²)."""
-    lr, (beta1, beta2) = hp["lr"], hp.get("betas", (0.9, 0.999))
+    lr, betas, bc = hp["lr"], hp.get("betas", (0.9, 0.999)), hp.get("bias_correction", False)
     state["step"] += 1
     _decoupled_decay(params, hp)
-    bc = hp.get("bias_correction", False)
-    for p, g, m, v in zip(params, grads, state["m"], state["v"]):
-        _ema_moments(m, v, g, beta1, beta2)
-        p.sub_(per_run(lr, p) * _adam_direction(m, v, state["step"], (beta1, beta2), bc))
+    for i, (p, g, m, v) in enumerate(zip(params, grads, state["m"], state["v"])):
+        _ema_moments(m, v, g, *at(betas, i))
+        p.sub_(per_run(at(lr, i), p) * _adam_direction(m, v, state["step"], at(betas, i), at(bc, i)))
     return {"effective_lr": _median_rate(lr, state["v"])}
 
 
 def adasam_init(params: Tensors, hp: dict) -> State:
-    eps0 = hp.get("eps", 1e-8) ** 2
+    eps0 = _map(hp.get("eps", 1e-8), lambda e: e**2)
     return {"m": _zeros_like(params), "v": _zeros_like(params), "v_max": _filled_like(params, eps0)}
 
 
 def adasam_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
     """AdaSAM (Sun et al. 2023) descent: m = β1 m + (1−β1) g, v = β2 v + (1−β2) g², v̂ = max(v̂, v) with v̂_{−1} = ε²
     (AMSGrad), θ -= lr m/sqrt(v̂); no bias correction, no ε in the denominator. The ascent is SAM's."""
-    lr, (beta1, beta2) = hp["lr"], hp.get("betas", (0.9, 0.999))
+    lr, betas = hp["lr"], hp.get("betas", (0.9, 0.999))
     _decoupled_decay(params, hp)
-    for p, g, m, v, vmax in zip(params, grads, state["m"], state["v"], state["v_max"]):
-        _ema_moments(m, v, g, beta1, beta2)
+    for i, (p, g, m, v, vmax) in enumerate(zip(params, grads, state["m"], state["v"], state["v_max"])):
+        _ema_moments(m, v, g, *at(betas, i))
         torch.maximum(vmax, v, out=vmax)
-        p.sub_(per_run(lr, p) * m / vmax.sqrt())
+        p.sub_(per_run(at(lr, i), p) * m / vmax.sqrt())
     return {"effective_lr": _median_rate(lr, state["v_max"])}
 
 
@@ -401,8 +440,9 @@ def _decoupled_decay(params: Tensors, hp: dict) -> None:
     """θ *= 1 − lr·wd (AdamW-style; the adaptive SAM variants' theory has no weight decay, default 0)."""
     wd = hp.get("weight_decay", 0.0)
     if _nonzero(wd):
-        for p in params:
-            p.mul_(1 - per_run(hp["lr"], p) * per_run(wd, p))
+        for i, p in enumerate(params):
+            if _nonzero(at(wd, i)):
+                p.mul_(1 - per_run(at(hp["lr"], i), p) * per_run(at(wd, i), p))
 
 
 # ---- assembling rules ----------------------------------------------------------------------------------------
