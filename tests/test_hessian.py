@@ -148,41 +148,43 @@ def test_block_product_counts_columns(mode, mlp_case):
         op @ torch.ones(op.dim + 1, dtype=torch.float64)
 
 
-@pytest.fixture
-def fresh_block_timings():
-    """Block timings are shared by operators of one model; these tests need to see them measured."""
-    hs._BLOCK_TIMINGS.clear()
-    yield
-    hs._BLOCK_TIMINGS.clear()
-
-
 @pytest.mark.parametrize("mode", MODES)
-def test_block_strategies_agree_and_vmap_falls_back_to_a_loop(mode, mlp_case, fresh_block_timings):
+def test_block_strategies_agree_and_defaults_are_fixed(mode, mlp_case):
     model, batch, H, _ = mlp_case
     V = torch.randn(H.shape[0], 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    for strategy in ("vmap", "loop", "auto"):
-        op = hs.make_hvp(model, F.cross_entropy, batch, mode=mode)
-        op.block_strategy = strategy
-        for _ in range(4):  # "auto" warms up, times vmap, times the loop, then keeps the faster
-            torch.testing.assert_close(op @ V, H @ V, atol=1e-10, rtol=0)
-    assert set(op._seconds_per_column) == {"vmap", "loop"}
-    # The next operator of the same set-up reuses the timings.
-    assert hs.make_hvp(model, F.cross_entropy, batch, mode=mode)._seconds_per_column is op._seconds_per_column
-    hs._BLOCK_TIMINGS.clear()
-    op = hs.make_hvp(model, F.cross_entropy, batch, mode=mode)
-    inner = op._product
+    for strategy in hs.STRATEGIES:
+        op = hs.make_hvp(model, F.cross_entropy, batch, mode=mode, strategy=strategy)
+        assert op.block_strategy == strategy and not op.vmap_fallback
+        torch.testing.assert_close(op @ V, H @ V, atol=1e-10, rtol=0)
+    # No strategy named: the documented default for the device and mode, every time (no timing, no shared state).
+    ops = [hs.make_hvp(model, F.cross_entropy, batch, mode=mode) for _ in range(2)]
+    for op in ops:
+        torch.testing.assert_close(op @ V, H @ V, atol=1e-10, rtol=0)
+        assert op.block_strategy == hs.default_strategy("cpu", mode) == hs.DEFAULT_STRATEGY[("cpu", mode)]
+    assert hs.default_strategy("cuda", mode) == "vmap"
+    with pytest.raises(ValueError, match="Invalid strategy"):
+        hs.make_hvp(model, F.cross_entropy, batch, strategy="auto")
+
+
+def test_vmap_falls_back_to_a_loop_only_by_default():
+    H = _spd(12, np.linspace(-1.0, 2.0, 12))
+    V = torch.randn(12, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
 
     def no_batching_rule(v: torch.Tensor, batched: bool) -> torch.Tensor:
         if batched:
             raise RuntimeError("vmap: no batching rule")
-        return inner(v, batched)
+        return H @ v
 
-    op._product = no_batching_rule
-    torch.testing.assert_close(op @ V, H @ V, atol=1e-10, rtol=0)
-    assert op._seconds_per_column["vmap"] == math.inf
-    op.block_strategy = "vmap"
+    def operator(strategy):
+        return hs.HessianOperator(("w",), (torch.Size([12]),), torch.float64, torch.device("cpu"), "stateless", 1,
+                                  None, no_batching_rule, strategy=strategy)
+
+    default = operator(None)
+    assert default.block_strategy == "vmap" and default.vmap_fallback
+    torch.testing.assert_close(default @ V, H @ V, atol=1e-12, rtol=0)
+    assert default.block_strategy == "loop"  # the switch is visible on the operator
     with pytest.raises(RuntimeError, match="no batching rule"):
-        op @ V
+        operator("vmap") @ V
 
 
 @pytest.mark.parametrize("mode", MODES)
