@@ -21,17 +21,38 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from . import density as _density
 from . import dense as _dense
+from . import density as _density
 from . import hutchinson as _hutchinson
 from . import lanczos as _lanczos
 from .dense import dense_eigh, dense_matrix
 from .density import Density
 from .hutchinson import TraceResult, hutchinson_trace, hutchpp_trace
-from .hvp import (BLOCK_SIZE, DEFAULT_STRATEGY, MAX_DENSE_PARAMS, MODES, STRATEGIES, Batch, HessianOperator, LossFn,
-                  ParamFilter, default_strategy, make_hvp, unflatten)
-from .lanczos import (DEFAULT_TOL, FALLBACK_TOL, LANCZOS_MAX_BYTES, LANCZOS_MAX_ITERS, METHODS, VERIFY_BELOW,
-                      EigenResult, Lanczos, lanczos)
+from .hvp import (
+    BLOCK_SIZE,
+    DEFAULT_STRATEGY,
+    MAX_DENSE_PARAMS,
+    MODES,
+    STRATEGIES,
+    Batch,
+    HessianOperator,
+    LossFn,
+    ParamFilter,
+    default_strategy,
+    make_hvp,
+    unflatten,
+)
+from .lanczos import (
+    DEFAULT_TOL,
+    FALLBACK_TOL,
+    LANCZOS_MAX_BYTES,
+    LANCZOS_MAX_ITERS,
+    METHODS,
+    VERIFY_BELOW,
+    EigenResult,
+    Lanczos,
+    lanczos,
+)
 from .linear_operator import LinearOperator, Operator
 
 __all__ = [

@@ -153,12 +153,42 @@ def test_progressive_grids_refine_and_reuse_points():
     np.testing.assert_allclose(L.surface(model, loss_fn, batch, plane, 1.0, 41).loss, final.loss, rtol=1e-6)
 
 
-def test_surfaces_are_cached():
+def test_the_engine_keeps_no_surfaces():
     model, loss_fn, batch = _setup()
     plane = L.random_plane(model, seed=0)
     first = L.surface(model, loss_fn, batch, plane, 1.0, 11)
-    assert L.surface(model, loss_fn, batch, plane, 1.0, 11) is first
-    assert L.surface(model, loss_fn, batch, plane, 2.0, 11) is not first
+    again = L.surface(model, loss_fn, batch, plane, 1.0, 11)
+    assert again is not first  # computed again: caching views is the app's job
+    np.testing.assert_array_equal(again.loss, first.loss)
+
+
+def test_planner_choices_can_be_inspected_saved_loaded_and_fixed(tmp_path):
+    model, loss_fn, batch = _setup()
+    plane = L.random_plane(model, seed=0)
+    planner = L.SurfacePlanner()
+    name = planner.choose(model, loss_fn, batch, plane, accuracy=True)
+    key = planner.key(model, loss_fn, batch, accuracy=True)
+    assert planner.choices[key].evaluator == name and planner.choices[key].source == "measured"
+    assert name in {n for n, _ in L.candidates(model, batch[0].shape[0])}
+    assert set(planner.timings[key]) == {f"{n}/{c}" for n, c in L.candidates(model, batch[0].shape[0])}
+    s = L.surface(model, loss_fn, batch, plane, 1.0, 5, planner=planner)
+    assert s.evaluator == name and L.default_planner().choices == {}  # the planner passed, not the default
+    # fixed by hand: the fix wins, and the surface is the same to float tolerance
+    other = "loop" if name != "loop" else "vmap"
+    planner.fix(key, other)
+    fixed = L.surface(model, loss_fn, batch, plane, 1.0, 5, planner=planner)
+    assert fixed.evaluator == other
+    np.testing.assert_allclose(fixed.loss, s.loss, rtol=1e-5, atol=1e-6)
+    # saved and loaded (FFTW's wisdom): a fresh planner takes the choice without measuring
+    planner.save(tmp_path / "wisdom.json")
+    loaded = L.SurfacePlanner().load(tmp_path / "wisdom.json")
+    assert loaded.choices[key].evaluator == other and loaded.choices[key].source == "loaded" and not loaded.timings
+    with pytest.raises(ValueError, match="evaluator"):
+        planner.fix(key, "magic")
+    # measure=False: the documented fixed default, no timing
+    estimate = L.SurfacePlanner(measure=False)
+    assert estimate.choose(model, loss_fn, batch, plane, True) == L.default_evaluator(model) == "mlp"
+    assert not estimate.timings
 
 
 def test_subsample_preview_is_seeded():
