@@ -1,7 +1,9 @@
-"""λ_max, top-5 and trace of a network's Hessian: our Lanczos and Hutch++ against PyHessian 0.1 and the exact spectrum.
+"""HVPs, λ_max, top-5 and trace of a network's Hessian: ours against scipy's eigsh, curvlinops 3, PyHessian 0.1 and
+the exact spectrum.
 
-Run: ``python benchmarks/bench_hessian.py`` (add ``--device cuda`` on a GPU machine). PyHessian is optional there;
-install it with ``pip install --no-deps -r benchmarks/requirements.txt`` so pip keeps the pinned torch.
+Run: ``python benchmarks/bench_hessian.py`` (add ``--device cuda`` on a GPU machine). PyHessian and curvlinops are
+optional; install them with ``pip install --no-deps -r benchmarks/requirements.txt`` so pip keeps the pinned torch.
+scipy's ``eigsh`` (ARPACK's implicitly restarted Lanczos) runs on our operator through a ``LinearOperator``.
 
 The model is the MLP 2→64→64→2 (tanh, float32) on 2,000 two-moons points, trained briefly with full-batch SGD so
 the Hessian has the usual outliers over a bulk. The exact spectrum comes from the dense float64 Hessian
@@ -28,7 +30,13 @@ from sklearn.datasets import make_moons
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sam_viz.hessian import dense_eigenvalues, spectral_density, top_eigenvalues, trace
+from scipy.sparse.linalg import LinearOperator, eigsh
+
+from sam_viz.dense import dense_matrix
+from sam_viz.density import spectral_density
+from sam_viz.hutchinson import hutchpp_trace
+from sam_viz.hvp import make_hvp
+from sam_viz.lanczos import top_eigenvalues
 
 try:
     import pyhessian
@@ -37,6 +45,10 @@ try:
     pyhessian_module = importlib.import_module("pyhessian.hessian")
 except ImportError:  # optional on GPU machines: then only our rows are printed
     pyhessian = None
+try:
+    import curvlinops
+except ImportError:
+    curvlinops = None
 
 LOSS = nn.functional.cross_entropy
 
@@ -73,15 +85,45 @@ class _HVPCounter:
 Method = Callable[[int], Callable[[], dict]]  # repeat index -> (untimed set-up) -> timed run -> results
 
 
-def _methods(model: nn.Module, batch: tuple, device: torch.device, counter: _HVPCounter | None
-             ) -> dict[str, Method]:
-    """Each method's timed run returns {"values": ..., "hvps": ..., extra fields}."""
+def _methods(model: nn.Module, batch: tuple, device: torch.device, counter: _HVPCounter | None,
+             H64: torch.Tensor) -> dict[str, Method]:
+    """Each method's timed run returns {"values": ..., "hvps": ..., extra fields}; every run builds its operator."""
+    dim = H64.shape[0]
+    block = torch.randint(0, 2, (dim, 32), generator=torch.Generator().manual_seed(0)).float().mul_(2).sub_(1)
+    exact_block = H64 @ block.double()
+
+    def hvp_error(out: torch.Tensor) -> float:
+        return float(torch.linalg.norm(out.double().cpu() - exact_block) / torch.linalg.norm(exact_block))
+
+    def ours_hvp(mode: str, strategy: str | None = None) -> Method:
+        def setup(repeat: int) -> Callable[[], dict]:
+            def run() -> dict:
+                op = make_hvp(model, LOSS, batch, mode=mode, strategy=strategy)
+                out = op @ block.to(device)
+                return {"values": np.array([hvp_error(out)]), "hvps": op.matvecs, "strategy": op.block_strategy}
+            return run
+        return setup
+
+    def scipy_top(k: int) -> Method:
+        def setup(repeat: int) -> Callable[[], dict]:
+            def run() -> dict:
+                op = make_hvp(model, LOSS, batch)
+
+                def matvec(v: np.ndarray) -> np.ndarray:
+                    return (op @ torch.from_numpy(np.asarray(v, dtype=np.float32).reshape(-1))).cpu().numpy()
+
+                v0 = np.random.default_rng(repeat).standard_normal(op.dim).astype(np.float32)
+                vals = eigsh(LinearOperator((op.dim, op.dim), matvec=matvec, dtype=np.float32), k=k, which="LA",
+                             tol=1e-4, v0=v0, return_eigenvectors=False)
+                return {"values": np.sort(vals)[::-1], "hvps": op.matvecs}
+            return run
+        return setup
 
     # Every method draws fresh random vectors per repeat (seed = repeat), as PyHessian does from the global RNG.
     def ours_top(k: int, verify: bool | None = None) -> Method:
         def setup(repeat: int) -> Callable[[], dict]:
             def run() -> dict:
-                r = top_eigenvalues(model, LOSS, batch, k=k, seed=repeat, verify=verify)
+                r = top_eigenvalues(make_hvp(model, LOSS, batch), k=k, seed=repeat, verify=verify)
                 return {"values": r.eigenvalues, "hvps": r.matvecs, "converged": bool(r.converged.all()),
                         "residual": float(r.residuals.max()), "verified": r.verified}
             return run
@@ -89,18 +131,23 @@ def _methods(model: nn.Module, batch: tuple, device: torch.device, counter: _HVP
 
     def ours_trace(repeat: int) -> Callable[[], dict]:
         def run() -> dict:
-            r = trace(model, LOSS, batch, matvecs=99, seed=repeat)
+            r = hutchpp_trace(make_hvp(model, LOSS, batch), matvecs=99, seed=repeat)
             return {"values": np.array([r.estimate]), "hvps": r.matvecs, "stderr": r.stderr}
         return run
 
     def ours_slq(repeat: int) -> Callable[[], dict]:
         def run() -> dict:
-            d = spectral_density(model, LOSS, batch, iters=80, n_vectors=4, seed=repeat)
+            d = spectral_density(make_hvp(model, LOSS, batch), iters=80, n_vectors=4, seed=repeat)
             return {"values": np.array([d.nodes.max()]), "hvps": d.matvecs}
         return run
 
-    methods = {"ours top1": ours_top(1), "ours+check top1": ours_top(1, verify=True), "ours top5": ours_top(5),
+    methods = {"ours hvp": ours_hvp("cached"), "ours-vmap hvp": ours_hvp("cached", "vmap"),
+               "ours-stateless hvp": ours_hvp("stateless"),
+               "ours top1": ours_top(1), "ours+check top1": ours_top(1, verify=True), "ours top5": ours_top(5),
+               "scipy-eigsh top1": scipy_top(1), "scipy-eigsh top5": scipy_top(5),
                "ours trace": ours_trace, "ours slq": ours_slq}
+    if curvlinops is not None:
+        methods |= _curvlinops_methods(model, batch, block, hvp_error)
     if counter is None:
         return methods
 
@@ -127,6 +174,32 @@ def _methods(model: nn.Module, batch: tuple, device: torch.device, counter: _HVP
     return methods | {"pyhessian top1": pyh("top1"), "pyhessian top5": pyh("top5"), "pyhessian trace": pyh("trace")}
 
 
+def _curvlinops_methods(model: nn.Module, batch: tuple, block: torch.Tensor,
+                        hvp_error: Callable[[torch.Tensor], float]) -> dict[str, Method]:
+    """curvlinops' Hessian operator (``jvp(jacrev)`` vmapped over the columns) and its Hutch++, built per run."""
+    loss = nn.CrossEntropyLoss()  # curvlinops needs a module with `reduction`
+
+    def operator() -> curvlinops.HessianLinearOperator:
+        params = [p for p in model.parameters() if p.requires_grad]
+        return curvlinops.HessianLinearOperator(model, loss, params, [batch], check_deterministic=False)
+
+    def hvp(repeat: int) -> Callable[[], dict]:
+        def run() -> dict:
+            out = operator() @ block.to(batch[0].device)
+            return {"values": np.array([hvp_error(out)]), "hvps": block.shape[1], "strategy": "vmap"}
+        return run
+
+    def hutchpp(repeat: int) -> Callable[[], dict]:
+        torch.manual_seed(repeat)  # curvlinops draws its probes from the global RNG
+
+        def run() -> dict:
+            return {"values": np.array([float(curvlinops.hutchpp_trace(operator(), num_matvecs=99))]), "hvps": 99,
+                    "stderr": float("nan")}
+        return run
+
+    return {"curvlinops hvp": hvp, "curvlinops trace": hutchpp}
+
+
 def _time(method: Method, repeat: int, device: torch.device) -> tuple[float, dict]:
     run = method(repeat)
     if device.type == "cuda":
@@ -146,6 +219,17 @@ def _pyhessian_density_status(model: nn.Module, batch: tuple, device: torch.devi
         return "ran"
     except (RuntimeError, AttributeError) as exc:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _rel_error(values: np.ndarray, exact: np.ndarray) -> float:
@@ -168,12 +252,13 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
 
     start = time.perf_counter()
-    exact = dense_eigenvalues(model, LOSS, batch, dtype=torch.float64)
+    H64 = dense_matrix(make_hvp(model, LOSS, batch, dtype=torch.float64)).cpu()
+    exact = torch.linalg.eigvalsh(0.5 * (H64 + H64.T)).flip(0).numpy()
     dense_s = time.perf_counter() - start
     exact_trace = float(exact.sum())
 
     counter = _HVPCounter() if pyhessian is not None else None
-    methods = _methods(model, batch, device, counter)
+    methods = _methods(model, batch, device, counter, H64)
     times: dict[str, list[float]] = {name: [] for name in methods}
     runs: dict[str, list[dict]] = {name: [] for name in methods}
     for method in methods.values():  # warm-up: first-call costs (functorch decompositions, allocator) go untimed
@@ -187,8 +272,8 @@ def main() -> None:
 
     print(f"# bench_hessian: MLP 2-{args.width}-{args.width}-2 (tanh, float32, {n_params:,} params), make_moons "
           f"N={args.n} full batch, {args.train_steps} SGD steps; medians of {args.repeats} interleaved repeats; "
-          f"device={device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"{platform.processor() or platform.machine()}")
+          f"device={device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {_cpu_model()}; "
+          f"curvlinops {getattr(curvlinops, '__version__', 'installed') if curvlinops else 'not installed'}")
     print(f"# exact (dense float64 Hessian, {dense_s:.1f} s): λ1..5 = {np.array2string(exact[:5], precision=5)}, "
           f"λ_min = {exact[-1]:.3e}, tr H = {exact_trace:.5f}")
     print("# ms, HVPs and rel. error: medians over the repeats; value and note: the last repeat")
@@ -199,10 +284,15 @@ def main() -> None:
         out = outs[-1]
         ms = statistics.median(times[name]) * 1e3
         hvps = statistics.median(o["hvps"] for o in outs)
-        if task == "trace":
+        if task == "hvp":
+            err = statistics.median(o["values"][0] for o in outs)
+            value = f"{ms / hvps:.3f} ms per column"
+            note = f"build + one block of {hvps:g} columns, {out['strategy']}; error vs the dense float64 H"
+        elif task == "trace":
             err = statistics.median(abs(o["values"][0] - exact_trace) / abs(exact_trace) for o in outs)
             value = f"{out['values'][0]:.5f} ± {out['stderr']:.5f}"
-            note = "Hutch++, 99 matvecs" if owner != "pyhessian" else "Hutchinson, stops on |Δmean|/mean < 1e-3"
+            note = {"ours": "Hutch++, 99 matvecs", "curvlinops": "Hutch++, 99 matvecs (no standard error returned)",
+                    "pyhessian": "Hutchinson, stops on |Δmean|/mean < 1e-3"}[owner]
         elif task == "slq":
             err = statistics.median(abs(o["values"][0] - exact[0]) / exact[0] for o in outs)
             value = f"top node {out['values'][0]:.6f}"
@@ -211,9 +301,10 @@ def main() -> None:
             err = statistics.median(_rel_error(o["values"], exact) for o in outs)
             value = np.array2string(np.asarray(out["values"]), precision=6, max_line_width=200)
             value = value if len(value) <= 37 else value[:34] + "...]"
-            note = (f"Lanczos, converged={out['converged']}, max residual {out['residual']:.1e}"
-                    f"{' (explicit products)' if out['verified'] else ' (Lanczos bound)'}" if owner != "pyhessian"
-                    else "power iteration, deflation for top_n")
+            note = {"pyhessian": "power iteration, deflation for top_n",
+                    "scipy-eigsh": "ARPACK implicitly restarted Lanczos, tol=1e-4, on our operator"}.get(
+                owner, f"Lanczos, converged={out.get('converged')}, max residual {out.get('residual', 0):.1e}"
+                       f"{' (explicit products)' if out.get('verified') else ' (Lanczos bound)'}")
         print(f"{task:<8}{owner:<18}{ms:>9.2f}{hvps:>6g}  {value:<38}{err:>11.2e}  {note}")
         rows.append({"task": task, "method": owner, "ms": ms, "hvps": hvps, "rel_error": err,
                      "values": np.asarray(out["values"]).tolist(), "stderr": out.get("stderr")})
