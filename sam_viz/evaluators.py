@@ -349,11 +349,12 @@ def candidates(model: nn.Module, n: int) -> list[tuple[str, int]]:
 def default_evaluator(model: nn.Module) -> str:
     """The evaluator used without a measurement, fixed per kind of model and device.
 
-    Linear chains (our MLPs and logistic models) take "mlp" on every device: on CPUs where MKL runs the GEMMs
-    at full width it was the fastest candidate (Intel Xeon, 2 threads: see ``benchmarks/RESULTS.md``), and on a
-    GPU its few large batched GEMMs suit the device. Other models take "loop" on the CPU (one point's activations
-    already fill the caches; vmap was no faster for the digits CNN) and "vmap" elsewhere (a GPU needs large
-    kernels). On CPUs where oneDNN's GEMM is the faster (AMD EPYC), "onednn" wins by measurement: use a planner.
+    Linear chains (our MLPs and logistic models) take "mlp" on every device: on an Intel Xeon (1 thread, loaded
+    machine; ``benchmarks/RESULTS.md``) it was the fastest candidate at N = 256 and within 10% of oneDNN at
+    N = 2,000, and on a GPU its few large batched GEMMs suit the device (not yet measured there). Other models
+    take "loop" on the CPU (one point's activations already fill the caches) and "vmap" elsewhere (a GPU needs
+    large kernels). Where oneDNN's GEMM is much the faster (AMD EPYC, where MKL runs AVX2 code), "onednn" wins
+    by measurement: use a ``SurfacePlanner``.
 
     Args:
         model: the network; its parameters give the device.
