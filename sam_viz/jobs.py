@@ -38,6 +38,7 @@ class Job:
     result: Any = None
     error: str | None = None
     stopped: bool = False
+    started: float = field(default_factory=time.perf_counter)  # perf_counter when the job was created
     finished: float | None = None
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)

@@ -31,8 +31,11 @@ def trained_runs(settings: Settings) -> list[Run] | None:
     return await_job(key, functools.partial(scene.train_all, configs), "Training", unit="steps")
 
 
-def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps") -> Any:
-    """Start (or find) the job ``key`` and wait for it while showing progress; None if it is still running."""
+def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps", *, eta: bool = False) -> Any:
+    """Start (or find) the job ``key`` and wait for it while showing progress; None if it is still running.
+
+    With ``eta`` the bar's text also gives the time elapsed and an estimate of the time left (from the rate so far).
+    """
     existing = REGISTRY.get(key)
     restart = state.claim_restart(key, existing is not None and (existing.stopped or existing.error is not None))
     job = REGISTRY.submit(key, work, restart=restart)
@@ -46,10 +49,10 @@ def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps
         deadline = time.perf_counter() + wait
         while job.running and time.perf_counter() < deadline:
             job.wait(0.15)
-            bar.progress(job.fraction, text=f"{label}: {job.done_units:,} / {job.total_units:,} {unit}")
+            bar.progress(job.fraction, text=progress_text(job, label, unit, eta))
         if job.running:
             box.empty()
-            _poll(key, label, unit)
+            _poll(key, label, unit, eta)
             return None
         box.empty()
     if job.error is not None:
@@ -61,14 +64,31 @@ def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps
     return job.result
 
 
+def progress_text(job: Job, label: str, unit: str, eta: bool = False) -> str:
+    """``label: done / total unit``, with ``eta``: ``· 0:42 elapsed, about 1:10 left`` (once a unit is done)."""
+    text = f"{label}: {job.done_units:,} / {job.total_units:,} {unit}"
+    if not eta:
+        return text
+    elapsed = time.perf_counter() - job.started
+    text += f" · {_clock(elapsed)} elapsed"
+    if 0 < job.done_units < job.total_units:
+        text += f", about {_clock(elapsed * (job.total_units - job.done_units) / job.done_units)} left"
+    return text
+
+
+def _clock(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
 @st.fragment(run_every=0.5)
-def _poll(key: str, label: str, unit: str) -> None:
+def _poll(key: str, label: str, unit: str, eta: bool = False) -> None:
     """Progress of a job that outlived the page's wait; reruns the page when it finishes."""
     job: Job | None = REGISTRY.get(key)
     if job is None or not job.running:
         st.rerun()
     st.button("Stop", key=f"poll_stop_{_short(key)}", on_click=job.stop, icon=":material/stop_circle:")
-    st.progress(job.fraction, text=f"{label}: {job.done_units:,} / {job.total_units:,} {unit}")
+    st.progress(job.fraction, text=progress_text(job, label, unit, eta))
 
 
 def _short(key: str) -> str:
@@ -90,6 +110,11 @@ def cached(kind: str, key: str, compute: Callable[[], Any]) -> Any:
     while len(_VIEW_CACHE) > VIEW_CACHE_SIZE:
         _VIEW_CACHE.popitem(last=False)
     return value
+
+
+def peek(kind: str, key: str) -> Any:
+    """The value ``cached(kind, key, ...)`` holds, or None (nothing is computed)."""
+    return _VIEW_CACHE.get(f"{kind}\0{key}")
 
 
 def clear_caches() -> None:
