@@ -433,6 +433,7 @@ def sweep_all(entries: Sequence[tuple[str, Config]], x: tuple[str, Sequence[floa
     total = sum(per_cell * config.steps for _, config in entries)
     done: list[tuple[str, Grid]] = []
     offset = 0
+    progress(0, total)  # the bar shows the whole sweep's size at once
     for (label, config), grid in zip(entries, known):
         if grid is None:
             # one fixed strategy: a timing-based choice would make a shared link's map depend on machine load

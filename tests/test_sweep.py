@@ -317,8 +317,8 @@ def test_grid_saves_to_a_file_object_and_summarises_as_json():
     ("abc", (0.05, 0.5), "Used 0.05, 0.5: 'abc' is not a number."),
     ("nan,inf", (0.05, 0.5), "Used 0.05, 0.5: 'nan', 'inf' are not finite numbers."),
     ("-1", (0.0,), "Used 0: 1 value below 0 raised to 0."),
-    ("0.1,x,12,0.1", (0.1, 10.0), "Used 0.1, 10: 'x' is not a number; 1 value above 10 lowered to 10; "
-                                  "1 repeated value kept once."),
+    ("0.1,x,12,0.1", (0.1, 10.0), ("Used 0.1, 10: 'x' is not a number; 1 value above 10 lowered to 10; "
+                                   "1 repeated value kept once.")),
     ("", (0.05, 0.5), "Used 0.05, 0.5: the box was empty."),
 ])
 def test_typed_values_give_the_values_used_and_one_note(text, values, note):
@@ -391,7 +391,7 @@ def test_sweep_all_counts_every_grid_and_a_stop_keeps_what_was_done():
     seen = []
     grids = sweep_all(entries, x, y, 1, [None, None], lambda d, t: seen.append((d, t)), lambda: False)
     assert [label for label, _ in grids] == ["SAM", "LightSAM-I"]
-    assert seen[-1] == (48, 48) and all(t == 48 for _, t in seen) and seen == sorted(seen)
+    assert seen[0] == (0, 48) and seen[-1] == (48, 48) and all(t == 48 for _, t in seen) and seen == sorted(seen)
     reused = sweep_all(entries, x, y, 1, [grids[0][1], None], lambda d, t: None, lambda: False)
     assert reused[0][1] is grids[0][1]  # a known grid is taken as it is
     stopped = sweep_all(entries, x, y, 1, [None, None], lambda d, t: None, lambda: True)
