@@ -10,6 +10,7 @@ import io
 import json
 import math
 import re
+import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from .models import split_parameters
 from .optim import OPTIMIZERS
 from .records import Run
 from .settings import SWEEP_METRICS, Settings
-from .sweep import MAX_CELL_STEPS, Grid, choose_strategy, robustness, run_grid
+from .sweep import MAX_CELL_STEPS, Grid, robustness, run_grid
 from .train import run, setup
 
 
@@ -440,24 +441,37 @@ def sweep_all(entries: Sequence[tuple[str, Config]], x: tuple[str, Sequence[floa
             grid = run_grid(config, x=(x[0], list(x[1])), y=(y[0], list(y[1])), seeds=seeds, strategy="batched",
                             progress=lambda d, _t, *_, base=offset: progress(base + d, total), should_stop=should_stop)
         done.append((label, grid))
+        if grid.stopped:  # the count stays where the stop left it
+            break
         offset += per_cell * config.steps
         progress(offset, total)
-        if grid.stopped:
-            break
     return done
 
 
-def sweep_estimate(entries: Sequence[tuple[str, Config]], n_cells: int) -> float | None:
-    """Seconds the batched engine should need to train ``n_cells`` cells of every entry on this machine (λ_max
-    left out), from a few timed steps of each model (``sweep.choose_strategy``, cached per model size); None where
-    nothing is timed (CUDA)."""
-    total = 0.0
-    for _, config in entries:
-        estimates = choose_strategy(config, max(2, n_cells))[1]
-        if "batched" not in estimates:
-            return None
-        total += estimates["batched"] * (n_cells / max(2, n_cells))
-    return total
+PROBE_STEPS = 3  # steps of the real grid timed before a sweep (the first is a warm-up)
+
+
+def sweep_estimate(config: Config, x: tuple[str, Sequence[float]], y: tuple[str, Sequence[float]], seeds: int,
+                   probe_steps: int = PROBE_STEPS) -> float:
+    """Seconds the batched engine should need to train this grid on this machine now (λ_max left out).
+
+    Times ``probe_steps`` steps of the very grid the sweep trains (same cells, same chunks) and scales the median
+    step after the first (a warm-up) to ``config.steps``; the probe costs about ``probe_steps / config.steps`` of
+    the sweep. A busy machine gives a longer estimate, as it gives a longer sweep.
+    """
+    stamps: list[tuple[float, int]] = []
+    probe = config.replace(steps=min(probe_steps, config.steps), snapshot_every=1)
+    started = time.perf_counter()
+    run_grid(probe, x=(x[0], list(x[1])), y=(y[0], list(y[1])), seeds=seeds, strategy="batched", lambda_max=False,
+             progress=lambda d, _t, *_: stamps.append((time.perf_counter(), d)))
+    total = time.perf_counter() - started
+    n_cells = seeds * len(x[1]) * len(y[1])
+    times, done = np.array([t for t, _ in stamps]), np.array([d for _, d in stamps])
+    if len(times) < 3:
+        return total / max(1, probe.steps) * config.steps
+    per_cell_step = float(np.median(np.diff(times[1:]) / np.maximum(np.diff(done[1:]), 1)))
+    setup_s = max(0.0, total - per_cell_step * n_cells * probe.steps)
+    return per_cell_step * n_cells * config.steps + setup_s
 
 
 @dataclass(frozen=True, eq=False)

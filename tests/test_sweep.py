@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -394,8 +395,9 @@ def test_sweep_all_counts_every_grid_and_a_stop_keeps_what_was_done():
     assert seen[0] == (0, 48) and seen[-1] == (48, 48) and all(t == 48 for _, t in seen) and seen == sorted(seen)
     reused = sweep_all(entries, x, y, 1, [grids[0][1], None], lambda d, t: None, lambda: False)
     assert reused[0][1] is grids[0][1]  # a known grid is taken as it is
-    stopped = sweep_all(entries, x, y, 1, [None, None], lambda d, t: None, lambda: True)
-    assert len(stopped) == 1 and stopped[0][1].stopped
+    counts = []
+    stopped = sweep_all(entries, x, y, 1, [None, None], lambda d, t: counts.append(d), lambda: True)
+    assert len(stopped) == 1 and stopped[0][1].stopped and counts == [0]  # the count stays where the stop left it
     assert grid_key(entries[0][1], x, y, 1) != grid_key(entries[0][1], x, y, 2)
     rows = robustness_rows(grids, "test_acc")
     assert rows[0]["mean"] == pytest.approx(robustness(grids[0][1], "test_acc").mean)
@@ -403,3 +405,14 @@ def test_sweep_all_counts_every_grid_and_a_stop_keeps_what_was_done():
     cells = sweep_cells(grids)
     assert len(cells) == 4 and list(cells["optimizer"]) == ["SAM", "SAM", "LightSAM-I", "LightSAM-I"]
     assert sweep_zip(grids)[:2] == b"PK"
+
+
+def test_the_estimate_times_a_few_steps_of_the_grid_itself():
+    from sam_viz.scene import sweep_estimate
+
+    config = SMALL.replace(optimizer="sam", steps=200)
+    seconds = sweep_estimate(config, ("rho", (0.01, 0.1)), ("lr", (0.1,)), 1)
+    started = time.perf_counter()
+    run_grid(config, ("rho", [0.01, 0.1]), ("lr", [0.1]), strategy="batched", lambda_max=False)
+    actual = time.perf_counter() - started
+    assert 0 < seconds and actual / 5 < seconds < actual * 5  # the order of magnitude, on a shared machine

@@ -211,12 +211,12 @@ def _click_layer(name: str, x_labels: list[str], y_labels: list[str], custom: np
     jj, ii = np.meshgrid(np.arange(nx), np.arange(ny))
     click = np.concatenate([custom, shown[..., None]], axis=-1).reshape(ny * nx, -1)
     hover = hover.replace("%{z:.4~g}", "%{customdata[6]:.4~g}")
-    texts = np.where(mask.ravel(), "diverged (loss became NaN/∞)", "")
+    texts = np.where(mask.ravel(), "<br>diverged (loss became NaN/∞)", "")
     invisible = {"marker": {"opacity": CLICK_OPACITY}}
     return go.Scatter(
         x=np.asarray(x_labels, dtype=object)[jj.ravel()], y=np.asarray(y_labels, dtype=object)[ii.ravel()],
         mode="markers", name=f"{name}: click a cell", showlegend=False, customdata=click, text=texts,
         marker={"symbol": "square", "size": 22, "color": "#000000", "opacity": CLICK_OPACITY, "line": {"width": 0}},
         selected=invisible, unselected=invisible,
-        hovertemplate=hover + "<br>%{text}<br>click to open this run" + _EXTRA,
+        hovertemplate=hover + "%{text}<br><i>click to open this run</i>" + _EXTRA,
         meta={"key": f"{name} click", "export": False, "customdata": list(CLICK_COLUMNS)}, **axes)

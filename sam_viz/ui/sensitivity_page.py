@@ -138,17 +138,19 @@ def _sweep(settings: Settings, entries: Sequence[tuple[str, Any]]) -> list[tuple
     n_cells = seeds * len(settings.sxv) * len(settings.syv)
     todo = [e for e, g in zip(entries, known) if g is None]
     if todo and REGISTRY.get(key) is None:
-        seconds = scene.sweep_estimate(todo, n_cells)
+        with st.spinner("Timing a few steps to estimate how long the sweep takes…"):
+            seconds = sum(cached("sweep estimate", scene.grid_key(config, x, y, seeds),
+                                 lambda config=config: scene.sweep_estimate(config, x, y, seeds)) for _, config in todo)
         size = (f"{len(todo)} optimizer{'s' if len(todo) > 1 else ''} × {n_cells} cells × {settings.steps:,} steps "
                 f"= {len(todo) * n_cells * settings.steps:,} cell-steps")
-        if seconds is not None and seconds > SLOW_S and key not in st.session_state.get("sweep_go_ahead", ()):
-            st.warning(f"This sweep trains {size}: about {_duration(seconds)} on this machine (from a few timed steps; "
-                       "λ_max adds a little). Fewer values, seeds or steps make it faster.", icon=":material/timer:")
+        if seconds > SLOW_S and key not in st.session_state.get("sweep_go_ahead", ()):
+            st.warning(f"This sweep trains {size}: about {_duration(seconds)} on this machine now (from {scene.PROBE_STEPS}"
+                       " timed steps; λ_max adds a little). Fewer values, seeds or steps make it faster.",
+                       icon=":material/timer:")
             st.button(f"Run it anyway (about {_duration(seconds)})", on_click=_consent, args=(key,),
                       icon=":material/play_arrow:", key="sweep_go")
             return None
-        if seconds is not None:
-            st.caption(f"Training {size}: about {_duration(seconds)} on this machine.")
+        st.caption(f"Training {size}: about {_duration(seconds)} on this machine now.")
     labels = [label for label, _ in entries]
     work = functools.partial(scene.sweep_all, entries, x, y, seeds, known)
     result = await_job(key, work, "Sweeping " + ", ".join(labels), unit="cell-steps", eta=True)
@@ -157,6 +159,13 @@ def _sweep(settings: Settings, entries: Sequence[tuple[str, Any]]) -> list[tuple
     for (_, grid), k in zip(result, keys):
         if not grid.stopped:
             cached("grid", k, lambda grid=grid: grid)
+    for label, grid in result:
+        if grid.stopped:
+            reached = grid.n_steps[grid.n_steps > 0]
+            span = (f"after {reached.min():,}" + (f"–{reached.max():,}" if reached.max() > reached.min() else "")
+                    if reached.size else "after 0")
+            st.info(f"{label}'s map shows its cells where the stop left them: {span} of {settings.steps:,} steps "
+                    "(blank cells never started).", icon=":material/pause_circle:")
     missing = labels[len(result):]
     if missing:
         st.info(f"Not computed (stopped before they started): {', '.join(missing)}. Press Train to compute them; the "
@@ -174,7 +183,8 @@ def _heatmaps(settings: Settings, grids: Sequence[tuple[str, Grid]]) -> go.Figur
     fig = plots.sweep_heatmaps([(label, p.mean, p.diverged) for label, p in panels], x_name=settings.sx,
                                y_name=settings.sy, x_values=list(settings.sxv), y_values=list(settings.syv),
                                metric=metric, spreads=[p.std for _, p in panels] if seeds > 1 else None, seeds=seeds,
-                               title=f"Final {METRIC_LABELS[metric]} over the {settings.sx} × {settings.sy} grid"
+                               title=f"Final {METRIC_LABELS[metric]} over the {scene.AXIS_NAMES[settings.sx]} × "
+                                     f"{scene.AXIS_NAMES[settings.sy]} grid"
                                      + (f" ({over.rstrip(', ')})" if over else ""))
     return fig
 
