@@ -13,7 +13,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
-
 from browser import browser_page, chromium_available, streamlit_server, wait_charts, wait_idle
 
 pytestmark = pytest.mark.e2e
