@@ -501,13 +501,18 @@ def sweep_panel(grid: Grid, metric: str) -> SweepPanel:
     return SweepPanel(mean, std, grid.diverged.all(axis=0), grid.diverged.sum(axis=0))
 
 
+def heatmap_metric(grids: Sequence[tuple[str, Grid]], metric: str) -> str:
+    """The metric the heatmaps show: ``metric``, or the train loss where it is a test metric and the task has no
+    test set (analytic losses)."""
+    if metric.startswith("test") and not any(np.isfinite(g.final_test_loss).any() for _, g in grids):
+        return "train_loss"
+    return metric
+
+
 def robustness_metric(grids: Sequence[tuple[str, Grid]], metric: str) -> str:
     """The metric the robustness table summarises: the heatmap's when it is a final metric, else the test
     accuracy; the train loss for tasks without a test set."""
-    chosen = metric if metric in SWEEP_METRICS else "test_acc"
-    if chosen.startswith("test") and not any(np.isfinite(g.final_test_loss).any() for _, g in grids):
-        return "train_loss"
-    return chosen
+    return heatmap_metric(grids, metric if metric in SWEEP_METRICS else "test_acc")
 
 
 def robustness_rows(grids: Sequence[tuple[str, Grid]], metric: str) -> list[dict[str, object]]:

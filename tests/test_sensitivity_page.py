@@ -181,6 +181,14 @@ def test_an_optimizer_without_rho_is_named_with_its_reason():
     assert any(c.value == "Not swept: SGD has no ρ hyperparameter." for c in at.caption)
 
 
+def test_a_task_without_test_set_maps_the_train_loss():
+    at = _page(task="sharp_flat", runs="sam", **SMALL)
+    heat = _heatmaps(at)[0]
+    assert np.isfinite(_decode(heat["z"])).all()
+    assert any("no test set" in c.value and "train loss" in c.value for c in at.caption)
+    assert at.dataframe[0].value["metric"].tolist() == ["train_loss"]
+
+
 # ---- seeds -------------------------------------------------------------------------------------------------------
 
 

@@ -177,7 +177,10 @@ def _sweep(settings: Settings, entries: Sequence[tuple[str, Any]]) -> list[tuple
 
 
 def _heatmaps(settings: Settings, grids: Sequence[tuple[str, Grid]]) -> go.Figure:
-    metric, seeds = settings.smetric, settings.sseeds
+    metric, seeds = scene.heatmap_metric(grids, settings.smetric), settings.sseeds
+    if metric != settings.smetric:
+        st.caption(f"This task has no test set: the maps show the final {METRIC_LABELS[metric]} instead of the "
+                   f"{METRIC_LABELS[settings.smetric]}.")
     panels = [(label, scene.sweep_panel(g, metric)) for label, g in grids]
     over = f"mean of {seeds} seeds, " if seeds > 1 else ""
     fig = plots.sweep_heatmaps([(label, p.mean, p.diverged) for label, p in panels], x_name=settings.sx,
@@ -190,8 +193,8 @@ def _heatmaps(settings: Settings, grids: Sequence[tuple[str, Grid]]) -> go.Figur
 
 
 def _open_note(settings: Settings, grids: Sequence[tuple[str, Grid]]) -> None:
-    partly = sum(int(((p.n_diverged > 0) & ~p.diverged).sum())
-                 for p in (scene.sweep_panel(g, settings.smetric) for _, g in grids))
+    metric = scene.heatmap_metric(grids, settings.smetric)
+    partly = sum(int(((p.n_diverged > 0) & ~p.diverged).sum()) for p in (scene.sweep_panel(g, metric) for _, g in grids))
     seeds = (f" Each cell is the mean over seeds {settings.seed}–{settings.seed + settings.sseeds - 1} (hover: ± std); "
              f"a click opens seed {settings.seed}." if settings.sseeds > 1 else "")
     diverged = (f" In {partly} cell(s) some seeds diverged: those show the mean of the others." if partly else "")
