@@ -139,8 +139,12 @@ def _sweep(settings: Settings, entries: Sequence[tuple[str, Any]]) -> list[tuple
     todo = [e for e, g in zip(entries, known) if g is None]
     if todo and REGISTRY.get(key) is None:
         with st.spinner("Timing a few steps to estimate how long the sweep takes…"):
-            seconds = sum(cached("sweep estimate", scene.grid_key(config, x, y, seeds),
-                                 lambda config=config: scene.sweep_estimate(config, x, y, seeds)) for _, config in todo)
+            try:
+                seconds = sum(cached("sweep estimate", scene.grid_key(config, x, y, seeds),
+                                     lambda config=config: scene.sweep_estimate(config, x, y, seeds))
+                              for _, config in todo)
+            except ValueError:  # the sweep itself will fail with the same error, and say so
+                seconds = 0.0
         size = (f"{len(todo)} optimizer{'s' if len(todo) > 1 else ''} × {n_cells} cells × {settings.steps:,} steps "
                 f"= {len(todo) * n_cells * settings.steps:,} cell-steps")
         if seconds > SLOW_S and key not in st.session_state.get("sweep_go_ahead", ()):
@@ -232,7 +236,8 @@ def _robustness(settings: Settings, grids: Sequence[tuple[str, Grid]]) -> pd.Dat
     table = pd.DataFrame(scene.robustness_rows(grids, metric))
     st.subheader("Robustness over the grid")
     number = st.column_config.NumberColumn
-    st.dataframe(table, hide_index=True, column_config={
+    shown = table.drop(columns=["std over seeds"]) if (table["seeds"] == 1).all() else table  # the CSV keeps it
+    st.dataframe(shown, hide_index=True, column_config={
         "mean": number(format="%.4f"), "std over cells": number(format="%.4f"),
         "std over seeds": number(format="%.4f", help="Std over seeds of the grid mean (needs 2 or more seeds)."),
         "std over all values": number(format="%.4f"), "best cell": number(format="%.4f"),
