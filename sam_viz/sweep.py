@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from .config import Config
 from .hessian import top_eigenvalues
 from .models import accuracy
 from .optim import OPTIMIZERS, global_norm, make_rule, one_pass_info, validate
-from .records import Run, output_path
+from .records import Run, json_ready, output_path
 from .train import BatchOrder, ProgressFn, Setup, StopFn, resolve_device, run, setup
 
 MAX_AXIS_VALUES = 15  # values per axis: a 15 × 15 heat map is the largest the view draws legibly
@@ -155,19 +155,35 @@ class Grid:
         self.to_frame().to_csv(path, index=False)
         return path
 
-    def save(self, path: str | Path) -> Path:
-        """Write every array to ``path`` (``.npz``) with the config and scalars as JSON."""
-        path = Path(path)
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready record of the grid: config (flat), axes, seeds, per-cell final metrics and the status.
+
+        The per-cell arrays are nested lists indexed [seed][i_y][j_x]; NaN/inf are ``None`` (standard JSON).
+        """
+        cells = {name: getattr(self, name) for name in CELL_FIELDS}
+        return json_ready({
+            "config": self.config.to_flat(), "x_name": self.x_name, "x_values": self.x_values,
+            "y_name": self.y_name, "y_values": self.y_values, "seeds": self.seeds,
+            "seed_values": self.seed_values, "shape": list(self.shape), "stopped": self.stopped,
+            "wall_time": self.wall_time, "strategy": self.strategy, "device": self.device, **cells,
+        })
+
+    def save(self, path: str | Path | BinaryIO) -> Path | BinaryIO:
+        """Write every array to ``path`` (``.npz``, or an open binary file) with the config and scalars as JSON."""
         arrays = {name: getattr(self, name) for name in ("x_values", "y_values", *STEP_FIELDS, *CELL_FIELDS)}
         meta = {"config": self.config.to_flat(), "x_name": self.x_name, "y_name": self.y_name, "seeds": self.seeds,
                 "stopped": self.stopped, "wall_time": self.wall_time, "strategy": self.strategy, "device": self.device}
+        if hasattr(path, "write"):
+            np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
+            return path
+        path = Path(path)
         np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
         return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
     @classmethod
-    def load(cls, path: str | Path) -> Grid:
-        """Read a grid written by ``save``."""
-        with np.load(Path(path), allow_pickle=False) as data:
+    def load(cls, path: str | Path | BinaryIO) -> Grid:
+        """Read a grid written by ``save`` (a path or an open binary file)."""
+        with np.load(path if hasattr(path, "read") else Path(path), allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             arrays = {name: data[name] for name in data.files if name != "meta"}
         return cls(config=Config.from_flat(meta.pop("config")), **meta, **arrays)

@@ -470,10 +470,10 @@ def test_sweep_heatmaps_share_one_scale_and_mark_divergence():
     div = [t for t in fig.data if t.name == "SAM: diverged"][0]
     assert np.isfinite(div.z).sum() == 1 and div.z[2, 3] == 1 and div.text[2, 3] == "×"
     assert "diverged" in div.hovertemplate and div.showscale is False
-    # customdata: (i, j, panel, x value, y value) per cell
+    # customdata: (i, j, panel, x value, y value, std) per cell; no spread given: NaN
     custom = np.asarray(heat[1].customdata)
-    assert custom.shape == (3, 4, 5)
-    assert tuple(custom[2, 1]) == (2, 1, 1, 0.03, 0.1)
+    assert custom.shape == (3, 4, 6)
+    assert tuple(custom[2, 1, :5]) == (2, 1, 1, 0.03, 0.1) and np.isnan(custom[2, 1, 5])
     # categorical axes labelled with the real values; titles with meaning
     assert list(heat[0].x) == ["0.01", "0.03", "0.1", "0.3"] and list(heat[0].y) == ["0.001", "0.01", "0.1"]
     assert fig.layout.xaxis.type == "category" and fig.layout.xaxis2.type == "category"
@@ -482,6 +482,61 @@ def test_sweep_heatmaps_share_one_scale_and_mark_divergence():
     fixed = P.sweep_heatmaps([("SAM", sam, mask)], x_name="rho", y_name="lr", x_values=rho, y_values=lr,
                              metric="m", zmin=0, zmax=1)
     assert (fixed.data[0].zmin, fixed.data[0].zmax) == (0, 1)
+
+
+def test_sweep_heatmaps_have_a_click_layer_per_panel():
+    """Streamlit delivers no selections for heatmaps: each panel gets a scatter of invisible markers at the cell
+    centres whose customdata names the panel and cell (B9)."""
+    rho, lr = np.array([0.01, 0.1, 1.0]), np.array([0.001, 0.01])
+    sam, light = np.arange(6.0).reshape(2, 3), 10 + np.arange(6.0).reshape(2, 3)
+    mask = np.zeros((2, 3), bool)
+    mask[1, 2] = True
+    fig = P.sweep_heatmaps([("SAM", sam, mask), ("LightSAM", light, None)], x_name="rho", y_name="lr",
+                           x_values=rho, y_values=lr, metric="final_test_acc")
+    clicks = [t for t in fig.data if t.type == "scatter"]
+    assert [t.name for t in clicks] == ["SAM: click a cell", "LightSAM: click a cell"]
+    assert fig.layout.clickmode == "event+select"
+    for k, t in enumerate(clicks):
+        custom = np.asarray(t.customdata)
+        assert custom.shape == (6, len(P.CLICK_COLUMNS)) and set(custom[:, 2]) == {k}
+        assert t.marker.opacity < 0.05 and t.selected.marker.opacity == t.unselected.marker.opacity
+        assert t.mode == "markers" and t.showlegend is False
+        # each marker sits on its cell: x label of column j, y label of row i
+        for (x, y), row in zip(zip(t.x, t.y), custom):
+            i, j = int(row[0]), int(row[1])
+            assert (x, y) == (P._common.tick_labels(rho)[j], P._common.tick_labels(lr)[i])
+            assert row[3] == rho[j] and row[4] == lr[i]
+    assert (clicks[1].xaxis, clicks[1].yaxis) == ("x2", "y2")
+    values = np.asarray(clicks[1].customdata)[:, 6].reshape(2, 3)
+    np.testing.assert_array_equal(values, light)
+    assert np.isnan(np.asarray(clicks[0].customdata)[5, 6])  # the diverged cell has no value
+    assert not any("click" in k for k in P.figure_to_csv_frames(fig))  # not exported as data
+
+
+def test_sweep_selection_maps_a_point_to_its_panel_and_cell():
+    fig = P.sweep_heatmaps([("SAM", np.ones((2, 3)), None), ("ASAM", np.ones((2, 3)), None)], x_name="rho",
+                           y_name="lr", x_values=[1, 2, 3], y_values=[4, 5], metric="m")
+    click = [k for k, t in enumerate(fig.data) if t.type == "scatter"][1]  # curve 3: not panel 1's index
+    row = list(np.asarray(fig.data[click].customdata)[4])  # point 4 of ASAM's layer: row 1, column 1
+    event = {"selection": {"points": [{"curve_number": click, "point_number": 4, "customdata": row}]}}
+    assert P.sweep_selection(event) == (1, 1, 1)
+    as_dict = {"selection": {"points": [{"curve_number": click, "customdata": {"0": 1, "1": 2, "2": 0}}]}}
+    assert P.sweep_selection(as_dict) == (0, 1, 2)
+    for empty in (None, {}, {"selection": {"points": []}}, {"selection": {"points": [{"curve_number": 0}]}},
+                  {"selection": {"points": [{"customdata": ["a", "b", "c"]}]}}, {"selection": None}):
+        assert P.sweep_selection(empty) is None
+
+
+def test_sweep_heatmaps_show_the_spread_over_seeds():
+    std = np.full((2, 3), 0.25)
+    fig = P.sweep_heatmaps([("SAM", np.ones((2, 3)), None)], x_name="rho", y_name="lr", x_values=[1, 2, 3],
+                           y_values=[4, 5], metric="m", spreads=[std], seeds=3)
+    heat = fig.data[0]
+    np.testing.assert_array_equal(np.asarray(heat.customdata)[..., 5], std)
+    assert "± %{customdata[5]" in heat.hovertemplate and "3 seeds" in heat.hovertemplate
+    with pytest.raises(ValueError, match="spreads"):
+        P.sweep_heatmaps([("SAM", np.ones((2, 3)), None)], x_name="rho", y_name="lr", x_values=[1, 2, 3],
+                         y_values=[4, 5], metric="m", spreads=[std, std])
 
 
 def test_sweep_heatmaps_reject_bad_shapes():

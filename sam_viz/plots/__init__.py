@@ -24,12 +24,12 @@ from ._series import (
     series_figure,
 )
 from ._surface import TrajectoryTrace, perturbation_figure, playback_figure, surface_figure
-from ._sweep import CUSTOMDATA_COLUMNS, shared_color_range, sweep_heatmaps
+from ._sweep import CLICK_COLUMNS, CUSTOMDATA_COLUMNS, shared_color_range, sweep_heatmaps, sweep_selection
 
 __all__ = [
-    "CURVATURE_METRICS", "CUSTOMDATA_COLUMNS", "METRICS", "PALETTE", "SEQUENTIAL_SCALES", "MetricInfo", "Style",
+    "CLICK_COLUMNS", "CURVATURE_METRICS", "CUSTOMDATA_COLUMNS", "METRICS", "PALETTE", "SEQUENTIAL_SCALES", "MetricInfo", "Style",
     "TrajectoryTrace", "curvature_figure", "decision_boundary_figure", "describe", "figure_to_csv_frames",
     "fsam_decomposition_figure", "fsam_parts", "hessian_series", "metric_series", "metric_title", "param_title",
     "perturbation_figure", "playback_figure", "run_label", "series_figure", "shared_color_range",
-    "spectrum_figure", "style", "surface_figure", "sweep_heatmaps",
+    "spectrum_figure", "style", "surface_figure", "sweep_heatmaps", "sweep_selection",
 ]
