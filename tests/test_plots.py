@@ -266,7 +266,7 @@ def test_playback_frames_grow_one_point_per_step():
     assert any(t.opacity == 0.35 and len(t.x) == 6 for t in fig.data)
     play, pause, replay = fig.layout.updatemenus[0].buttons
     assert play.method == "animate" and play.args[1]["frame"]["duration"] == 50
-    assert play.args[1]["frame"]["redraw"] is False  # client-side, no server rerun
+    assert play.args[1]["frame"]["redraw"] is True  # non-animatable contour: redrawn in the browser, no rerun
     assert list(pause.args[0]) == [None]
     assert play.args[1]["fromcurrent"] is True and replay.args[1]["fromcurrent"] is False
     steps = fig.layout.sliders[0].steps
@@ -296,6 +296,104 @@ def test_playback_paths_of_different_lengths():
     assert len(fig.frames) == 6
     assert [len(f.data[0].x) for f in fig.frames] == [1, 2, 3, 3, 3, 3]  # short path stops growing
     assert [len(f.data[2].x) for f in fig.frames] == [1, 2, 3, 4, 5, 6]
+
+
+def _animate_options(fig):
+    """Every Plotly.animate option set of a figure: its buttons' and its slider steps'."""
+    opts = [b.args[1] for m in fig.layout.updatemenus for b in m.buttons if b.method == "animate"]
+    return opts + [s.args[1] for sl in fig.layout.sliders for s in sl.steps]
+
+
+def test_playback_redraws_so_the_contour_stays():
+    """Bug B2: plotly.js transitions only scatter traces; without redraw the contour layer is dropped on Play."""
+    fig = P.playback_figure(bowl_surface(), [trace("SAM", n=6)])
+    opts = _animate_options(fig)
+    assert len(opts) == 3 + 4 + 6  # Play, Pause, Replay, four speeds, six slider steps
+    assert all(o["frame"]["redraw"] is True for o in opts)
+    assert all(o["transition"]["duration"] == 0 for o in opts)
+
+
+def test_playback_shows_whole_runs_until_play():
+    surface = bowl_surface()
+    sam, sgd = trace("SAM", n=6), trace("SGD", n=6, probe=False, shift=-1.0)
+    fig = P.playback_figure(surface, [sam, sgd])
+    moving = list(fig.frames[0].traces)
+    sam_path, sam_head, sam_probe, sgd_path, sgd_head = (fig.data[k] for k in moving)
+    np.testing.assert_array_equal(sam_path.x, sam.alpha)  # the final state, not step 0
+    np.testing.assert_array_equal(sgd_path.y, sgd.beta)
+    assert sam_head.x[0] == sam.alpha[-1]
+    assert fig.layout.sliders[0].active == len(fig.frames) - 1
+    assert len(fig.frames[0].data[0].x) == 1  # Play still starts at step 0
+    play, _, replay = fig.layout.updatemenus[0].buttons
+    assert play.args[0] is None and play.args[1]["fromcurrent"] is True  # no current frame yet: from step 0
+    assert replay.args[1]["fromcurrent"] is False
+
+
+def test_playback_speed_buttons():
+    fig = P.playback_figure(bowl_surface(), [trace("SAM", n=6)], duration_ms=80)
+    speed = fig.layout.updatemenus[1]
+    assert [b.label for b in speed.buttons] == ["▶ 0.5×", "▶ 1×", "▶ 2×", "▶ 4×"]
+    assert [b.args[1]["frame"]["duration"] for b in speed.buttons] == [160, 80, 40, 20]
+    assert all(b.method == "animate" and b.args[0] is None and b.args[1]["fromcurrent"] for b in speed.buttons)
+    assert len(P.playback_figure(bowl_surface(), [trace("SAM")], speeds=()).layout.updatemenus) == 1
+    with pytest.raises(ValueError, match="speeds"):
+        P.playback_figure(bowl_surface(), [trace("SAM")], speeds=[0])
+
+
+def test_overlapping_paths_stay_distinguishable():
+    """SGD under SAM on the same points: different dash, the first wider, markers never on the same point."""
+    a = trace("SGD", n=30, probe=False)
+    b = P.TrajectoryTrace("SAM", a.alpha, a.beta, a.steps)
+    for fig in (P.surface_figure(bowl_surface(), trajectories=[a, b]), P.playback_figure(bowl_surface(), [a, b])):
+        paths = [t for t in fig.data if t.name in ("SGD", "SAM")]
+        assert len(paths) == 2
+        first, second = paths
+        assert first.line.dash != second.line.dash and first.line.width > second.line.width + 2
+        assert first.marker.symbol != second.marker.symbol
+        s1, s2 = np.asarray(first.marker.size), np.asarray(second.marker.size)
+        shown1, shown2 = set(np.flatnonzero(s1[:-1])), set(np.flatnonzero(s2[:-1]))
+        assert len(shown1) >= 3 and len(shown2) >= 3 and not shown1 & shown2
+        assert s1[-1] > s2[-1]  # the shared end point shows both markers
+
+
+def _all_figures(runs):
+    surface = bowl_surface()
+    sam = trace("SAM")
+    grid = np.linspace(-1, 6, 50)
+    return [
+        P.surface_figure(surface, trajectories=[sam]),
+        P.surface_figure(surface, trajectories=[sam], kind="surface3d"),
+        P.playback_figure(surface, [sam]),
+        P.perturbation_figure(surface, [sam]),
+        P.series_figure(runs, "train_loss"),
+        P.fsam_decomposition_figure(runs),
+        P.curvature_figure([np.arange(3)], [np.ones(3)], labels=["a"]),
+        P.spectrum_figure(np.array([2.0, 1.0]), (grid, np.exp(-grid**2))),
+        P.decision_boundary_figure([0, 1], [0, 1], np.ones((2, 2)) / 2, np.zeros((1, 2)), [0]),
+    ]
+
+
+def test_fonts_are_projector_sized_and_left_to_the_theme(runs):
+    for fig in _all_figures(runs):
+        lay = fig.layout
+        assert lay.font.size >= 14 and lay.legend.font.size >= 14, lay.title.text
+        assert lay.font.color is None and lay.legend.font.color is None  # the theme picks a legible colour
+        for name in lay:
+            if name[1:5] == "axis" and lay[name] is not None and fig.layout.to_plotly_json().get(name):
+                assert lay[name].tickfont.size >= 14, (lay.title.text, name)
+                assert lay[name].tickfont.color is None
+        # the legend row sits between the title and the plot: room above it for the title
+        assert lay.legend.orientation == "h" and lay.legend.y >= 1.0 and lay.legend.yanchor == "bottom"
+        assert lay.margin.t >= 110
+
+
+def test_surface3d_axis_titles_fit():
+    plane = Plane(np.zeros(3), np.array([1.0, 0, 0]), np.array([0, 2.0, 0]), "pca", explained_variance=(0.7, 0.2))
+    fig = P.surface_figure(bowl_surface(plane), kind="surface3d")
+    scene = fig.layout.scene
+    assert title(scene.xaxis) == "α: PC 1 (70.0%)" and title(scene.yaxis) == "β: PC 2 (20.0%)"
+    assert max(len(title(a)) for a in (scene.xaxis, scene.yaxis, scene.zaxis)) <= 24
+    assert scene.xaxis.tickfont.size >= 13 and fig.layout.margin.l <= 16
 
 
 # ------------------------------------------------------------------------------------------- perturbation
@@ -386,7 +484,9 @@ def test_fsam_decomposition_parts(runs):
     np.testing.assert_allclose(full.y, sam.eps_norm[ok] * cos)
     assert full.yaxis in (None, "y") and noise.yaxis == "y2" and fig.layout.yaxis2.matches == "y"
     assert title(fig.layout.xaxis2) == "training step t"
-    assert any("SGD" in a.text for a in fig.layout.annotations)
+    note = [a for a in fig.layout.annotations if "SGD" in a.text][0]
+    # under the x-axis title, not on its tick labels, inside the bottom margin
+    assert note.y == 0 and note.yshift <= -70 and note.yanchor == "top" and fig.layout.margin.b >= 100
 
 
 # ---------------------------------------------------------------------------------------------- curvature

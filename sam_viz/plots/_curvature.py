@@ -19,6 +19,7 @@ from ._common import (
     fmt,
     join_names,
     last_finite,
+    readable_layout,
     style,
     subscript,
 )
@@ -292,4 +293,5 @@ def spectrum_figure(eigen: EigenResult | np.ndarray | Sequence[Any], density: De
     if has_density:
         layout.xaxis2.update(title=dict(text="eigenvalue λ"))
         layout.yaxis2.update(title=dict(text="density (log scale)"), type="log")
+    readable_layout(layout)
     return go.Figure(data=data, layout=layout)

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ._common import (
+    FONT_SIZE,
     as_1d,
     axis,
     base_layout,
@@ -20,6 +21,7 @@ from ._common import (
     fmt,
     join_names,
     last_finite,
+    readable_layout,
     style,
 )
 
@@ -300,10 +302,14 @@ def fsam_decomposition_figure(runs: Sequence[Run], *, labels: Sequence[str] | No
     # One y scale for both parts, from 0: their sizes are what the comparison is about.
     layout.yaxis.rangemode = "tozero"
     layout.yaxis2.update(rangemode="tozero", matches="y")
+    readable_layout(layout)
     if missing:
+        # Under the x-axis title (a note at y = -0.12 sat on the tick labels), with the bottom margin to hold it.
         layout.annotations = tuple(layout.annotations) + (dict(
             text=f"No cos(e, ∇L) recorded for {join_names(missing)} (one-pass methods)", xref="paper",
-            yref="paper", x=0.0, y=-0.12, xanchor="left", showarrow=False, font=dict(size=11)),)
+            yref="paper", x=0.0, y=0.0, yshift=-78, xanchor="left", yanchor="top", showarrow=False,
+            font=dict(size=FONT_SIZE - 1)),)
+        layout.margin.b = 112
     shown = [n for n in names if n not in missing]
     means = []
     for name, (_, full, noise) in zip(names, parts):
