@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 import pytest
-
 from browser import browser_page, chromium_available
+
 from sam_viz import plots as P
 from sam_viz.landscape import Surface, axes_plane
 

@@ -318,7 +318,7 @@ def test_playback_shows_whole_runs_until_play():
     sam, sgd = trace("SAM", n=6), trace("SGD", n=6, probe=False, shift=-1.0)
     fig = P.playback_figure(surface, [sam, sgd])
     moving = list(fig.frames[0].traces)
-    sam_path, sam_head, sam_probe, sgd_path, sgd_head = (fig.data[k] for k in moving)
+    sam_path, sam_head, _, sgd_path, _ = (fig.data[k] for k in moving)
     np.testing.assert_array_equal(sam_path.x, sam.alpha)  # the final state, not step 0
     np.testing.assert_array_equal(sgd_path.y, sgd.beta)
     assert sam_head.x[0] == sam.alpha[-1]
@@ -484,7 +484,7 @@ def test_fsam_decomposition_parts(runs):
     np.testing.assert_allclose(full.y, sam.eps_norm[ok] * cos)
     assert full.yaxis in (None, "y") and noise.yaxis == "y2" and fig.layout.yaxis2.matches == "y"
     assert title(fig.layout.xaxis2) == "training step t"
-    note = [a for a in fig.layout.annotations if "SGD" in a.text][0]
+    note = next(a for a in fig.layout.annotations if "SGD" in a.text)
     # under the x-axis title, not on its tick labels, inside the bottom margin
     assert note.y == 0 and note.yshift <= -70 and note.yanchor == "top" and fig.layout.margin.b >= 100
 
