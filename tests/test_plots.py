@@ -447,7 +447,8 @@ def test_series_one_line_per_run(runs):
     assert title(P.series_figure(runs, "eps_norm", x="elapsed").layout.xaxis) == "wall-clock time (s)"
     # SGD records no cos(e, ∇L): listed, hidden
     cos = P.series_figure(runs, "cos_eps_fullgrad")
-    assert cos.data[1].visible == "legendonly" and "not recorded" in cos.data[1].name
+    sgd = next(t for t in cos.data if t.name.startswith("SGD"))
+    assert sgd.visible == "legendonly" and "not recorded" in sgd.name
     gap = P.series_figure(runs, "sharpness_gap")
     np.testing.assert_allclose(gap.data[0].y, runs[0].perturbed_loss - runs[0].batch_loss)
 
@@ -472,6 +473,70 @@ def test_series_rejects_bad_input(runs):
         P.series_figure([dataclasses.replace(runs[0], test_acc=runs[0].test_acc[:-1])], "test_acc")
     with pytest.raises(ValueError, match="at least one"):
         P.series_figure([], "test_acc")
+
+
+def test_series_running_mean_for_cosines(runs):
+    """The presets quote average cosines: the chart shows each run's running mean, in the legend and the CSV."""
+    rng = np.random.default_rng(4)
+    cos = rng.uniform(0.2, 0.9, runs[0].step.size)
+    cos[[1, 4]] = np.nan  # measured every few steps
+    sam = dataclasses.replace(runs[0], cos_eps_fullgrad=cos)
+    fig = P.series_figure([sam, runs[1]], "cos_eps_fullgrad", labels=["SAM", "SGD"])
+    expected = np.array([np.nanmean(cos[: k + 1]) for k in range(cos.size)])
+    line = fig.data[0]
+    np.testing.assert_allclose(np.asarray(line.customdata)[:, 0], expected)
+    dotted = next(t for t in fig.data if t.name == "SAM: running mean")
+    np.testing.assert_allclose(dotted.y, expected)
+    assert dotted.line.dash == "dot" and dotted.line.width > line.line.width and dotted.line.color == line.line.color
+    assert f"running mean {P._common.fmt(expected[-1])}" in line.name and "running mean" in line.hovertemplate
+    table = P.figure_to_csv_frames(fig)["SAM"]
+    assert list(table.columns) == ["step", "cos_eps_fullgrad", "running_mean_cos_eps_fullgrad"]
+    np.testing.assert_allclose(table["running_mean_cos_eps_fullgrad"], expected)
+    assert not any("running mean" in t.name for t in fig.data if t.name.startswith("SGD"))  # nothing recorded
+    plain = P.series_figure(runs, "test_acc")  # off by default for other metrics
+    assert not any("running mean" in t.name for t in plain.data)
+    on = P.series_figure(runs, "test_acc", running_mean=True)
+    assert sum(t.name.endswith(": running mean") for t in on.data) == 2
+    assert not any("running mean" in t.name for t in P.series_figure([sam], "cos_eps_fullgrad",
+                                                                        running_mean=False).data)
+
+
+def test_series_seed_means_with_std_bands(runs):
+    rng = np.random.default_rng(5)
+    n = runs[0].step.size
+    sam = [dataclasses.replace(runs[0], test_acc=rng.random(n)) for _ in range(3)]
+    sgd = [dataclasses.replace(runs[1], test_acc=rng.random(n)) for _ in range(2)]
+    # a third SGD seed that stopped after 5 steps (diverged): later steps average the other two
+    sgd.append(dataclasses.replace(runs[1], step=runs[1].step[:5], test_acc=rng.random(5), diverged=True,
+                                   diverged_step=5))
+    fig = P.series_figure([sam[0], sgd[0]], "test_acc", labels=["SAM", "SGD"], seed_runs=[sam, sgd])
+    stack = np.stack([r.test_acc for r in sam])
+    mean, std = stack.mean(axis=0), stack.std(axis=0)
+    band, line = fig.data[0], fig.data[1]
+    np.testing.assert_allclose(line.y, mean)
+    custom = np.asarray(line.customdata)
+    np.testing.assert_allclose(custom[:, 0], std)
+    np.testing.assert_array_equal(custom[:, 1], 3)
+    assert band.fill == "toself" and band.legendgroup == line.legendgroup and band.showlegend is False
+    np.testing.assert_allclose(band.y, np.concatenate([mean + std, (mean - std)[::-1]]))
+    np.testing.assert_array_equal(band.x, np.concatenate([runs[0].step, runs[0].step[::-1]]))
+    assert "mean of 3 seeds ± 1 std" in line.name and "seeds" in line.hovertemplate
+    sgd_line = next(t for t in fig.data if t.name.startswith("SGD") and t.fill is None)
+    early = np.stack([r.test_acc[:5] for r in sgd])
+    late = np.stack([r.test_acc[5:] for r in sgd[:2]])
+    np.testing.assert_allclose(sgd_line.y, np.concatenate([early.mean(axis=0), late.mean(axis=0)]))
+    np.testing.assert_allclose(np.asarray(sgd_line.customdata)[:, 0],
+                               np.concatenate([early.std(axis=0), late.std(axis=0)]))
+    assert list(np.asarray(sgd_line.customdata)[:, 1]) == [3] * 5 + [2] * (n - 5)
+    assert "1 of 3 seeds diverged" in sgd_line.name
+    table = P.figure_to_csv_frames(fig)["SAM"]
+    assert list(table.columns) == ["step", "mean_test_acc", "std_test_acc", "seeds"]
+    np.testing.assert_allclose(table["std_test_acc"], std)
+    assert "±1 std" in P.describe(fig)
+    with pytest.raises(ValueError, match="seed_runs"):
+        P.series_figure(runs, "test_acc", seed_runs=[sam])
+    with pytest.raises(ValueError, match="seed_runs"):
+        P.series_figure(runs, "test_acc", seed_runs=[sam, []])
 
 
 def test_fsam_decomposition_parts(runs):

@@ -16,7 +16,9 @@ from ._curvature import CURVATURE_METRICS, curvature_figure, hessian_series, spe
 from ._export import describe, figure_to_csv_frames
 from ._series import (
     METRICS,
+    RUNNING_MEAN_METRICS,
     MetricInfo,
+    cumulative_mean,
     fsam_decomposition_figure,
     fsam_parts,
     metric_series,
@@ -27,8 +29,8 @@ from ._surface import TrajectoryTrace, perturbation_figure, playback_figure, sur
 from ._sweep import CUSTOMDATA_COLUMNS, shared_color_range, sweep_heatmaps
 
 __all__ = [
-    "CURVATURE_METRICS", "CUSTOMDATA_COLUMNS", "METRICS", "PALETTE", "SEQUENTIAL_SCALES", "MetricInfo", "Style",
-    "TrajectoryTrace", "curvature_figure", "decision_boundary_figure", "describe", "figure_to_csv_frames",
+    "CURVATURE_METRICS", "CUSTOMDATA_COLUMNS", "METRICS", "PALETTE", "RUNNING_MEAN_METRICS", "SEQUENTIAL_SCALES",
+    "MetricInfo", "Style", "TrajectoryTrace", "cumulative_mean", "curvature_figure", "decision_boundary_figure", "describe", "figure_to_csv_frames",
     "fsam_decomposition_figure", "fsam_parts", "hessian_series", "metric_series", "metric_title", "param_title",
     "perturbation_figure", "playback_figure", "run_label", "series_figure", "shared_color_range",
     "spectrum_figure", "style", "surface_figure", "sweep_heatmaps",

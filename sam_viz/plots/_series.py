@@ -137,30 +137,120 @@ def _diverged_point(run: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, floa
     return float(x[k]), (before[1] if before else np.nan), step
 
 
+# Metrics whose level is quoted as an average (the presets say "about 0.7 on average"): a running mean by default.
+RUNNING_MEAN_METRICS = frozenset({"cos_eps_fullgrad"})
+
+
+def cumulative_mean(values: Any) -> np.ndarray:
+    """Running mean: the mean of the finite entries up to each index (NaN entries skipped); NaN until the first
+    finite entry.
+
+    >>> cumulative_mean([1.0, np.nan, 3.0]).tolist()
+    [1.0, 1.0, 2.0]
+    """
+    y = as_1d("values", values, allow_empty=True)
+    ok = np.isfinite(y)
+    count = np.cumsum(ok)
+    total = np.cumsum(np.where(ok, y, 0.0))
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One label's curve: a run's series, or the mean over seeds with its spread."""
+
+    x: np.ndarray
+    y: np.ndarray
+    std: np.ndarray | None        # over seeds (ddof=0), None for a single run
+    seeds: np.ndarray | None      # finite seeds per point
+    cross: tuple[float, float, int] | None
+    diverged: str                 # legend note, "" when nothing diverged
+
+
+def _seed_matrix(group: Sequence[Any], metric: str, x: str, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, x values, values) of a seed group aligned on the union of their steps: (n,), (n,), (seeds, n).
+
+    Seeds may stop at different steps (a diverged seed ends early); missing entries are NaN.
+    """
+    per_seed = []
+    for k, run in enumerate(group):
+        y = metric_series(run, metric)
+        xs = as_1d(x, getattr(run, x), allow_empty=True)
+        check_same_length(f"run {name!r} seed {k}", **{x: xs, metric: y})
+        per_seed.append((np.asarray(run.step), xs, y))
+    steps = np.unique(np.concatenate([st for st, _, _ in per_seed]))
+    values = np.full((len(group), steps.size), np.nan)
+    xvals = np.full((len(group), steps.size), np.nan)
+    for k, (st, xs, y) in enumerate(per_seed):
+        pos = np.searchsorted(steps, st)
+        values[k, pos] = y
+        xvals[k, pos] = xs
+    return steps, _nanmean(xvals), values
+
+
+def _nanmean(m: np.ndarray) -> np.ndarray:
+    """Column means over the finite entries, NaN for a column with none (no RuntimeWarning)."""
+    ok = np.isfinite(m)
+    n = ok.sum(axis=0)
+    return np.where(n > 0, np.where(ok, m, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
+
+
+def _seed_line(group: Sequence[Any], metric: str, x: str, name: str) -> _Line:
+    """The mean over ``group``'s seeds and its ±1 std (numpy's ``std``, ddof = 0), per step."""
+    _, xs, values = _seed_matrix(group, metric, x, name)
+    ok = np.isfinite(values)
+    n = ok.sum(axis=0)
+    mean = _nanmean(values)
+    dev = np.where(ok, values - mean[None, :], 0.0)
+    std = np.where(n > 0, np.sqrt((dev**2).sum(axis=0) / np.maximum(n, 1)), np.nan)
+    div = [int(getattr(r, "diverged_step", -1)) for r in group if bool(getattr(r, "diverged", False))]
+    note = f"{len(div)} of {len(group)} seeds diverged" if div else ""
+    return _Line(xs, mean, std, n, None, note)
+
+
+def _band_rgba(color: str, alpha: float) -> str:
+    r, g, b = (int(color[k:k + 2], 16) for k in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
 @doc
 def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | None = None, log_y: bool | None = None,
-                  x: str = "step", title: str | None = None, uirevision: str | None = None) -> go.Figure:
-    """One line per run of a per-step metric, with diverged runs marked.
+                  x: str = "step", title: str | None = None, uirevision: str | None = None,
+                  running_mean: bool | None = None, seed_runs: Sequence[Sequence[Run]] | None = None) -> go.Figure:
+    """One line per run of a per-step metric, with diverged runs marked; optionally seed means with ±1 std bands.
 
     NaN entries (metrics evaluated every k steps) are bridged (``connectgaps``). A run that diverged gets an "×"
     at its diverged step, placed at its last finite value, and "diverged at step s" in its legend entry. A run
     that never recorded the metric (e.g. cos(e, ∇L) for SGD) is listed in the legend but hidden.
+
+    With ``running_mean`` each line also gets its running mean (mean of all values so far) as a thicker dotted
+    line of the same colour, with its final value in the legend; hover and the CSV carry it per step (column
+    ``running_mean_<metric>``). That is the number to compare with "about 0.7 on average".
+
+    With ``seed_runs`` each label's line is the mean over its seeds with a shaded ±1 standard deviation band
+    (numpy's ``std``, ddof = 0, over the seeds that have a value at that step), "n seeds" in the legend and on
+    hover, and columns ``std_<metric>`` and ``seeds`` in the CSV.
 
     Args:
         {runs}
         metric: a key of ``METRICS`` ("test_acc", "eps_norm", "effective_rho", "cos_eps_fullgrad", ...).
         {labels}
         log_y: log y-axis; None uses ``METRICS[metric].log``. Non-positive values are not drawn on a log axis.
-        x: "step" or "elapsed" (wall-clock seconds: compares methods at equal compute).
+        x: "step" or "elapsed" (wall-clock seconds: compares methods at equal compute; with seeds, the seeds'
+            mean time at each step).
         {title}
         {uirevision}
+        running_mean: draw each line's running mean; None turns it on for metrics quoted as averages
+            (``RUNNING_MEAN_METRICS``: cos(e, ∇L)).
+        seed_runs: one sequence of runs per entry of ``runs`` (the same setting with different seeds; it may
+            include that run). None: each run is drawn on its own.
 
     Returns:
         {returns}
 
     Raises:
-        ValueError: no runs, an unknown metric or ``x``, labels that do not match the runs, or per-step arrays of
-            different lengths.
+        ValueError: no runs, an unknown metric or ``x``, labels that do not match the runs, ``seed_runs`` whose
+            count differs from the runs or with an empty group, or per-step arrays of different lengths.
     """
     runs = _check_runs(runs)
     if x not in _X_TITLES:
@@ -169,29 +259,84 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
     info = METRICS.get(metric)
     if info is None:
         raise ValueError(f"Unknown metric: {metric!r}; valid: {', '.join(METRICS)}")
-    log = info.log if log_y is None else bool(log_y)
-    series = [metric_series(run, metric) for run in runs]
-    if log_y is None and log and _has_non_positive(series):
-        log = False  # the default log axis would hide non-positive values (e.g. analytic losses below 0)
-    hover = f"<b>%{{fullData.name}}</b><br>{_X_TITLES[x]} %{{x:.4~g}}<br>{info.title} %{{y:.4~g}}" + _EXTRA
+    groups = None
+    if seed_runs is not None:
+        groups = [list(g) for g in seed_runs]
+        if len(groups) != len(runs):
+            raise ValueError(f"Invalid seed_runs: {len(groups)} groups for {len(runs)} runs")
+        if any(not g for g in groups):
+            raise ValueError("Invalid seed_runs: every group needs at least one run")
+    show_mean = metric in RUNNING_MEAN_METRICS if running_mean is None else bool(running_mean)
 
-    data: list[Any] = []
-    notes = []
-    for i, (run, name, y) in enumerate(zip(runs, names, series)):
-        s = style(i)
+    lines: list[_Line] = []
+    for i, (run, name) in enumerate(zip(runs, names)):
+        if groups is not None:
+            lines.append(_seed_line(groups[i], metric, x, name))
+            continue
+        y = metric_series(run, metric)
         xs = as_1d(x, getattr(run, x), allow_empty=True)
         check_same_length(f"run {name!r}", **{x: xs, metric: y})
         cross = _diverged_point(run, xs, y)
-        recorded = bool(np.isfinite(y).any())
-        legend = name if cross is None else f"{name} — diverged at step {cross[2]}"
+        lines.append(_Line(xs, y, None, None, cross, "" if cross is None else f"diverged at step {cross[2]}"))
+    series = [ln.y for ln in lines]
+    log = info.log if log_y is None else bool(log_y)
+    if log_y is None and log and _has_non_positive(series):
+        log = False  # the default log axis would hide non-positive values (e.g. analytic losses below 0)
+
+    data: list[Any] = []
+    notes, finals = [], []
+    for i, (name, ln) in enumerate(zip(names, lines)):
+        s = style(i)
+        recorded = bool(np.isfinite(ln.y).any())
+        legend = name
+        custom_cols: list[np.ndarray] = []
+        columns: list[str] = []
+        hover = [f"<b>{name}</b>", f"{_X_TITLES[x]} %{{x:.4~g}}",
+                 f"{info.title} %{{y:.4~g}}" if ln.std is None else f"mean {info.title} %{{y:.4~g}}"]
+        if ln.std is not None:
+            n_max = int(ln.seeds.max()) if ln.seeds.size else 0
+            legend += f" — mean of {n_max} seed{'s' if n_max != 1 else ''} ± 1 std"
+            custom_cols += [ln.std, ln.seeds.astype(np.float64)]
+            columns += [f"std_{metric}", "seeds"]
+            k = len(columns)
+            hover.append(f"± %{{customdata[{k - 2}]:.3~g}} (1 std over %{{customdata[{k - 1}]:d}} seeds)")
+        mean = cumulative_mean(ln.y) if show_mean and recorded else None
+        if mean is not None:
+            final = last_finite(mean)
+            legend += f" — running mean {fmt(final[1]) if final else '–'}"
+            custom_cols.append(mean)
+            columns.append(f"running_mean_{metric}")
+            hover.append(f"running mean %{{customdata[{len(columns) - 1}]:.3~g}}")
+        if ln.diverged:
+            legend += f" — {ln.diverged}"
+            notes.append(f"{name} {ln.diverged}")
         if not recorded:
             legend += " — not recorded"
-        data.append(go.Scatter(x=xs, y=y, mode="lines", name=legend, legendgroup=f"run{i}", connectgaps=True,
+        extra: dict[str, Any] = {}
+        if custom_cols:
+            extra["customdata"] = np.column_stack(custom_cols)
+        if ln.std is not None and recorded:
+            ok = np.isfinite(ln.x) & np.isfinite(ln.y) & np.isfinite(ln.std)
+            bx, lo, hi = ln.x[ok], (ln.y - ln.std)[ok], (ln.y + ln.std)[ok]
+            # one closed polygon (upper edge, then the lower edge back): no fill between unrelated traces
+            data.append(go.Scatter(x=np.concatenate([bx, bx[::-1]]), y=np.concatenate([hi, lo[::-1]]),
+                                   mode="lines", fill="toself", fillcolor=_band_rgba(s.color, 0.22),
+                                   line=dict(width=0, color=s.color), name=f"{name}: ±1 std", legendgroup=f"run{i}",
+                                   showlegend=False, hoverinfo="skip", meta={"export": False}))
+        data.append(go.Scatter(x=ln.x, y=ln.y, mode="lines", name=legend, legendgroup=f"run{i}", connectgaps=True,
                                line=dict(color=s.color, dash=s.dash, width=2),
-                               visible=True if recorded else "legendonly", hovertemplate=hover,
-                               meta={"key": name, "x": x, "y": metric}))
-        if cross is not None:
-            notes.append(f"{name} diverged at step {cross[2]}")
+                               opacity=0.6 if mean is not None else None,
+                               visible=True if recorded else "legendonly",
+                               hovertemplate="<br>".join(hover) + _EXTRA,
+                               meta={"key": name, "x": x, "y": metric if ln.std is None else f"mean_{metric}",
+                                     **({"customdata": columns} if columns else {})}, **extra))
+        if mean is not None:
+            data.append(go.Scatter(x=ln.x, y=mean, mode="lines", name=f"{name}: running mean",
+                                   legendgroup=f"run{i}", showlegend=False, connectgaps=True,
+                                   line=dict(color=s.color, dash="dot", width=4.5), hoverinfo="skip",
+                                   meta={"export": False}))  # its values are a column of the line's table
+        if ln.cross is not None:
+            cross = ln.cross
             data.append(go.Scatter(x=[cross[0]], y=[cross[1]], mode="markers+text", name=f"{name}: diverged",
                                    legendgroup=f"run{i}", showlegend=False, text=["diverged"],
                                    textposition="top center", textfont=dict(color=s.color),
@@ -199,12 +344,14 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
                                    hovertemplate=f"<b>{name}</b><br>diverged at step {cross[2]}<br>"
                                                  f"last finite {metric} %{{y:.4~g}}" + _EXTRA,
                                    meta={"key": f"{name} diverged", "x": x, "y": f"last_finite_{metric}"}))
-    finals = []
-    for name, y in zip(names, series):
-        lf = last_finite(y)
+        lf = last_finite(ln.y)
         finals.append(f"{name} {fmt(lf[1])}" if lf else f"{name} (none)")
-    alt = (f"Line chart of {info.title} against {_X_TITLES[x]} for {len(runs)} run(s); last values: "
-           f"{join_names(finals)}" + (f"; {join_names(notes)}" if notes else "") + ".")
+        if mean is not None and last_finite(mean):
+            finals[-1] += f" (running mean {fmt(last_finite(mean)[1])})"
+    what = "seed means" if groups is not None else "run(s)"
+    alt = (f"Line chart of {info.title} against {_X_TITLES[x]} for {len(runs)} {what}"
+           + (" with ±1 std bands" if groups is not None else "") + f"; last values: {join_names(finals)}"
+           + (f"; {join_names(notes)}" if notes else "") + ".")
     yaxis = axis(info.title, type="log" if log else "linear")
     flat = _flat_range(series, log)
     if flat is not None:
