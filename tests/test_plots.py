@@ -554,6 +554,27 @@ def test_fsam_decomposition_parts(runs):
     assert note.y == 0 and note.yshift <= -70 and note.yanchor == "top" and fig.layout.margin.b >= 100
 
 
+def test_fsam_decomposition_seed_bands(runs):
+    rng = np.random.default_rng(6)
+    n = runs[0].step.size
+    group = [dataclasses.replace(runs[0], cos_eps_fullgrad=rng.uniform(0, 1, n), eps_norm=rng.uniform(0.04, 0.06, n))
+             for _ in range(3)]
+    fig = P.fsam_decomposition_figure([group[0], runs[1]], labels=["SAM", "SGD"], seed_runs=[group, [runs[1]]])
+    parts = [P.fsam_parts(r) for r in group]
+    full = np.stack([p[1] for p in parts])
+    noise = np.stack([p[2] for p in parts])
+    band_full, line_full, band_noise, line_noise = fig.data
+    np.testing.assert_allclose(line_full.y, full.mean(axis=0))
+    np.testing.assert_allclose(np.asarray(line_full.customdata)[:, 0], full.std(axis=0))
+    np.testing.assert_allclose(line_noise.y, noise.mean(axis=0))
+    np.testing.assert_allclose(band_noise.y, np.concatenate([noise.mean(0) + noise.std(0),
+                                                             (noise.mean(0) - noise.std(0))[::-1]]))
+    assert band_noise.yaxis == "y2" and band_full.fill == "toself"
+    assert "3 seeds" in line_full.name and any("SGD" in a.text for a in fig.layout.annotations)
+    table = P.figure_to_csv_frames(fig)["SAM full-gradient part"]
+    assert list(table.columns) == ["step", "mean_eps_along_fullgrad", "std_eps_along_fullgrad", "seeds"]
+
+
 # ---------------------------------------------------------------------------------------------- curvature
 
 

@@ -195,14 +195,19 @@ def _nanmean(m: np.ndarray) -> np.ndarray:
     return np.where(n > 0, np.where(ok, m, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
 
 
+def _mean_std(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column mean, std (ddof = 0, as ``np.std``) and count over the finite entries of a (seeds, n) matrix."""
+    ok = np.isfinite(m)
+    n = ok.sum(axis=0)
+    mean = _nanmean(m)
+    dev = np.where(ok, m - mean[None, :], 0.0)
+    return mean, np.where(n > 0, np.sqrt((dev**2).sum(axis=0) / np.maximum(n, 1)), np.nan), n
+
+
 def _seed_line(group: Sequence[Any], metric: str, x: str, name: str) -> _Line:
     """The mean over ``group``'s seeds and its ±1 std (numpy's ``std``, ddof = 0), per step."""
     _, xs, values = _seed_matrix(group, metric, x, name)
-    ok = np.isfinite(values)
-    n = ok.sum(axis=0)
-    mean = _nanmean(values)
-    dev = np.where(ok, values - mean[None, :], 0.0)
-    std = np.where(n > 0, np.sqrt((dev**2).sum(axis=0) / np.maximum(n, 1)), np.nan)
+    mean, std, n = _mean_std(values)
     div = [int(getattr(r, "diverged_step", -1)) for r in group if bool(getattr(r, "diverged", False))]
     note = f"{len(div)} of {len(group)} seeds diverged" if div else ""
     return _Line(xs, mean, std, n, None, note)
@@ -259,13 +264,7 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
     info = METRICS.get(metric)
     if info is None:
         raise ValueError(f"Unknown metric: {metric!r}; valid: {', '.join(METRICS)}")
-    groups = None
-    if seed_runs is not None:
-        groups = [list(g) for g in seed_runs]
-        if len(groups) != len(runs):
-            raise ValueError(f"Invalid seed_runs: {len(groups)} groups for {len(runs)} runs")
-        if any(not g for g in groups):
-            raise ValueError("Invalid seed_runs: every group needs at least one run")
+    groups = _check_groups(seed_runs, len(runs))
     show_mean = metric in RUNNING_MEAN_METRICS if running_mean is None else bool(running_mean)
 
     lines: list[_Line] = []
@@ -397,9 +396,34 @@ def fsam_parts(run: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.asarray(run.step)[ok], eps[ok] * c, eps[ok] * np.sqrt(1.0 - c * c)
 
 
+def _check_groups(seed_runs: Sequence[Sequence[Any]] | None, n: int) -> list[list[Any]] | None:
+    if seed_runs is None:
+        return None
+    groups = [list(g) for g in seed_runs]
+    if len(groups) != n:
+        raise ValueError(f"Invalid seed_runs: {len(groups)} groups for {n} runs")
+    if any(not g for g in groups):
+        raise ValueError("Invalid seed_runs: every group needs at least one run")
+    return groups
+
+
+def _fsam_seed_parts(group: Sequence[Any]) -> tuple[np.ndarray, ...]:
+    """(steps, mean full, mean noise, (std full, std noise), seeds) over a group's seeds, on the union of the steps
+    where any seed measured cos(e, ∇L)."""
+    parts = [fsam_parts(run) for run in group]
+    steps = np.unique(np.concatenate([p[0] for p in parts])).astype(np.int64)
+    mats = np.full((2, len(group), steps.size), np.nan)
+    for k, (st, full, noise) in enumerate(parts):
+        pos = np.searchsorted(steps, st)
+        mats[0, k, pos], mats[1, k, pos] = full, noise
+    (full, full_std, n), (noise, noise_std, _) = _mean_std(mats[0]), _mean_std(mats[1])
+    return steps, full, noise, (full_std, noise_std), n
+
+
 @doc
 def fsam_decomposition_figure(runs: Sequence[Run], *, labels: Sequence[str] | None = None, title: str | None = None,
-                              uirevision: str | None = None) -> go.Figure:
+                              uirevision: str | None = None,
+                              seed_runs: Sequence[Sequence[Run]] | None = None) -> go.Figure:
     """How much of each perturbation follows the full-batch gradient and how much is minibatch noise.
 
     Top panel: ‖e_t‖·cos(e_t, ∇L), the full-gradient part. Bottom panel: ‖e_t‖·sqrt(1 − cos²), the noise part.
@@ -412,34 +436,56 @@ def fsam_decomposition_figure(runs: Sequence[Run], *, labels: Sequence[str] | No
         {labels}
         {title}
         {uirevision}
+        seed_runs: as in ``series_figure``: one group of seeds per run; each part is then the mean over the
+            seeds with a ±1 std band (ddof = 0), and the CSV gets ``std_*`` and ``seeds`` columns.
 
     Returns:
         {returns}
 
     Raises:
-        ValueError: no runs, or labels that do not match the runs.
+        ValueError: no runs, labels that do not match the runs, or ``seed_runs`` that do not.
     """
     runs = _check_runs(runs)
     names = default_labels(runs, labels)
+    groups = _check_groups(seed_runs, len(runs))
     grid = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                          subplot_titles=("along ∇L: ‖e‖·cos(e, ∇L)", "minibatch noise: ‖e‖·sin(e, ∇L)"))
     data: list[Any] = []
     missing = []
-    parts = [fsam_parts(run) for run in runs]
-    for i, (name, (steps, full, noise)) in enumerate(zip(names, parts)):
+    if groups is None:
+        parts = [(*fsam_parts(run), None, None) for run in runs]
+    else:
+        parts = [_fsam_seed_parts(g) for g in groups]
+    for i, (name, (steps, full, noise, spread, seeds)) in enumerate(zip(names, parts)):
         if steps.size == 0:
             missing.append(name)
             continue
         s = style(i)
+        legend = name if seeds is None else f"{name} — mean of {int(seeds.max())} seeds ± 1 std"
         for row, (part, values) in enumerate((("full-gradient part", full), ("noise part", noise)), start=1):
             axes = {} if row == 1 else dict(xaxis="x2", yaxis="y2")
+            column = "eps_along_fullgrad" if row == 1 else "eps_noise"
+            hover = f"<b>{name}</b><br>step %{{x}}<br>{part} %{{y:.4~g}}"
+            extra: dict[str, Any] = {}
+            meta: dict[str, Any] = {"key": f"{name} {part}", "x": "step", "y": column}
+            if spread is not None:
+                std = spread[row - 1]
+                ok = np.isfinite(values) & np.isfinite(std)
+                bx = steps[ok]
+                data.append(go.Scatter(x=np.concatenate([bx, bx[::-1]]),
+                                       y=np.concatenate([(values + std)[ok], (values - std)[ok][::-1]]),
+                                       mode="lines", fill="toself", fillcolor=_band_rgba(s.color, 0.22),
+                                       line=dict(width=0, color=s.color), name=f"{name} {part}: ±1 std",
+                                       legendgroup=f"run{i}", showlegend=False, hoverinfo="skip",
+                                       meta={"export": False}, **axes))
+                extra["customdata"] = np.column_stack([std, seeds.astype(np.float64)])
+                hover += "<br>± %{customdata[0]:.3~g} (1 std over %{customdata[1]:d} seeds)"
+                meta.update(y=f"mean_{column}", customdata=[f"std_{column}", "seeds"])
             data.append(go.Scatter(x=steps, y=values, mode="lines+markers" if steps.size <= 60 else "lines",
-                                   name=name, legendgroup=f"run{i}", showlegend=row == 1,
+                                   name=legend, legendgroup=f"run{i}", showlegend=row == 1,
                                    line=dict(color=s.color, dash=s.dash, width=2),
                                    marker=dict(symbol=s.symbol, size=5, color=s.color),
-                                   hovertemplate=f"<b>{name}</b><br>step %{{x}}<br>{part} %{{y:.4~g}}" + _EXTRA,
-                                   meta={"key": f"{name} {part}", "x": "step",
-                                         "y": "eps_along_fullgrad" if row == 1 else "eps_noise"}, **axes))
+                                   hovertemplate=hover + _EXTRA, meta=meta, **axes, **extra))
     layout = grid.layout
     layout.update(base_layout(title=title or "F-SAM decomposition of the perturbation e_t",
                               uirevision=uirevision or "fsam", alt="", subplot_titles=True))
@@ -459,9 +505,10 @@ def fsam_decomposition_figure(runs: Sequence[Run], *, labels: Sequence[str] | No
         layout.margin.b = 112
     shown = [n for n in names if n not in missing]
     means = []
-    for name, (_, full, noise) in zip(names, parts):
+    for name, (_, full, noise, _, _) in zip(names, parts):
         if full.size:
-            means.append(f"{name} mean along-gradient {fmt(full.mean())} vs noise {fmt(noise.mean())}")
+            means.append(f"{name} mean along-gradient {fmt(_nanmean(full[None])[0])} vs noise "
+                         f"{fmt(_nanmean(noise[None])[0])}")
     alt = ("Two stacked line charts splitting the perturbation length into its part along the full-batch gradient "
            f"and its orthogonal noise part over training, for {join_names(shown) or 'no run'}"
            + (f" ({'; '.join(means)})" if means else "") + ".")
