@@ -631,6 +631,28 @@ def test_spectrum_eigenvalues_and_density():
         P.spectrum_figure([np.array([3.0]), np.array([2.0])], labels=["one"])
 
 
+def test_spectrum_draws_every_runs_density():
+    grid = np.linspace(-1, 6, 80)
+    d1 = Density(np.zeros((1, 5)), np.ones((1, 5)) / 5, grid, np.exp(-grid**2), 0.1, 20)
+    d2 = Density(np.zeros((1, 5)), np.ones((1, 5)) / 5, grid, np.exp(-(grid - 1) ** 2), 0.1, 20)
+    spectra = [np.array([3.0, 1.0]), np.array([2.0, 0.5]), np.array([1.0])]
+    for density in ([d1, d2, (grid, np.exp(-grid**2))], (d1, d2, d1)):
+        fig = P.spectrum_figure(spectra, density, labels=["SGD", "SAM", "ASAM"])
+        lines = [t for t in fig.data if t.name.endswith("density")]
+        assert [t.name for t in lines] == ["SGD density", "SAM density", "ASAM density"]
+        assert len({t.line.color for t in lines}) == 3 and len({t.line.dash for t in lines}) == 3
+        assert lines[0].line.width > lines[1].line.width > lines[2].line.width
+        assert all(t.showlegend and t.xaxis == "x2" for t in lines)
+        np.testing.assert_allclose(lines[1].y, np.maximum(d2.density, d2.density.max() * 1e-8))
+    # a two-tuple of densities is two densities, a (grid, density) tuple is one
+    two = P.spectrum_figure(spectra[:2], (d1, d2), labels=["SGD", "SAM"])
+    assert sum(t.name.endswith("density") for t in two.data) == 2
+    one = P.spectrum_figure(spectra[0], (grid, np.exp(-grid**2)))
+    assert sum(t.name.endswith("density") for t in one.data) == 1
+    partial = P.spectrum_figure(spectra[:2], [None, d2], labels=["SGD", "SAM"])
+    assert [t.name for t in partial.data if t.name.endswith("density")] == ["SAM density"]
+
+
 # ------------------------------------------------------------------------------------------------ sweeps
 
 
