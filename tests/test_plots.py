@@ -741,6 +741,62 @@ def test_decision_boundary_binary_and_multiclass():
 # ------------------------------------------------------------------------------------- export and alt text
 
 
+def test_static_figure_is_the_final_state_without_controls(runs):
+    surface = bowl_surface()
+    sam, sgd = trace("SAM", n=6), trace("SGD", n=6, probe=False, shift=-1.0)
+    play = P.playback_figure(surface, [sam, sgd])
+    # as if the user had replayed to step 20 before exporting: the static copy still shows the final state
+    play.data[play.frames[0].traces[0]].update(x=sam.alpha[:3], y=sam.beta[:3])
+    out = P.static_figure(play)
+    assert out is not play and len(play.frames) == 6 and play.layout.updatemenus  # the input is unchanged
+    assert not out.frames and not out.layout.updatemenus and not out.layout.sliders
+    assert [t.type for t in out.data] == [t.type for t in play.data]
+    assert [t.name for t in out.data] == [t.name for t in play.data]
+    k = play.frames[0].traces[0]
+    np.testing.assert_array_equal(out.data[k].x, sam.alpha)  # whole path
+    assert out.data[k].line.color == play.data[k].line.color and out.data[k].line.dash == play.data[k].line.dash
+    np.testing.assert_array_equal(out.data[0].z, surface.loss)
+    assert out.layout.xaxis.title.text == play.layout.xaxis.title.text
+    assert out.layout.paper_bgcolor == "white" and out.layout.plot_bgcolor == "white"
+    assert out.layout.template.layout.paper_bgcolor == "white"  # plotly_white, whatever template was set
+    assert out.layout.legend.font.size >= 14 and out.layout.xaxis.tickfont.size >= 14
+    assert out.layout.xaxis.tickfont.color == out.layout.legend.font.color == "#222222"
+    assert out.layout.margin.b < play.layout.margin.b and out.layout.uirevision is None
+    assert P.describe(out) == P.describe(play)
+    # heatmap cell numbers at least 13 px (the sweep figure's own default is smaller)
+    sweep = P.sweep_heatmaps([("SAM", np.ones((2, 3)), None)], x_name="rho", y_name="lr", x_values=[1, 2, 3],
+                             y_values=[4, 5], metric="acc")
+    assert all(t.textfont.size >= 13 for t in P.static_figure(sweep).data if t.texttemplate)
+    for fig in _all_figures(runs):
+        assert P.static_figure(fig).to_json()
+    with pytest.raises(ValueError, match="fig"):
+        P.static_figure({"data": []})
+
+
+def test_figure_image_checks_and_reports_a_missing_browser(monkeypatch):
+    fig = P.surface_figure(bowl_surface())
+    with pytest.raises(ValueError, match="format"):
+        P.figure_image(fig, "jpg")
+    with pytest.raises(ValueError, match="scale"):
+        P.figure_image(fig, scale=0)
+    monkeypatch.setattr(P._static, "_browser_path", lambda: None)
+    with pytest.raises(RuntimeError, match="chromium"):
+        P.figure_image(fig)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not __import__("shutil").which("chromium") and not __import__("os").path.exists(
+    "/usr/bin/chromium"), reason="Debian chromium is not installed (apt-get install chromium)")
+def test_figure_image_renders_png_svg_pdf():
+    fig = P.playback_figure(bowl_surface(), [trace("SAM")])
+    png = P.figure_image(fig, "png", width=600, height=450, scale=1)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (600, 450)
+    assert P.figure_image(fig, "svg", width=600, height=450).lstrip().startswith(b"<svg")
+    assert P.figure_image(fig, "pdf", width=600, height=450).startswith(b"%PDF")
+
+
 def test_csv_frames_hold_the_data_behind_each_figure(runs):
     surface = bowl_surface()
     sam = trace("SAM")

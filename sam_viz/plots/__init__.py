@@ -25,6 +25,7 @@ from ._series import (
     metric_title,
     series_figure,
 )
+from ._static import figure_image, static_figure
 from ._surface import TrajectoryTrace, perturbation_figure, playback_figure, surface_figure
 from ._sweep import CUSTOMDATA_COLUMNS, shared_color_range, sweep_heatmaps
 
@@ -33,5 +34,5 @@ __all__ = [
     "MetricInfo", "Style", "TrajectoryTrace", "cumulative_mean", "curvature_figure", "decision_boundary_figure", "describe", "figure_to_csv_frames",
     "fsam_decomposition_figure", "fsam_parts", "hessian_series", "metric_series", "metric_title", "param_title",
     "perturbation_figure", "playback_figure", "run_label", "series_figure", "shared_color_range",
-    "spectrum_figure", "style", "surface_figure", "sweep_heatmaps",
+    "spectrum_figure", "static_figure", "figure_image", "style", "surface_figure", "sweep_heatmaps",
 ]
