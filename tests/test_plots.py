@@ -769,7 +769,7 @@ def test_static_figure_is_the_final_state_without_controls(runs):
     assert all(t.textfont.size >= 13 for t in P.static_figure(sweep).data if t.texttemplate)
     for fig in _all_figures(runs):
         assert P.static_figure(fig).to_json()
-    with pytest.raises(ValueError, match="fig"):
+    with pytest.raises(TypeError, match="fig"):
         P.static_figure({"data": []})
 
 

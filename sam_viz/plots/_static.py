@@ -36,10 +36,10 @@ def static_figure(fig: go.Figure) -> go.Figure:
         A new ``go.Figure``; ``fig`` is not changed.
 
     Raises:
-        ValueError: ``fig`` is not a Plotly figure.
+        TypeError: ``fig`` is not a Plotly figure.
     """
     if not isinstance(fig, go.Figure):
-        raise ValueError(f"Invalid fig: expected a plotly.graph_objects.Figure, got {type(fig).__name__}")
+        raise TypeError(f"Invalid fig: expected a plotly.graph_objects.Figure, got {type(fig).__name__}")
     out = go.Figure(fig)
     had_controls = bool(out.frames) or bool(out.layout.updatemenus) or bool(out.layout.sliders)
     if out.frames:
