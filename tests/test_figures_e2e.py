@@ -97,3 +97,43 @@ def test_playback_keeps_the_contour_on_play_slider_and_replay(tmp_path):
         if os.environ.get("SAM_VIZ_SHOTS"):
             page.screenshot(path=os.path.join(os.environ["SAM_VIZ_SHOTS"], "playback.png"))
         assert _real_errors(page) == []
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_streamlit_playback_keeps_contour_and_text_is_legible(theme, monkeypatch):
+    """The Loss-surface page: Play and the slider keep the map, and tick labels are drawn in the theme's body-text
+    colour (Streamlit's own faded grey washed out on a projector), light on the dark theme."""
+    from browser import streamlit_server, wait_charts, wait_idle
+
+    monkeypatch.setenv("STREAMLIT_THEME_BASE", theme)
+    with streamlit_server() as (base, _), browser_page(1024, 768) as page:
+        page.goto(f"{base}/Loss_surface?steps=30&res=21")
+        wait_charts(page, 1)
+        wait_idle(page)
+        plot = page.locator(".js-plotly-plot").first
+        plot.scroll_into_view_if_needed()
+        page.wait_for_function(f"() => ({CONTOUR_PATHS})() > 0", timeout=30_000)
+        drawn = page.evaluate(CONTOUR_PATHS)
+        last = page.evaluate(ACTIVE)
+        assert last > 10  # opens on the whole runs
+        page.evaluate(SAMPLE)
+        plot.get_by_text("▶ 2×", exact=True).click()
+        page.wait_for_function(f"() => ({ACTIVE})() > 0 && ({ACTIVE})() < {last}", timeout=20_000)
+        page.wait_for_function(f"() => ({ACTIVE})() === {last}", timeout=60_000)
+        samples = page.evaluate("() => window.samples")
+        assert samples and sum(v == 0 for v in samples) <= 2, samples
+        page.wait_for_timeout(300)
+        assert page.evaluate(CONTOUR_PATHS) == drawn
+        colours = page.evaluate("() => { const p = document.querySelector('.js-plotly-plot');"
+                                " const f = s => getComputedStyle(p.querySelector(s)).fill;"
+                                " return [f('.xtick text'), f('.ytick text'), f('.legendtext'), f('.g-xtitle text'),"
+                                " getComputedStyle(p.querySelector('.xtick text')).fontSize]; }")
+        tick, ytick, legend, xtitle, size = colours
+        assert tick == ytick == legend == xtitle, colours  # one body-text colour for every label
+        rgb = [int(v) for v in tick[tick.index("(") + 1:tick.index(")")].split(",")[:3]]
+        assert (sum(rgb) > 600) if theme == "dark" else (sum(rgb) < 200), colours
+        assert float(size.rstrip("px")) >= 14
+        if os.environ.get("SAM_VIZ_SHOTS"):
+            page.screenshot(path=os.path.join(os.environ["SAM_VIZ_SHOTS"], f"streamlit-{theme}.png"))
+        assert page.locator("[data-testid=stException]").count() == 0
+        assert _real_errors(page) == []

@@ -387,6 +387,34 @@ def test_fonts_are_projector_sized_and_left_to_the_theme(runs):
         assert lay.margin.t >= 110
 
 
+def _prune(x):
+    """A figure's JSON without empty objects (an emptied ``tickfont: {}`` means the default)."""
+    if isinstance(x, dict):
+        out = {k: _prune(v) for k, v in x.items()}
+        return {k: v for k, v in out.items() if v != {}}
+    return [_prune(v) for v in x] if isinstance(x, list) else x
+
+
+def test_text_color_paints_every_label_and_restores(runs):
+    import json
+
+    for fig in _all_figures(runs):
+        before = json.loads(fig.to_json())
+        with P.text_color(fig, "#FAFAFA"):
+            inside = json.loads(fig.to_json())
+        lay = inside["layout"]
+        assert lay["legend"]["font"]["color"] == lay["font"]["color"] == "#FAFAFA"
+        for name, ax in lay.items():
+            if name[1:5] == "axis":
+                assert ax["tickfont"]["color"] == ax["title"]["font"]["color"] == "#FAFAFA", name
+        for scene in [v for k, v in lay.items() if k.startswith("scene")]:
+            assert all(scene[a]["tickfont"]["color"] == "#FAFAFA" for a in ("xaxis", "yaxis", "zaxis"))
+        for t in inside["data"]:
+            if t["type"] in ("contour", "surface") and t.get("showscale") is not False:
+                assert t["colorbar"]["tickfont"]["color"] == "#FAFAFA"
+        assert _prune(json.loads(fig.to_json())) == _prune(before)  # the figure is as it was
+
+
 def test_surface3d_axis_titles_fit():
     plane = Plane(np.zeros(3), np.array([1.0, 0, 0]), np.array([0, 2.0, 0]), "pca", explained_variance=(0.7, 0.2))
     fig = P.surface_figure(bowl_surface(plane), kind="surface3d")

@@ -11,7 +11,7 @@ camera across Streamlit reruns, and every figure carries its alt text (``describ
 """
 
 from ._boundary import decision_boundary_figure
-from ._common import PALETTE, SEQUENTIAL_SCALES, Style, param_title, run_label, style
+from ._common import PALETTE, SEQUENTIAL_SCALES, Style, param_title, run_label, style, text_color
 from ._curvature import CURVATURE_METRICS, curvature_figure, hessian_series, spectrum_figure
 from ._export import describe, figure_to_csv_frames
 from ._series import (
@@ -25,7 +25,7 @@ from ._series import (
     metric_title,
     series_figure,
 )
-from ._static import figure_image, static_figure
+from ._static import figure_image, figure_images, static_figure
 from ._surface import TrajectoryTrace, perturbation_figure, playback_figure, surface_figure
 from ._sweep import CUSTOMDATA_COLUMNS, shared_color_range, sweep_heatmaps
 
@@ -34,5 +34,5 @@ __all__ = [
     "MetricInfo", "Style", "TrajectoryTrace", "cumulative_mean", "curvature_figure", "decision_boundary_figure", "describe", "figure_to_csv_frames",
     "fsam_decomposition_figure", "fsam_parts", "hessian_series", "metric_series", "metric_title", "param_title",
     "perturbation_figure", "playback_figure", "run_label", "series_figure", "shared_color_range",
-    "spectrum_figure", "static_figure", "figure_image", "style", "surface_figure", "sweep_heatmaps",
+    "spectrum_figure", "static_figure", "figure_image", "figure_images", "style", "surface_figure", "sweep_heatmaps", "text_color",
 ]

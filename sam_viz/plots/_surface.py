@@ -670,7 +670,8 @@ def playback_figure(surface: Surface, trajectories: Sequence[TrajectoryTrace], *
                                else str(step)))
 
     menus = _playback_menus(float(duration_ms), speeds)
-    sliders = [dict(active=len(frames) - 1, x=0.36, len=0.64, y=-0.16, yanchor="top", pad=dict(t=8),
+    # Full width under the buttons: beside them it collided with the speed row in a narrow (sidebar) column.
+    sliders = [dict(active=len(frames) - 1, x=0.0, len=1.0, y=-0.43, yanchor="top", pad=dict(t=4),
                     currentvalue=dict(prefix="step ", xanchor="right"), transition=dict(duration=0),
                     steps=[dict(method="animate", label=f.name, args=[[f.name], _animation(0)]) for f in frames])]
     layout = base_layout(title=title or _default_title(g, ": training playback"),
@@ -678,8 +679,8 @@ def playback_figure(surface: Surface, trajectories: Sequence[TrajectoryTrace], *
                          alt=_alt(g, trajs, f"Animated contour map ({len(frames)} frames)"),
                          **_plane_axes(g, trajs),
                          updatemenus=menus, sliders=sliders)
-    layout["margin"] = {**layout["margin"], "b": 200}
-    layout.setdefault("height", 720)  # room for the map above the Play and speed buttons and the step slider
+    layout["margin"] = {**layout["margin"], "b": 270}
+    layout.setdefault("height", 800)  # room for the map above the Play and speed buttons and the step slider
     return go.Figure(data=data, layout=layout, frames=frames)
 
 
@@ -705,7 +706,7 @@ def _playback_menus(duration_ms: float, speeds: Sequence[float]) -> list[dict[st
                            dict(label="⟲ Replay", method="animate",
                                 args=[None, _animation(duration_ms, fromcurrent=False)])])]
     if speeds:
-        menus.append(dict(type="buttons", direction="left", showactive=False, x=0.0, xanchor="left", y=-0.3,
+        menus.append(dict(type="buttons", direction="left", showactive=False, x=0.0, xanchor="left", y=-0.31,
                           yanchor="top", **button,
                           buttons=[dict(label=f"▶ {fmt(v)}×", method="animate",
                                         args=[None, _animation(duration_ms / v, fromcurrent=True)])
