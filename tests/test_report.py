@@ -7,8 +7,8 @@ import re
 
 import numpy as np
 import pytest
-
 from browser import browser_page, chromium_available
+
 from sam_viz import plots as P
 from sam_viz.landscape import Surface, axes_plane
 from sam_viz.report import html_report, reproduce_link

@@ -162,7 +162,7 @@ def figure_images(figures: Sequence[go.Figure], format: str = "png", *, width: i
     def run() -> None:  # a thread of its own: the caller may already run an event loop (Streamlit, Jupyter)
         try:
             result["images"] = asyncio.run(render())
-        except Exception as exc:  # kaleido's and choreographer's own errors, reported with the cause
+        except Exception as exc:  # noqa: BLE001 - any error of kaleido or choreographer goes back to the caller
             result["error"] = exc
 
     thread = threading.Thread(target=run, name="sam-viz-kaleido", daemon=True)
