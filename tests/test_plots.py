@@ -415,6 +415,15 @@ def test_text_color_paints_every_label_and_restores(runs):
         assert _prune(json.loads(fig.to_json())) == _prune(before)  # the figure is as it was
 
 
+def test_readable_fonts_reaches_subplot_axes():
+    fig = P.sweep_heatmaps([("SAM", np.ones((2, 3)), None), ("ASAM", np.ones((2, 3)), None)], x_name="rho",
+                           y_name="lr", x_values=[1, 2, 3], y_values=[4, 5], metric="acc")
+    P.readable_fonts(fig)
+    assert fig.layout.xaxis2.tickfont.size >= 14 and fig.layout.yaxis2.tickfont.size >= 14
+    three_d = P.readable_fonts(P.surface_figure(bowl_surface(), kind="surface3d"))
+    assert "xaxis" not in three_d.layout.to_plotly_json()  # no empty 2-D axes added to a 3-D figure
+
+
 def test_surface3d_axis_titles_fit():
     plane = Plane(np.zeros(3), np.array([1.0, 0, 0]), np.array([0, 2.0, 0]), "pca", explained_variance=(0.7, 0.2))
     fig = P.surface_figure(bowl_surface(plane), kind="surface3d")

@@ -11,7 +11,7 @@ camera across Streamlit reruns, and every figure carries its alt text (``describ
 """
 
 from ._boundary import decision_boundary_figure
-from ._common import PALETTE, SEQUENTIAL_SCALES, Style, param_title, run_label, style, text_color
+from ._common import PALETTE, SEQUENTIAL_SCALES, Style, param_title, readable_fonts, run_label, style, text_color
 from ._curvature import CURVATURE_METRICS, curvature_figure, hessian_series, spectrum_figure
 from ._export import describe, figure_to_csv_frames
 from ._series import (
@@ -54,6 +54,7 @@ __all__ = [
     "param_title",
     "perturbation_figure",
     "playback_figure",
+    "readable_fonts",
     "run_label",
     "series_figure",
     "shared_color_range",

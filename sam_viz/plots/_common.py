@@ -313,11 +313,21 @@ def readable_axis(ax: dict[str, Any]) -> dict[str, Any]:
     return ax
 
 
+def readable_fonts(fig: Any) -> Any:
+    """``fig`` (changed in place and returned) with projector-sized tick labels and titles on every 2-D axis,
+    subplots included, where the figure does not set a size itself. The builders do this already; for figures
+    built elsewhere (a sweep's subplot axes otherwise get Streamlit's 12 px)."""
+    readable_layout(fig.layout)
+    return fig
+
+
 def readable_layout(layout: Any) -> None:
     """Give every 2-D axis of a ``go.Layout`` (subplots included) projector-sized tick labels and titles, in place."""
     for name in list(layout):
         if re.fullmatch(r"[xy]axis\d*", name) and layout[name] is not None:
             ax = layout[name]
+            if not ax.to_plotly_json():
+                continue  # an axis the figure does not use (go.Layout lists xaxis/yaxis even when unset)
             if ax.tickfont.size is None:
                 ax.tickfont.size = FONT_SIZE
             if ax.title.font.size is None:

@@ -33,6 +33,7 @@ def chart(fig: go.Figure, key: str, *, selectable: bool = False):
     config = {**CHART_CONFIG, "toImageButtonOptions": {**CHART_CONFIG["toImageButtonOptions"], "filename": f"sam-viz-{key}"}}
     kwargs = {"on_select": "rerun", "selection_mode": ("points",)} if selectable else {}
     # Ticks and axis titles in the theme's body-text colour (Streamlit's faded grey washes out on a projector)
+    plots.readable_fonts(fig)  # 14 px ticks on every subplot axis too (builders set the first ones)
     with plots.text_color(fig, BODY_TEXT):
         event = st.plotly_chart(fig, key=key, config=config, alt=plots.describe(fig), **kwargs)
     # deferred: the CSV is built when the button is pressed, not on every rerun
