@@ -525,11 +525,11 @@ def test_series_running_mean_for_cosines(runs):
     dotted = next(t for t in fig.data if t.name == "SAM: running mean")
     np.testing.assert_allclose(dotted.y, expected)
     assert dotted.line.dash == "dot" and dotted.line.width > line.line.width and dotted.line.color == line.line.color
-    assert f"running mean {P._common.fmt(expected[-1])}" in line.name and "running mean" in line.hovertemplate
+    assert f"mean {P._common.fmt(expected[-1])}" in line.name and "running mean" in line.hovertemplate
     table = P.figure_to_csv_frames(fig)["SAM"]
     assert list(table.columns) == ["step", "cos_eps_fullgrad", "running_mean_cos_eps_fullgrad"]
     np.testing.assert_allclose(table["running_mean_cos_eps_fullgrad"], expected)
-    assert not any("running mean" in t.name for t in fig.data if t.name.startswith("SGD"))  # nothing recorded
+    assert not any("mean" in t.name for t in fig.data if t.name.startswith("SGD"))  # nothing recorded
     plain = P.series_figure(runs, "test_acc")  # off by default for other metrics
     assert not any("running mean" in t.name for t in plain.data)
     on = P.series_figure(runs, "test_acc", running_mean=True)
@@ -557,7 +557,7 @@ def test_series_seed_means_with_std_bands(runs):
     assert band.fill == "toself" and band.legendgroup == line.legendgroup and band.showlegend is False
     np.testing.assert_allclose(band.y, np.concatenate([mean + std, (mean - std)[::-1]]))
     np.testing.assert_array_equal(band.x, np.concatenate([runs[0].step, runs[0].step[::-1]]))
-    assert "mean of 3 seeds ± 1 std" in line.name and "seeds" in line.hovertemplate
+    assert "(3 seeds, ±1 std)" in line.name and "seeds" in line.hovertemplate
     sgd_line = next(t for t in fig.data if t.name.startswith("SGD") and t.fill is None)
     early = np.stack([r.test_acc[:5] for r in sgd])
     late = np.stack([r.test_acc[5:] for r in sgd[:2]])

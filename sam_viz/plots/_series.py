@@ -294,7 +294,7 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
                  f"{info.title} %{{y:.4~g}}" if ln.std is None else f"mean {info.title} %{{y:.4~g}}"]
         if ln.std is not None:
             n_max = int(ln.seeds.max()) if ln.seeds.size else 0
-            legend += f" — mean of {n_max} seed{'s' if n_max != 1 else ''} ± 1 std"
+            legend += f" ({n_max} seed{'s' if n_max != 1 else ''}, ±1 std)"
             custom_cols += [ln.std, ln.seeds.astype(np.float64)]
             columns += [f"std_{metric}", "seeds"]
             k = len(columns)
@@ -302,7 +302,7 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
         mean = cumulative_mean(ln.y) if show_mean and recorded else None
         if mean is not None:
             final = last_finite(mean)
-            legend += f" — running mean {fmt(final[1]) if final else '–'}"
+            legend += f" — mean {fmt(final[1]) if final else '–'}"  # short: narrow columns cut long entries
             custom_cols.append(mean)
             columns.append(f"running_mean_{metric}")
             hover.append(f"running mean %{{customdata[{len(columns) - 1}]:.3~g}}")
@@ -461,7 +461,7 @@ def fsam_decomposition_figure(runs: Sequence[Run], *, labels: Sequence[str] | No
             missing.append(name)
             continue
         s = style(i)
-        legend = name if seeds is None else f"{name} — mean of {int(seeds.max())} seeds ± 1 std"
+        legend = name if seeds is None else f"{name} ({int(seeds.max())} seeds, ±1 std)"
         for row, (part, values) in enumerate((("full-gradient part", full), ("noise part", noise)), start=1):
             axes = {} if row == 1 else dict(xaxis="x2", yaxis="y2")
             column = "eps_along_fullgrad" if row == 1 else "eps_noise"
