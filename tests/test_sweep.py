@@ -291,3 +291,17 @@ def test_command_line(tmp_path, capsys):
     bad = parser.parse_args(["sweep", "--x-values", "0.1", "--y-values", "0.1", "--set", "steps"])
     with pytest.raises(ValueError, match="KEY=VALUE"):
         sweep_main(bad)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "sam", "asam", "fsam", "lightsam1", "lightsam2", "lightsam3",
+                                  "adasam", "msam"])
+def test_every_cell_of_every_optimizer_equals_its_single_run(name):
+    from sam_viz.optim import OPTIMIZERS
+
+    base = SMALL.replace(optimizer=name, batch_size=32, dtype="float64", steps=6)
+    lr = OPTIMIZERS[name].hparams["lr"].default
+    x = ("rho", [0.0, OPTIMIZERS[name].hparams["rho"].default]) if "rho" in OPTIMIZERS[name].hparams else \
+        ("weight_decay", [0.0, 1e-3])
+    grid = run_grid(base, x, ("lr", [lr, 2 * lr]), seeds=2, strategy="batched", lambda_max=False)
+    for s, i, j in np.ndindex(grid.shape):
+        assert_cell_equals_run(grid, s, i, j)
