@@ -212,10 +212,14 @@ def lockstep(configs: Sequence[Config], *, progress: Callable[[int, int], None] 
     of steps, and progress counts rounds: ``progress(steps done by the slowest run, the most steps asked)``. A
     run that diverges or finishes early leaves the round; the others go on.
     """
-    groups = [(members, _Runs([configs[i] for i in members])) for members in _groups(configs)]
     total, rounds = max((c.steps for c in configs), default=0), 0
+    # the first poll comes before the set-up, as it always has: a stop during the set-up still gets one step
+    stopping = should_stop is not None and should_stop()
+    groups = [(members, _Runs([configs[i] for i in members])) for members in _groups(configs)]
     while any(g.running for _, g in groups):
-        if should_stop is not None and should_stop():
+        if rounds > 0:
+            stopping = should_stop is not None and should_stop()
+        if stopping:
             for _, g in groups:
                 g.stopped = g.stopped or g.running
             break
