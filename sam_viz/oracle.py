@@ -1,13 +1,15 @@
 """``ModelOracle``: the training loop's gradient oracle, a model's loss and gradient at stacked points.
 
-Every point is a list of tensors ``(R, *param_shape)`` (R runs). With R = 1 the point is copied into the model's
-own parameters and differentiated with autograd (functorch's ``vmap`` costs ~6× a small MLP's step there); with
+Every point is a list of tensors ``(R, *param_shape)`` (R runs). With R = 1, θ_t is the model's own parameters
+(``adopt``) and any other point is copied into a second copy of the model; both are differentiated with plain
+autograd (functorch's ``vmap`` costs ~6× a small MLP's step there); with
 R > 1 ``vmap(grad_and_value(functional_call))`` takes every run's gradient in one call. Batches are shared by all
 runs (x ``(B, ...)``) or one per run (x ``(R, B, ...)``, runs with different seeds draw different minibatches).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import torch
@@ -44,12 +46,17 @@ class ModelOracle:
         self.model, self.mean_loss, self.sample_loss = model, loss, per_sample_loss(kind)
         self.names = [n for n, _ in model.named_parameters()]
         self.module_params = [p for _, p in model.named_parameters()]
+        # one run: θ_t lives in ``model`` itself (``adopt``), other points are copied into a second copy of it
+        self.probe_model = copy.deepcopy(model)
+        self.probe_params = [p for _, p in self.probe_model.named_parameters()]
+        self.home: list[Tensor] = []
         self.train: Data = (*train, None)
         self.heldout: Data = (*heldout, None)
         self.params: list[Tensor] = []
         self.step_batch: Data | None = None
         self.previous_batch: Data | None = None
-        self._cache: dict[str, tuple[Probe, Tensor]] = {}  # θ_t's probes of this step, with their outputs
+        self._cache: dict[str, tuple[Probe, Tensor]] = {}
+        self._loaded: list[tuple[Tensor, int]] | None = None  # the point the probe model's parameters hold
 
         def value(p: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
             out = functional_call(model, p, (x,))
@@ -67,6 +74,16 @@ class ModelOracle:
         self._forward = {d: vmap(lambda p, x: functional_call(model, p, (x,)), in_dims=(0, d)) for d in (None, 0)}
 
     # ------------------------------------------------------------------ the loop's side
+
+    @torch.no_grad()
+    def adopt(self, params: list[Tensor]) -> list[Tensor]:
+        """One run: θ as views (1, ...) of the model's own parameters, so that evaluating θ_t copies nothing.
+        The loop then updates the model in place through them. Several runs: ``params`` unchanged."""
+        if params[0].shape[0] != 1:
+            return params
+        torch._foreach_copy_(self.module_params, [q[0] for q in params])
+        self.home = [p.detach().unsqueeze(0) for p in self.module_params]
+        return self.home
 
     def begin(self, params: list[Tensor], batch: Data) -> None:
         """A new step at θ_t = ``params`` on ``batch``."""
@@ -94,8 +111,8 @@ class ModelOracle:
     def outputs(self, point: Sequence[Tensor], x: Tensor) -> Tensor:
         """Model outputs (R, N, ...) at ``point`` on a shared input ``x``."""
         if point[0].shape[0] == 1:
-            self._load(point)
-            return self.model(x).unsqueeze(0)
+            model, _ = self._load(point)
+            return model(x).unsqueeze(0)
         return self._forward[None](self._named(point), x)
 
     def metric(self, fn: Callable[[Tensor, Tensor], Tensor], outputs: Tensor, y: Tensor) -> Tensor:
@@ -119,9 +136,9 @@ class ModelOracle:
         point = self.params if point is None else point
         x, y, in_dim = self._data(batch)
         if point[0].shape[0] == 1:
-            self._load(point)
+            model, _ = self._load(point)
             xs, ys = (x[0], y[0]) if in_dim == 0 else (x, y)
-            out = self.model(xs)
+            out = model(xs)
             mean = self.mean_loss(out, ys).reshape(1)
             losses = self.sample_loss(out, ys).unsqueeze(0) if per_sample else None
         else:
@@ -160,13 +177,13 @@ class ModelOracle:
     def _evaluate(self, point: Sequence[Tensor], data: Data, *, grads: bool, per_sample: bool) -> tuple[Probe, Tensor]:
         x, y, in_dim = data
         if point[0].shape[0] == 1:
-            self._load(point)
+            model, leaves = self._load(point)
             xs, ys = (x[0], y[0]) if in_dim == 0 else (x, y)
             with torch.enable_grad():
-                out = self.model(xs)
+                out = model(xs)
                 losses = self.sample_loss(out, ys) if per_sample else None
                 value = losses.mean() if per_sample else self.mean_loss(out, ys)
-                g = torch.autograd.grad(value, self.module_params)
+                g = torch.autograd.grad(value, leaves)
             probe = Probe([t.unsqueeze(0) for t in g], value.detach().reshape(1),
                           None if losses is None else losses.detach().unsqueeze(0))
             return probe, out.detach().unsqueeze(0)
@@ -176,8 +193,18 @@ class ModelOracle:
         return probe, (None if per_sample else aux)
 
     @torch.no_grad()
-    def _load(self, point: Sequence[Tensor]) -> None:
-        torch._foreach_copy_(self.module_params, [q[0] for q in point])
+    def _load(self, point: Sequence[Tensor]) -> tuple[torch.nn.Module, list[Tensor]]:
+        """The model holding ``point`` and its parameters: the model itself for θ (``adopt``), else the probe
+        model, into which ``point`` is copied unless it holds it already (same tensors, unchanged since: a
+        tensor's ``_version`` counts its in-place changes)."""
+        if len(point) == len(self.home) and all(q is h for q, h in zip(point, self.home)):
+            return self.model, self.module_params
+        key = [(q, q._version) for q in point]
+        if self._loaded is None or len(key) != len(self._loaded) or not all(
+                a is b and va == vb for (a, va), (b, vb) in zip(key, self._loaded)):
+            torch._foreach_copy_(self.probe_params, [q[0] for q in point])
+            self._loaded = key
+        return self.probe_model, self.probe_params
 
     def _named(self, tensors: Sequence[Tensor]) -> dict[str, Tensor]:
         return dict(zip(self.names, tensors))

@@ -303,11 +303,14 @@ class _Runs:
         with torch.no_grad():
             self.state = self.variant.program.init(self.params, self.hp)
         self.oracle = ModelOracle(s.model, s.loss, s.dataset.kind, (s.x_train, s.y_train), (s.x_test, s.y_test))
+        self.params = self.oracle.adopt(self.params)
         n = len(configs)
         self.orders = {seed: BatchOrder(s.x_train.shape[0], self.config.batch_size, seed, s.device) for seed in seeds}
         self.seed_of = torch.tensor([seeds.index(c.seed) for c in configs], device=s.device)
         self.active = np.arange(n)  # original position of each stacked run
-        self.record = torch.full((len(RECORD_FIELDS), n, self.steps), math.nan, dtype=self.dtype, device=s.device)
+        # (steps, fields, runs): a step's rows are one contiguous block, written by one stack
+        self.record = torch.full((self.steps, len(RECORD_FIELDS), n), math.nan, dtype=self.dtype, device=s.device)
+        self.nan = torch.full((n,), math.nan, dtype=self.dtype, device=s.device)
         self.elapsed = np.full(self.steps, math.nan)
         self.diverged_step = np.full(n, -1, dtype=np.int64)
         self.frozen: dict[int, Tensor] = {}  # θ at the diverged step, per diverged run
@@ -333,9 +336,13 @@ class _Runs:
         # minibatch steps: one pass over the whole train set serves both the evaluation and the full gradient
         full = self.oracle.at_theta("train") if with_full and not full_batch else None
         if t % c.eval_every == 0:
+            if full_batch:  # the step's batch is the train set: its loss is the train loss
+                rows["train_loss"] = probe.loss
             self._evaluate(rows, outputs if full_batch else (None if full is None else full[1]))
-        bad = ~torch.isfinite(probe.loss)
-        if bool(bad.any()):  # the one host sync per step: a diverged run is recorded, then frozen
+        # the one host sync per step: a diverged run is recorded, then frozen (one run: a float is the cheapest)
+        finite = math.isfinite(probe.loss.item()) if len(self.active) == 1 else bool(torch.isfinite(probe.loss).all())
+        if not finite:
+            bad = ~torch.isfinite(probe.loss)
             self._diverge(t, rows, bad)
             if len(self.active) == 0:
                 self._tick(t)
@@ -381,7 +388,8 @@ class _Runs:
             if x.shape[0] == 0:
                 continue
             out = self.oracle.outputs(self.params, x) if out is None else out
-            rows[f"{split}_loss"] = self.oracle.metric(s.loss, out, y)
+            if f"{split}_loss" not in rows:
+                rows[f"{split}_loss"] = self.oracle.metric(s.loss, out, y)
             if s.classification:
                 rows[f"{split}_acc"] = self.oracle.metric(accuracy, out, y)
 
@@ -404,12 +412,16 @@ class _Runs:
 
     def _write(self, t: int, rows: Mapping[str, Tensor], mask: Tensor | None) -> None:
         """Store step t's rows (one value per active run) for the active runs, or only those in ``mask``."""
-        nan = torch.full((len(self.active),), math.nan, dtype=self.dtype, device=self.device)
-        values = torch.stack([rows[f].to(self.dtype) if f in rows else nan for f in RECORD_FIELDS])
+        nan = self.nan[:len(self.active)]
+        values = [_as(rows[f], self.dtype) if f in rows else nan for f in RECORD_FIELDS]
+        if mask is None and len(self.active) == self.record.shape[2]:  # every run active: stack in place
+            torch.stack(values, out=self.record[t])
+            return
+        stacked = torch.stack(values)
         where = torch.as_tensor(self.active, device=self.device)
         if mask is not None:
-            values, where = values[:, mask], where[mask]
-        self.record[:, where, t] = values
+            stacked, where = stacked[:, mask], where[mask]
+        self.record[t][:, where] = stacked
 
     def row(self) -> _Row:
         """The last step's scalars of the first active run (or of run 0), read lazily."""
@@ -426,7 +438,7 @@ class _Runs:
             self._evaluate(final, None)
         final_host = {k: v.cpu().double().numpy() for k, v in final.items()}
         theta_n = _flat(self.params).cpu().numpy() if len(self.active) else None
-        record = self.record.cpu().double().numpy()
+        record = self.record.cpu().double().numpy().transpose(1, 2, 0)  # (fields, runs, steps)
         snapshots = [(t, runs, theta.cpu().numpy(), None if e is None else e.cpu().numpy())
                      for t, runs, theta, e in self.snapshots]
         wall = time.perf_counter() - self.started
@@ -473,7 +485,7 @@ class _Row(Mapping):
 
     def _load(self) -> dict[str, float]:
         if self._values is None:
-            values = self._runs.record[:, self._k, self._t].tolist()
+            values = self._runs.record[self._t, :, self._k].tolist()
             self._values = {"step": self._t, **dict(zip(RECORD_FIELDS, values)),
                             "elapsed": float(self._runs.elapsed[self._t])}
         return self._values
@@ -502,6 +514,10 @@ def _stacked_hp(configs: Sequence[Config], dtype: torch.dtype, device: torch.dev
         else:
             out[key] = torch.tensor(values, dtype=dtype, device=device)
     return out
+
+
+def _as(t: Tensor, dtype: torch.dtype) -> Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _flat(tensors: Sequence[Tensor]) -> Tensor:

@@ -144,10 +144,10 @@ def sgd_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
     first = state["step"] == 1
     lr, wd, mom = hp["lr"], hp.get("weight_decay", 0.0), hp.get("momentum", 0.0)
     nesterov = hp.get("nesterov", False)
-    numbers = not any(isinstance(at(h, i), Tensor) for h in (lr, wd, mom) for i in range(len(params)))
-    if numbers and not any(isinstance(h, PerTensor) for h in (lr, wd, mom, nesterov)):
+    if not any(isinstance(h, (Tensor, PerTensor)) for h in (lr, wd, mom, nesterov)):  # the common case, checked first
         _sgd_foreach(list(params), list(grads), state["momentum_buffer"], lr, wd, mom, nesterov, first)
         return {"effective_lr": _full(params, lr)}
+    numbers = not any(isinstance(at(h, i), Tensor) for h in (lr, wd, mom) for i in range(len(params)))
     for i, (p, g, buf) in enumerate(zip(params, grads, state["momentum_buffer"])):
         lr_i, wd_i, mom_i, nesterov_i = at(lr, i), at(wd, i), at(mom, i), at(nesterov, i)
         if numbers:  # per-group numbers: the same kernels as the fused path, one tensor at a time

@@ -72,9 +72,12 @@ class ClosureOracle:
         self.params, self.closure, self.name = list(params), closure, name
         self.last_loss: Tensor | float | None = None  # the closure's return value at the last point evaluated
         self._theta: list[Tensor] | None = None
-        grads = [p.grad for p in self.params]
-        # a closure that zero-grads in place (set_to_none=False) would clear s_t under the program's feet
-        self._at_theta = [g.unsqueeze(0) if closure is None else g.detach().clone().unsqueeze(0) for g in grads]
+        grads = [p.grad.detach() for p in self.params]
+        # a closure that zero-grads in place (set_to_none=False) would clear s_t under the program's feet: copy it
+        # (x·1 is exact, and one fused call costs less than a clone per tensor)
+        if closure is not None:
+            grads = torch._foreach_mul(grads, 1.0)
+        self._at_theta = [g.unsqueeze(0) for g in grads]
 
     def grad(self, point: Sequence[Tensor] | None = None, *, batch: Batch = "step",
              per_sample: bool = False) -> Probe:
@@ -86,11 +89,11 @@ class ClosureOracle:
             raise ValueError(f"{self.name} needs a closure: step(closure) re-evaluates the loss at θ + e")
         with torch.no_grad():
             if self._theta is None:
-                self._theta = [p.detach().clone() for p in self.params]
+                self._theta = torch._foreach_mul([p.detach() for p in self.params], 1.0)
             torch._foreach_copy_(self.params, [q[0] for q in point])
         with torch.enable_grad():
             loss = self.closure()
-        grads = [p.grad.detach().clone().unsqueeze(0) for p in self.params]
+        grads = [g.unsqueeze(0) for g in torch._foreach_mul([p.grad.detach() for p in self.params], 1.0)]
         with torch.no_grad():  # restore θ_t by copy: subtracting e would add round-off
             torch._foreach_copy_(self.params, self._theta)
         self.last_loss = loss

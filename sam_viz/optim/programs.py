@@ -92,7 +92,7 @@ def ascent_descent(perturb: Callable, perturb_init: Callable = _no_state,
         s = oracle.grad().grads
         extra = {"names": names} if takes_names else {}
         eps, info = perturb(params, s, state, hp, **extra)
-        at_probe = oracle.grad([p + e for p, e in zip(params, eps)])  # the gradient at θ_t + e_t
+        at_probe = oracle.grad(torch._foreach_add(list(params), list(eps)))  # the gradient at θ_t + e_t
         g = at_probe.grads
         lr = _base(hp, base)[1](params, g, state, hp)["effective_lr"]
         return {**info, "perturbed_grad_norm": global_norm(g), "effective_lr": lr,
