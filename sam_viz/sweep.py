@@ -703,7 +703,7 @@ def _measure(config: Config, size: int) -> dict[str, float]:
     started = time.perf_counter()
     stamps: list[float] = []
     train([probe] * size, progress=lambda *_: stamps.append(time.perf_counter()), diagnostics=False)
-    set_up = stamps[0] - started - (stamps[2] - stamps[1])  # the set-up and the first step, less one step
+    set_up = max(0.0, stamps[0] - started - (stamps[2] - stamps[1]))  # set-up and first step, less one step
     batched_step = float(np.median(np.diff(stamps[1:]))) / size
     started = time.perf_counter()
     r = run(probe)
