@@ -112,7 +112,8 @@ def _filled_like(params: Tensors, value: HParam) -> list[Tensor]:
 
 @dataclass(frozen=True)
 class Rule:
-    """One optimizer as pure functions.
+    """The two phases of an ascent–descent optimizer as pure functions (``programs.Program.phases``; the step
+    program itself is what the engine and the adapter's ``step`` run).
 
     Attributes:
         init: ``init(params, hp) -> state``; allocates every state tensor once.
