@@ -416,3 +416,17 @@ def test_the_estimate_times_a_few_steps_of_the_grid_itself():
     run_grid(config, ("rho", [0.01, 0.1]), ("lr", [0.1]), strategy="batched", lambda_max=False)
     actual = time.perf_counter() - started
     assert 0 < seconds and actual / 5 < seconds < actual * 5  # the order of magnitude, on a shared machine
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "sam", "asam", "fsam", "lightsam1", "lightsam2", "lightsam3",
+                                  "adasam", "msam"])
+def test_every_cell_of_every_optimizer_equals_its_single_run(name):
+    from sam_viz.optim import OPTIMIZERS
+
+    base = SMALL.replace(optimizer=name, batch_size=32, dtype="float64", steps=6)
+    lr = OPTIMIZERS[name].hparams["lr"].default
+    x = ("rho", [0.0, OPTIMIZERS[name].hparams["rho"].default]) if "rho" in OPTIMIZERS[name].hparams else \
+        ("weight_decay", [0.0, 1e-3])
+    grid = run_grid(base, x, ("lr", [lr, 2 * lr]), seeds=2, strategy="batched", lambda_max=False)
+    for s, i, j in np.ndindex(grid.shape):
+        assert_cell_equals_run(grid, s, i, j)
