@@ -84,14 +84,20 @@ def run_notes(runs: Sequence[Run], labels: Sequence[str]) -> None:
                        f"there. {divergence_advice(r)}", icon=":material/warning:")
 
 
-def metric_chart(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) -> go.Figure:
+def metric_chart(settings: Settings, runs: Sequence[Run], labels: Sequence[str],
+                 seed_runs: Sequence[Sequence[Run]] | None = None) -> go.Figure:
     """A per-step metric the viewer picks (test accuracy by default), drawn for every run."""
     # analytic tasks have no data to classify and no test set: the loss itself is what to watch
     analytic = TASKS[settings.task].kind == "analytic"
     metric = view_option("series", st.selectbox, options=[m for m in SERIES if not analytic or not m.startswith("test_")])
-    fig = plots.series_figure(runs, metric, labels=labels)
+    fig = plots.series_figure(runs, metric, labels=labels, seed_runs=seeds_or_none(seed_runs))
     chart(fig, "series")
     return fig
+
+
+def seeds_or_none(seed_runs: Sequence[Sequence[Run]] | None) -> Sequence[Sequence[Run]] | None:
+    """Each label's runs over seeds for mean ± std bands, or None with a single seed (plain lines)."""
+    return seed_runs if seed_runs and len(seed_runs[0]) > 1 else None
 
 
 def divergence_advice(r: Run) -> str:

@@ -56,7 +56,7 @@ def render_surface() -> None:
     figures = [fig]
     if not analytic and runs[0].config.task != "digits":
         figures.append(_boundary(settings, runs, labels))
-    figures.append(metric_chart(settings, runs, labels))
+    figures.append(metric_chart(settings, runs, labels, seed_runs))
     exports("Loss surface", settings, runs, figures, [sc.note])
 
 
