@@ -1,12 +1,17 @@
-"""Time per optimizer step: our sam/fsam against pytorch-optimizer's, and LightSAM I/II/III's overhead over SAM.
+"""A recorded ``train.run`` against a plain pytorch-optimizer SAM loop, and the adapter's time per optimizer step.
 
-Run: ``python benchmarks/bench_optim.py`` (add ``--device cuda`` on a GPU machine). Each optimizer trains the same
-MLP on the same data; timings are medians over interleaved repeats, so machine noise hits every method alike.
+Run: ``python benchmarks/bench_optim.py`` (add ``--device cuda`` on a GPU machine, ``--part run`` or ``--part
+steps`` for one half). ``run``: 200 full-batch SAM steps of ``train.run`` on the default moons MLP with every
+record on (evaluation, full-gradient cosine, snapshots) against a loop of ``pytorch_optimizer.SAM`` over
+``torch.optim.SGD`` on the same model and data that records nothing (target: ≤ 1.3×). ``steps``: each optimizer
+through ``sam_viz.optim.make`` on one MLP. Timings are medians over interleaved repeats, so machine noise hits
+every method alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -18,7 +23,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sam_viz.config import Config  # noqa: E402
 from sam_viz.optim import make  # noqa: E402
+from sam_viz.train import run, setup  # noqa: E402
 
 try:
     import pytorch_optimizer as po
@@ -80,14 +87,80 @@ def _time_steps(factory, x, y, width: int, steps: int, device: torch.device) -> 
     return (time.perf_counter() - start) / steps
 
 
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bench_run(device: str, repeats: int, steps: int = 200) -> dict[str, float]:
+    """Seconds of ``train.run`` (records on) and of a plain pytorch-optimizer SAM loop, medians of interleaved
+    repeats, and their ratio."""
+    config = Config(optimizer="sam", steps=steps, device=device)
+    s = setup(config)
+    hp = config.hp
+
+    def ours() -> None:
+        run(config)
+
+    def ours_light() -> None:  # the same loop with the per-step evaluation, cosine and snapshots off
+        run(config.replace(eval_every=steps, fullgrad_every=steps, snapshot_every=steps))
+
+    def plain() -> None:
+        model = copy.deepcopy(s.model)  # θ_0 of the seed, as run builds it
+        opt = po.SAM(model.parameters(), torch.optim.SGD, rho=hp["rho"], lr=hp["lr"], momentum=hp["momentum"])
+        for _ in range(steps):
+            s.loss(model(s.x_train), s.y_train).backward()
+            opt.first_step(zero_grad=True)
+            s.loss(model(s.x_train), s.y_train).backward()
+            opt.second_step(zero_grad=True)
+        with torch.no_grad():
+            float(s.loss(model(s.x_train), s.y_train))
+
+    methods = {"train.run": ours, "train.run, records off": ours_light, "pytorch-optimizer SAM loop": plain}
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for fn in methods.values():  # warm-up
+        fn()
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            fn()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - started)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    print(f"# bench_optim --part run: {steps} full-batch SAM steps, moons MLP 2-32-32-2 tanh (N={s.x_train.shape[0]}), "
+          f"train.run records every step (eval_every=1: train and test loss/accuracy, fullgrad_every=1: cos(e, ∇L), "
+          f"snapshot_every=10; 'records off' sets all three to {steps}); {repeats} interleaved "
+          f"repeats; device={device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {_cpu()}")
+    for name, t in med.items():
+        print(f"{name:<32}{t:>8.3f} s  (min {min(times[name]):.3f})")
+    ratio = med["train.run"] / med["pytorch-optimizer SAM loop"]
+    light = med["train.run, records off"] / med["pytorch-optimizer SAM loop"]
+    print(f"ratio train.run / plain loop: {ratio:.3f} (target <= 1.3); with the records off: {light:.3f}")
+    return {"run_s": med["train.run"], "run_records_off_s": med["train.run, records off"],
+            "plain_s": med["pytorch-optimizer SAM loop"], "ratio": ratio, "ratio_records_off": light}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--part", choices=("all", "run", "steps"), default="all")
     parser.add_argument("--n", type=int, default=2000, help="samples (full batch)")
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
+    if args.part in ("all", "run") and po is not None:
+        print(json.dumps(bench_run(args.device, args.repeats)))
+    if args.part == "run":
+        return
     device = torch.device(args.device)
     x, y = _data(args.n, device)
     factories = _factories()
@@ -98,7 +171,7 @@ def main() -> None:
     med = {name: statistics.median(t) for name, t in times.items()}
     print(f"# bench_optim: MLP 2-{args.width}-{args.width}-2 (tanh), N={args.n} full batch, {args.steps} steps x "
           f"{args.repeats} interleaved repeats, device={device}, torch {torch.__version__}, threads "
-          f"{torch.get_num_threads()}, {platform.processor() or platform.machine()}")
+          f"{torch.get_num_threads()}, {_cpu()}")
     print(f"{'method':<32}{'ms/step':>10}{'ratio':>10}  vs")
     rows = []
     for name, t in med.items():

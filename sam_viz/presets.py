@@ -109,8 +109,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
          "runs": "sam;lightsam1;lightsam2", "sxv": "0.01,0.1,1", "syv": "0.01,0.1,1"},
         "The 3×3 (ρ, η) protocol of LightSAM's robustness study on the 8×8 digits (a short version: 150 steps): "
         "final test accuracy per cell and the mean ± std over the nine cells. The paper reports that LightSAM's "
-        "accuracy varies little over such a grid. Our full reproduction (benchmarks/RESULTS.md: 1,500 steps, three "
-        "seeds, each method on its own grid) does not confirm it: LightSAM-I reached 72.8 ± 26.9%, LightSAM-II "
+        "accuracy varies little over such a grid. Our full reproduction (its table is on the preset's page: 1,500 "
+        "steps, three seeds, each method on its own grid) does not confirm it: LightSAM-I reached 72.8 ± 26.9%, LightSAM-II "
         "48.8 ± 42.7% and SAM 68.2 ± 41.1%, while AdaSAM was the robust one (95.2 ± 2.9%). LightSAM-II fails "
         "where its first probe is ρ in every coordinate (ρ = 1) and at η = 1; LightSAM-I is slow at η = 0.01.",
     ),

@@ -6,12 +6,17 @@ directly to check that a figure's data equal the engine's.
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import re
+import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from . import landscape as L
@@ -20,9 +25,11 @@ from .curvature import CurvatureTrace, over_training
 from .data import TASKS, analytic_loss
 from .hessian import MAX_DENSE_PARAMS, EigenResult, make_hvp, spectral_density, top_eigenvalues
 from .models import split_parameters
+from .optim import OPTIMIZERS
 from .records import Run
-from .settings import Settings
-from .train import lockstep, setup
+from .settings import SWEEP_METRICS, Settings
+from .sweep import MAX_CELL_STEPS, Grid, robustness, run_grid
+from .train import lockstep, run, setup
 
 
 def runs_key(configs: Sequence[Config]) -> str:
@@ -287,11 +294,296 @@ def hessian_spectra(settings: Settings, runs: Sequence[Run], *, progress: Callab
 # ------------------------------------------------------------------------------------------------ sweep
 
 
+AXIS_NAMES = {"rho": "ρ", "lr": "learning rate"}
+MAX_SWEEP_VALUES = 9  # per axis, as the URL accepts (settings: 1 to 9 values); a 9 × 9 map stays legible
+HEATMAP_FIELDS = {"test_acc": "final_test_acc", "test_loss": "final_test_loss", "train_loss": "final_train_loss",
+                  "lambda_max": "lambda_max"}
+
+
+def _axis_name(name: str) -> str:
+    return AXIS_NAMES.get(name, name)
+
+
+def _values_text(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def parse_sweep_values(text: str, low: float, high: float, previous: Sequence[float],
+                       max_values: int = MAX_SWEEP_VALUES) -> tuple[tuple[float, ...], str]:
+    """The values a typed list of numbers stands for, and one note on what was changed ("" when nothing was).
+
+    Numbers may be separated by commas, semicolons or spaces. Words and NaN/inf are left out, values outside
+    [low, high] clamped, repeats kept once, and only the first ``max_values`` distinct values used; the values are
+    returned sorted. When nothing usable is left, ``previous`` stays. The note is a single sentence however many
+    values were changed, e.g. "Used 0.01, 0.1: 'abc' is not a number."
+
+    Args:
+        text: what was typed.
+        low, high: the valid range.
+        previous: the values in use before (kept when the text holds none).
+        max_values: the most values an axis takes.
+
+    Returns:
+        (values, note).
+    """
+    words = [w for w in re.split(r"[,;\s]+", str(text).strip()) if w]
+    bad, infinite, numbers = [], [], []
+    for word in words:
+        try:
+            number = float(word)
+        except ValueError:
+            bad.append(word)
+            continue
+        (numbers if math.isfinite(number) else infinite).append(number if math.isfinite(number) else word)
+    below, above = sum(n < low for n in numbers), sum(n > high for n in numbers)
+    clamped = [min(max(n, low), high) for n in numbers]
+    distinct = list(dict.fromkeys(clamped))
+    repeats = len(numbers) - len(set(numbers))
+    problems = []
+    if bad:
+        shown = ", ".join(repr(w) for w in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        problems.append(f"{shown} {'is not a number' if len(bad) == 1 else 'are not numbers'}")
+    if infinite:
+        shown = ", ".join(repr(w) for w in infinite[:3]) + (f" and {len(infinite) - 3} more" if len(infinite) > 3 else "")
+        problems.append(f"{shown} {'is not a finite number' if len(infinite) == 1 else 'are not finite numbers'}")
+    if below:
+        problems.append(f"{_count(below, 'value', 'values')} below {low:g} raised to {low:g}")
+    if above:
+        problems.append(f"{_count(above, 'value', 'values')} above {high:g} lowered to {high:g}")
+    if repeats:
+        problems.append(f"{_count(repeats, 'repeated value', 'repeated values')} kept once")
+    if len(distinct) > max_values:
+        problems.append(f"only the first {max_values} of {len(distinct)} values are used (at most {max_values} per "
+                        "axis)")
+        distinct = distinct[:max_values]
+    if not words:
+        problems.append("the box was empty")
+    elif not distinct and not problems:
+        problems.append("no usable number was given")
+    values = tuple(sorted(distinct)) if distinct else tuple(previous)
+    return values, (f"Used {_values_text(values)}: {'; '.join(problems)}." if problems else "")
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What the sensitivity view can sweep.
+
+    Attributes:
+        entries: (label, base config) of each run that is swept.
+        skipped: (label, reason) of each run that is not, e.g. ("SGD", "has no ρ hyperparameter").
+        problem: why nothing at all can be swept ("" when the grid itself is fine).
+    """
+
+    entries: list[tuple[str, Config]]
+    skipped: list[tuple[str, str]]
+    problem: str
+
+    @property
+    def message(self) -> str:
+        """One sentence for the user when nothing is swept ("" otherwise)."""
+        if self.entries:
+            return ""
+        if self.problem:
+            return self.problem
+        reasons = "; ".join(f"{label} {reason}" for label, reason in self.skipped)
+        return f"None of the chosen optimizers can be swept: {reasons}."
+
+
+def sweep_plan(settings: Settings) -> SweepPlan:
+    """The runs of ``settings`` that have both swept hyperparameters over the whole grid, and why others don't."""
+    sx, sy = settings.sx, settings.sy
+    if sx == sy:
+        return SweepPlan([], [], f"x and y must be different hyperparameters (both are {_axis_name(sx)}): choose "
+                                 "another hyperparameter for one axis.")
+    n_cells = settings.sseeds * len(settings.sxv) * len(settings.syv)
+    if n_cells * settings.steps > MAX_CELL_STEPS:
+        return SweepPlan([], [], f"{n_cells} cells × {settings.steps} steps is more than the {MAX_CELL_STEPS:,} "
+                                 "cell-steps a sweep may train: use fewer values, seeds or steps.")
+    try:
+        configs = settings.configs()
+    except ValueError as err:
+        return SweepPlan([], [], f"These settings cannot be trained: {err}")
+    entries, skipped = [], []
+    for label, config in zip(settings.labels, configs):
+        reason = _sweep_reason(config, ((sx, settings.sxv), (sy, settings.syv)))
+        if reason:
+            skipped.append((label, reason))
+        else:
+            entries.append((label, config))
+    return SweepPlan(entries, skipped, "")
+
+
+def _sweep_reason(config: Config, axes: Sequence[tuple[str, Sequence[float]]]) -> str:
+    """Why ``config`` cannot be swept over ``axes`` ("" when it can)."""
+    specs = OPTIMIZERS[config.optimizer].hparams
+    missing = [_axis_name(name) for name, _ in axes if name not in specs]
+    if missing:
+        return f"has no {' or '.join(missing)} hyperparameter"
+    for name, values in axes:
+        spec = specs[name]
+        if spec.kind != "float":
+            return f"cannot sweep {_axis_name(name)} (not a number)"
+        outside = [v for v in values if not spec.low <= v <= spec.high]
+        if outside:
+            return (f"takes {_axis_name(name)} only in [{spec.low:g}, {spec.high:g}], not "
+                    f"{_values_text(outside)}")
+    (x, xv), (y, yv) = axes
+    for a in (min(xv), max(xv)):
+        for b in (min(yv), max(yv)):
+            try:
+                config.replace(**{x: a, y: b})
+            except ValueError as err:
+                return f"cannot train {_axis_name(x)} = {a:g}, {_axis_name(y)} = {b:g}: {err}"
+    return ""
+
+
 def sweep_configs(settings: Settings) -> list[tuple[str, Config]]:
     """(label, base config) of each run that has both swept hyperparameters; others are skipped by the view."""
-    out = []
-    for label, config in zip(settings.labels, settings.configs()):
-        names = set(config.hp)
-        if settings.sx in names and settings.sy in names and settings.sx != settings.sy:
-            out.append((label, config))
-    return out
+    return sweep_plan(settings).entries
+
+
+def grid_key(config: Config, x: tuple[str, Sequence[float]], y: tuple[str, Sequence[float]], seeds: int) -> str:
+    """A stable key for one optimizer's grid (primitive values only)."""
+    return json.dumps([config.to_flat(), x[0], list(x[1]), y[0], list(y[1]), seeds], sort_keys=True, default=str)
+
+
+def sweep_all(entries: Sequence[tuple[str, Config]], x: tuple[str, Sequence[float]], y: tuple[str, Sequence[float]],
+              seeds: int, known: Sequence[Grid | None], progress: Callable[[int, int], None],
+              should_stop: Callable[[], bool]) -> list[tuple[str, Grid]]:
+    """Every entry's grid with one progress count over all of them; a stop keeps the grids (and cells) done so far.
+
+    Args:
+        entries: (label, base config) per optimizer.
+        x, y: (name, values) of the columns and rows.
+        seeds: seeds per cell.
+        known: per entry a grid computed before (taken as it is) or None (trained now).
+        progress: ``progress(done, total)`` in cell-steps over all entries.
+        should_stop: polled between steps; True ends the sweep.
+
+    Returns:
+        (label, grid) per entry reached; after a stop the last one is partial (``grid.stopped``) and later entries
+        are missing.
+    """
+    per_cell = seeds * len(x[1]) * len(y[1])
+    total = sum(per_cell * config.steps for _, config in entries)
+    done: list[tuple[str, Grid]] = []
+    offset = 0
+    progress(0, total)  # the bar shows the whole sweep's size at once
+    for (label, config), grid in zip(entries, known):
+        if grid is None:
+            # one fixed strategy: a timing-based choice would make a shared link's map depend on machine load
+            grid = run_grid(config, x=(x[0], list(x[1])), y=(y[0], list(y[1])), seeds=seeds, strategy="batched",
+                            progress=lambda d, _t, *_, base=offset: progress(base + d, total), should_stop=should_stop)
+        done.append((label, grid))
+        if grid.stopped:  # the count stays where the stop left it
+            break
+        offset += per_cell * config.steps
+        progress(offset, total)
+    return done
+
+
+PROBE_STEPS = 3  # steps of the real grid timed before a sweep (the first is a warm-up)
+
+
+def sweep_estimate(config: Config, x: tuple[str, Sequence[float]], y: tuple[str, Sequence[float]], seeds: int,
+                   probe_steps: int = PROBE_STEPS) -> float:
+    """Seconds the batched engine should need to train this grid on this machine now (λ_max left out).
+
+    Times ``probe_steps`` steps of the very grid the sweep trains (same cells, same chunks) and scales the median
+    step after the first (a warm-up) to ``config.steps``; the probe costs about ``probe_steps / config.steps`` of
+    the sweep. A busy machine gives a longer estimate, as it gives a longer sweep.
+    """
+    stamps: list[tuple[float, int]] = []
+    probe = config.replace(steps=min(probe_steps, config.steps), snapshot_every=1)
+    started = time.perf_counter()
+    run_grid(probe, x=(x[0], list(x[1])), y=(y[0], list(y[1])), seeds=seeds, strategy="batched", lambda_max=False,
+             progress=lambda d, _t, *_: stamps.append((time.perf_counter(), d)))
+    total = time.perf_counter() - started
+    n_cells = seeds * len(x[1]) * len(y[1])
+    times, done = np.array([t for t, _ in stamps]), np.array([d for _, d in stamps])
+    if len(times) < 3:
+        return total / max(1, probe.steps) * config.steps
+    per_cell_step = float(np.median(np.diff(times[1:]) / np.maximum(np.diff(done[1:]), 1)))
+    setup_s = max(0.0, total - per_cell_step * n_cells * probe.steps)
+    return per_cell_step * n_cells * config.steps + setup_s
+
+
+@dataclass(frozen=True, eq=False)
+class SweepPanel:
+    """One optimizer's heatmap: the seed mean and std of a final metric per cell, diverged seeds left out.
+
+    Attributes:
+        mean, std: (ny, nx) over the seeds that did not diverge (NaN where none did, or the cell was not computed).
+        diverged: (ny, nx) every seed of the cell diverged; n_diverged: (ny, nx) how many did.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    diverged: np.ndarray
+    n_diverged: np.ndarray
+
+
+def sweep_panel(grid: Grid, metric: str) -> SweepPanel:
+    """The heatmap of ``metric`` ("test_acc", "test_loss", "train_loss" or "lambda_max") for one grid."""
+    values = np.array(getattr(grid, HEATMAP_FIELDS[metric]), dtype=np.float64)
+    kept = np.where(grid.diverged, np.nan, values)
+    counted = np.isfinite(kept).sum(axis=0)
+    total = np.where(np.isfinite(kept), kept, 0.0).sum(axis=0)
+    mean = np.where(counted > 0, total / np.maximum(counted, 1), np.nan)
+    squares = np.where(np.isfinite(kept), (kept - mean) ** 2, 0.0).sum(axis=0)
+    std = np.where(counted > 0, np.sqrt(squares / np.maximum(counted, 1)), np.nan)
+    return SweepPanel(mean, std, grid.diverged.all(axis=0), grid.diverged.sum(axis=0))
+
+
+def heatmap_metric(grids: Sequence[tuple[str, Grid]], metric: str) -> str:
+    """The metric the heatmaps show: ``metric``, or the train loss where it is a test metric and the task has no
+    test set (analytic losses)."""
+    if metric.startswith("test") and not any(np.isfinite(g.final_test_loss).any() for _, g in grids):
+        return "train_loss"
+    return metric
+
+
+def robustness_metric(grids: Sequence[tuple[str, Grid]], metric: str) -> str:
+    """The metric the robustness table summarises: the heatmap's when it is a final metric, else the test
+    accuracy; the train loss for tasks without a test set."""
+    return heatmap_metric(grids, metric if metric in SWEEP_METRICS else "test_acc")
+
+
+def robustness_rows(grids: Sequence[tuple[str, Grid]], metric: str) -> list[dict[str, object]]:
+    """One row per optimizer: mean and spreads of ``metric`` over the grid (``sweep.robustness``)."""
+    rows = []
+    for label, g in grids:
+        r = robustness(g, metric)
+        rows.append({"optimizer": label, "metric": metric, "mean": r.mean, "std over cells": r.std_cells,
+                     "std over seeds": r.std_seeds if g.seeds > 1 else math.nan, "std over all values": r.std,
+                     "best cell": r.best, "cells within 1% of best": r.share_near_best,
+                     "diverged": f"{r.n_diverged}/{r.n_values}", "cells": int(g.shape[1] * g.shape[2]),
+                     "seeds": g.seeds, "stopped": g.stopped, "strategy": g.strategy,
+                     "seconds": round(g.wall_time, 2)})
+    return rows
+
+
+def sweep_zip(grids: Sequence[tuple[str, Grid]]) -> bytes:
+    """A zip of each grid as ``grid{k}_{optimizer}.npz`` (every array, ``Grid.load`` reads it) and ``.json``
+    (``Grid.summary()`` plus the label)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for k, (label, g) in enumerate(grids):
+            npz = io.BytesIO()
+            g.save(npz)
+            zf.writestr(f"grid{k}_{g.config.optimizer}.npz", npz.getvalue())
+            zf.writestr(f"grid{k}_{g.config.optimizer}.json", json.dumps({"label": label, **g.summary()}, indent=2))
+    return buffer.getvalue()
+
+
+def sweep_cells(grids: Sequence[tuple[str, Grid]]) -> pd.DataFrame:
+    """Every cell of every grid, one row each (``Grid.to_frame``) with the optimizer's label first."""
+    frames = [g.to_frame().assign(optimizer=label) for label, g in grids]
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    return out[["optimizer", *[c for c in out.columns if c != "optimizer"]]]

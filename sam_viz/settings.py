@@ -80,6 +80,7 @@ class Settings:
     sy: str = _f("lr", FieldSpec("choice", choices=("lr", "rho"), label="y axis"))
     syv: tuple[float, ...] = _f((0.01, 0.03, 0.1, 0.3, 1.0), FieldSpec("floats", 1e-6, 10.0, label="y values"))
     smetric: str = _f("test_acc", FieldSpec("choice", choices=SWEEP_METRICS, label="Heatmap metric"))
+    sseeds: int = _f(1, FieldSpec("int", 1, 5, label="Seeds", help="Seeds per cell (seed, seed + 1, …): the heatmaps show the mean over seeds, the hover its std."))
     preset: str = _f("", FieldSpec("str", label="Preset"))
 
     # ------------------------------------------------------------------ experiment → engine configs

@@ -13,24 +13,22 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.func import functional_call, grad_and_value, vmap
 
 from .config import Config
 from .hessian import top_eigenvalues
-from .models import accuracy
-from .optim import OPTIMIZERS, global_norm, make_rule, one_pass_info, validate
-from .records import Run, output_path
-from .train import BatchOrder, ProgressFn, Setup, StopFn, resolve_device, run, setup
+from .optim import OPTIMIZERS
+from .records import Run, json_ready, output_path
+from .train import ProgressFn, Setup, StopFn, resolve_device, run, setup, train
 
 MAX_AXIS_VALUES = 15  # values per axis: a 15 × 15 heat map is the largest the view draws legibly
 MAX_SEEDS = 5
@@ -155,19 +153,35 @@ class Grid:
         self.to_frame().to_csv(path, index=False)
         return path
 
-    def save(self, path: str | Path) -> Path:
-        """Write every array to ``path`` (``.npz``) with the config and scalars as JSON."""
-        path = Path(path)
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready record of the grid: config (flat), axes, seeds, per-cell final metrics and the status.
+
+        The per-cell arrays are nested lists indexed [seed][i_y][j_x]; NaN/inf are ``None`` (standard JSON).
+        """
+        cells = {name: getattr(self, name) for name in CELL_FIELDS}
+        return json_ready({
+            "config": self.config.to_flat(), "x_name": self.x_name, "x_values": self.x_values,
+            "y_name": self.y_name, "y_values": self.y_values, "seeds": self.seeds,
+            "seed_values": self.seed_values, "shape": list(self.shape), "stopped": self.stopped,
+            "wall_time": self.wall_time, "strategy": self.strategy, "device": self.device, **cells,
+        })
+
+    def save(self, path: str | Path | BinaryIO) -> Path | BinaryIO:
+        """Write every array to ``path`` (``.npz``, or an open binary file) with the config and scalars as JSON."""
         arrays = {name: getattr(self, name) for name in ("x_values", "y_values", *STEP_FIELDS, *CELL_FIELDS)}
         meta = {"config": self.config.to_flat(), "x_name": self.x_name, "y_name": self.y_name, "seeds": self.seeds,
                 "stopped": self.stopped, "wall_time": self.wall_time, "strategy": self.strategy, "device": self.device}
+        if hasattr(path, "write"):
+            np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
+            return path
+        path = Path(path)
         np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
         return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
     @classmethod
-    def load(cls, path: str | Path) -> Grid:
-        """Read a grid written by ``save``."""
-        with np.load(Path(path), allow_pickle=False) as data:
+    def load(cls, path: str | Path | BinaryIO) -> Grid:
+        """Read a grid written by ``save`` (a path or an open binary file)."""
+        with np.load(path if hasattr(path, "read") else Path(path), allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             arrays = {name: data[name] for name in data.files if name != "meta"}
         return cls(config=Config.from_flat(meta.pop("config")), **meta, **arrays)
@@ -310,9 +324,9 @@ def run_grid(base_config: Config, x: tuple[str, Sequence[float]] = ("rho", (0.01
     cell's dynamics do not amplify round-off: large ρ·η runs are chaotic and any two implementations drift apart).
     Three strategies compute it:
 
-    * "batched": a chunk of cells shares one training loop. Their parameters are stacked along a leading "runs"
-      dimension R, ``vmap(grad_and_value(...))`` takes every cell's gradient in one call, and the optimizer's
-      functional rule perturbs and updates all R cells at once with the swept hyperparameters as (R,) tensors. A
+    * "batched": a chunk of cells is one stacked ``train.train`` call (the engine's only training loop): their
+      parameters are stacked along a leading "runs" dimension, ``vmap`` takes every cell's gradient in one call,
+      and the optimizer's step program updates all of them with the swept hyperparameters as (R,) tensors. A
       cell whose loss turns NaN/inf is recorded, then dropped from the stack (frozen); the others go on unchanged.
     * "process": a pool of worker processes, each running ``train.run`` on one cell at a time.
     * "sequential": ``train.run`` on each cell in turn.
@@ -447,199 +461,30 @@ class _Sink:
 
 def _train_batched(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn | None,
                    memory_budget_mb: float) -> str:
-    """Train the grid chunk by chunk; each chunk's cells share one vmapped training loop."""
+    """Train the grid chunk by chunk; each chunk's cells are one stacked ``train.train`` call."""
     n = len(plan.cells)
     size = chunk_size(plan.base, n, memory_budget_mb)
     if resolve_device(plan.base.device).type == "cpu":
         _retain_freed_memory(memory_budget_mb)
     n_chunks = math.ceil(n / size)
     size = math.ceil(n / n_chunks)  # even chunks: the last one is not a straggler of one or two cells
-    device = ""
     for c in range(n_chunks):
         ks = list(range(c * size, min(n, (c + 1) * size)))
-        chunk = _Chunk([plan.cells[k] for k in ks], (plan.x_name, plan.y_name))
-        device = str(chunk.device)
         offset = ks[0] * plan.steps
+        diverged_before = int((sink.diverged_step >= 0).sum())
 
-        def tick(t: int, active: int, c: int = c, chunk: _Chunk = chunk, offset: int = offset) -> None:
-            diverged = int((sink.diverged_step >= 0).sum() + (chunk.diverged_step >= 0).sum())
-            report(offset + (t + 1) * len(chunk.cells),
-                   {"phase": "train", "chunk": c, "n_chunks": n_chunks, "active": active, "diverged": diverged})
+        def tick(t: int, _total: int, row: Any, c: int = c, ks: list = ks, offset: int = offset,
+                 before: int = diverged_before) -> None:
+            report(offset + t * len(ks), {"phase": "train", "chunk": c, "n_chunks": n_chunks, "active": row.active,
+                                          "diverged": before + row.diverged})
 
-        chunk.train(tick, should_stop)
-        chunk.deliver(sink, ks)
-        if chunk.stopped:
+        runs = train([plan.cells[k] for k in ks], progress=tick, should_stop=should_stop, diagnostics=False)
+        for k, r in zip(ks, runs):
+            sink.add_run(k, r)
+        if any(r.stopped for r in runs):
             sink.stopped = True
             break
-    return device
-
-
-class _Chunk:
-    """Cells trained together: stacked parameters (R, ...), the rule's state and per-run hyperparameters.
-
-    Args:
-        cells: the cell configs; they differ only in the ``axes`` hyperparameters and the seed.
-        axes: the hyperparameters passed to the rule as per-run (R,) tensors.
-    """
-
-    def __init__(self, cells: Sequence[Config], axes: Sequence[str]) -> None:
-        self.cells, self.config = list(cells), cells[0]
-        seeds = sorted({c.seed for c in cells})
-        setups = {seed: setup(self.config.replace(seed=seed)) for seed in seeds}  # θ_0 as train.run builds it
-        self.s: Setup = setups[self.config.seed]
-        self.device, self.dtype = self.s.device, self.s.x_train.dtype
-        self.names = [n for n, _ in self.s.model.named_parameters()]
-        models = [dict(setups[c.seed].model.named_parameters()) for c in cells]
-        self.params = [torch.stack([m[n].detach() for m in models]) for n in self.names]
-        given = {key: self._per_run(key) for key in axes}
-        self.hp = validate(self.config.optimizer, {**self.config.hp, **given})
-        self.rule = make_rule(self.config.optimizer, self.hp.get("base", "sgd"))
-        with torch.no_grad():
-            self.state = self.rule.init(self.params, self.hp)
-        self.active = torch.arange(len(cells), device=self.device)  # chunk position of each stacked run
-        self.orders = {seed: BatchOrder(self.s.x_train.shape[0], self.config.batch_size, seed, self.device)
-                       for seed in seeds}
-        self.seed_of = torch.tensor([seeds.index(c.seed) for c in cells], device=self.device)
-        self.record = torch.full((len(STEP_FIELDS), len(cells), self.config.steps), math.nan, dtype=self.dtype,
-                                 device=self.device)
-        self.diverged_step = np.full(len(cells), -1, dtype=np.int64)
-        self.n_steps, self.stopped = 0, False
-        self._build_functions()
-
-    def _per_run(self, key: str) -> Tensor:
-        return torch.tensor([c.hp[key] for c in self.cells], dtype=self.dtype, device=self.device)
-
-    def _build_functions(self) -> None:
-        model, loss = self.s.model, self.s.loss
-
-        def loss_and_outputs(p: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-            out = functional_call(model, p, (x,))
-            return loss(out, y), out
-
-        step = grad_and_value(loss_and_outputs, has_aux=True)
-        # Shared data (full batch, one seed) is broadcast; per-cell minibatches (several seeds) are mapped.
-        self.grad = {None: vmap(step, in_dims=(0, None, None)), 0: vmap(step, in_dims=(0, 0, 0))}
-        self.forward = vmap(lambda p, x: functional_call(model, p, (x,)), in_dims=(0, None))
-        self.loss = vmap(loss, in_dims=(0, None))
-        self.accuracy = vmap(accuracy, in_dims=(0, None))
-
-    # ------------------------------------------------------------------ one step
-
-    @torch.no_grad()
-    def train(self, tick: Callable[[int, int], None], should_stop: StopFn | None) -> None:
-        """Run every step (or until all cells diverged or a stop), recording each step's metrics."""
-        for t in range(self.config.steps):
-            if should_stop is not None and should_stop():
-                self.stopped = True
-                break
-            self._step(t)
-            self.n_steps = t + 1
-            tick(t, len(self.active))
-            if len(self.active) == 0:
-                break
-
-    def _step(self, t: int) -> None:
-        x, y, in_dim = self._batch()
-        grads, (loss, outputs) = self.grad[in_dim](self._named(self.params), x, y)
-        rows = {"batch_loss": loss}
-        if t % self.config.eval_every == 0:
-            self._evaluate(rows, outputs if self.config.batch_size == 0 else None)
-        bad = ~torch.isfinite(loss)
-        s = [grads[n] for n in self.names]
-        if bool(bad.any()):  # the one host sync per step: a diverged cell is recorded, then frozen
-            self._write(t, rows, bad)
-            self.diverged_step[self.active[bad].cpu().numpy()] = t
-            keep = ~bad
-            s, rows = _take(s, keep), _take(rows, keep)
-            if in_dim == 0:
-                x, y = x[keep], y[keep]
-            self._compact(keep)
-            if len(self.active) == 0:
-                return
-        rows.update(self._optimizer_step(s, x, y, in_dim))
-        self._write(t, rows, None)
-
-    def _optimizer_step(self, s: list[Tensor], x: Tensor, y: Tensor, in_dim: int | None) -> dict[str, Tensor]:
-        """perturb at θ_t, gradient at θ_t + e_t, update; the rows of ``adapter.StepReport``."""
-        if self.rule.perturb is None:  # one-pass method: the step uses s_t itself
-            info = one_pass_info(s)
-            g, perturbed_loss = s, torch.full_like(info["grad_norm"], math.nan)
-        else:
-            extra = {"names": self.names} if self.rule.takes_names else {}
-            eps, info = self.rule.perturb(self.params, s, self.state, self.hp, **extra)
-            perturbed = self._named([p + e for p, e in zip(self.params, eps)])
-            grads, (perturbed_loss, _) = self.grad[in_dim](perturbed, x, y)
-            g = [grads[n] for n in self.names]
-        perturbed_grad_norm = global_norm(g)
-        update = self.rule.update(self.params, g, self.state, self.hp)
-        return {**info, "perturbed_grad_norm": perturbed_grad_norm, "perturbed_loss": perturbed_loss,
-                "effective_lr": update["effective_lr"]}
-
-    def _batch(self) -> tuple[Tensor, Tensor, int | None]:
-        """This step's (x, y): shared by all cells (full batch, one seed) or one minibatch per cell (R, B, ...)."""
-        s = self.s
-        if self.config.batch_size == 0:
-            return s.x_train, s.y_train, None
-        idx = [order.next() for order in self.orders.values()]  # every seed's order advances, as in its run
-        if len(idx) == 1:
-            return s.x_train[idx[0]], s.y_train[idx[0]], None
-        per_cell = torch.stack(idx)[self.seed_of[self.active]]
-        return s.x_train[per_cell], s.y_train[per_cell], 0
-
-    def _evaluate(self, rows: dict[str, Tensor], train_outputs: Tensor | None) -> None:
-        """Full train (reusing the full-batch outputs) and test loss/accuracy, as ``train._evaluate``."""
-        s = self.s
-        for split, x, y, outputs in (("train", s.x_train, s.y_train, train_outputs),
-                                     ("test", s.x_test, s.y_test, None)):
-            if x.shape[0] == 0:
-                continue
-            out = self.forward(self._named(self.params), x) if outputs is None else outputs
-            rows[f"{split}_loss"] = self.loss(out, y)
-            if s.classification:
-                rows[f"{split}_acc"] = self.accuracy(out, y)
-
-    def _write(self, t: int, rows: Mapping[str, Tensor], mask: Tensor | None) -> None:
-        """Store step t's rows (one value per active run) for the active runs, or only those in ``mask``."""
-        nan = torch.full((len(self.active),), math.nan, dtype=self.dtype, device=self.device)
-        values = torch.stack([rows[f].to(self.dtype) if f in rows else nan for f in STEP_FIELDS])
-        where = self.active
-        if mask is not None:
-            values, where = values[:, mask], where[mask]
-        self.record[:, where, t] = values
-
-    def _compact(self, keep: Tensor) -> None:
-        """Drop diverged runs from everything stacked along R, so the rest continue unaffected."""
-        runs = len(self.active)
-        self.params = _take(self.params, keep, runs)
-        self.state = _take(self.state, keep, runs)
-        self.hp = _take(self.hp, keep, runs)
-        self.active = self.active[keep]
-
-    def _named(self, tensors: Sequence[Tensor]) -> dict[str, Tensor]:
-        return dict(zip(self.names, tensors))
-
-    # ------------------------------------------------------------------ results
-
-    @torch.no_grad()
-    def deliver(self, sink: _Sink, ks: Sequence[int]) -> None:
-        """Copy the chunk's records, final metrics and θ_n into the sink (cells ``ks``)."""
-        ks = np.asarray(ks)
-        record = self.record.cpu().double().numpy()
-        for f, name in enumerate(STEP_FIELDS):
-            sink.series[name][ks] = record[f]
-        diverged = self.diverged_step >= 0
-        sink.diverged_step[ks] = self.diverged_step
-        sink.n_steps[ks] = np.where(diverged, self.diverged_step + 1, self.n_steps)
-        if len(self.active) == 0:
-            return
-        final: dict[str, Tensor] = {}
-        self._evaluate(final, None)
-        where = ks[self.active.cpu().numpy()]
-        for split_metric, values in final.items():
-            sink.final[f"final_{split_metric}"][where] = values.cpu().double().numpy()
-        theta = torch.cat([p.reshape(len(self.active), -1) for p in self.params], dim=1).cpu().numpy()
-        for k, row in zip(where, theta):
-            sink.theta[int(k)] = row
+    return str(resolve_device(plan.base.device))
 
 
 _RETAINED_MB = 0.0  # the heap size glibc has been asked to keep (see _retain_freed_memory)
@@ -666,18 +511,6 @@ def _retain_freed_memory(memory_budget_mb: float) -> None:
     libc.mallopt(m_mmap_threshold, 32 * 2**20)  # blocks up to 32 MB (glibc's maximum) come from the heap
     libc.mallopt(m_trim_threshold, int(2 * memory_budget_mb * 2**20))
     _RETAINED_MB = memory_budget_mb
-
-
-def _take(obj: Any, keep: Tensor, runs: int | None = None) -> Any:
-    """``obj`` with only the runs in ``keep``: every tensor whose leading dimension is the run count."""
-    runs = int(keep.shape[0]) if runs is None else runs
-    if isinstance(obj, Tensor):
-        return obj[keep] if obj.dim() > 0 and obj.shape[0] == runs else obj
-    if isinstance(obj, list):
-        return [_take(o, keep, runs) for o in obj]
-    if isinstance(obj, dict):
-        return {key: _take(value, keep, runs) for key, value in obj.items()}
-    return obj  # numbers, step counters, tuples of hyperparameters
 
 
 def chunk_size(config: Config, n_cells: int, memory_budget_mb: float) -> int:
@@ -884,10 +717,9 @@ def _measure(config: Config, size: int) -> dict[str, float]:
     """
     probe = config.replace(steps=PROBE_STEPS, snapshot_every=PROBE_STEPS)
     started = time.perf_counter()
-    chunk = _Chunk([probe] * size, ())
-    set_up = time.perf_counter() - started
-    stamps = [time.perf_counter()]
-    chunk.train(lambda t, active: stamps.append(time.perf_counter()), None)
+    stamps: list[float] = []
+    train([probe] * size, progress=lambda *_: stamps.append(time.perf_counter()), diagnostics=False)
+    set_up = max(0.0, stamps[0] - started - (stamps[2] - stamps[1]))  # set-up and first step, less one step
     batched_step = float(np.median(np.diff(stamps[1:]))) / size
     started = time.perf_counter()
     r = run(probe)

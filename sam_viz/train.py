@@ -1,16 +1,22 @@
-"""Training runs: ``run(config) -> Run``, and ``run_many`` for several optimizers from one initialisation.
+"""The training loop: ``train(configs) -> [Run]`` trains R ≥ 1 configs as stacked runs; everything else calls it.
 
-Each step follows the documented calling convention (backward at θ_t, then ``opt.step(closure)`` on the same
-batch) and records what the views need: losses, gradient norms, the perturbation e_t and how much of it lies
-along the full-batch gradient. Divergence (NaN/inf loss) ends a run cleanly and marks it; a stop request keeps
-everything computed so far.
+Parameters of the R runs are stacked along a leading "runs" dimension; each step hands them, the optimizer's
+state and the per-run hyperparameters to the registry's step program (``sam_viz.optim.programs``) with a
+``ModelOracle`` (``sam_viz.oracle``) that evaluates the loss and gradient at any stacked point. Every step's
+metrics (losses, gradient norms, ‖e_t‖, how much of e_t lies along the full-batch gradient) are written into one
+tensor on the device and moved to the host once, when the runs end (or when a progress callback reads a row).
+
+``run(config)`` is ``train([config])[0]``; ``run_many`` and ``lockstep`` group configs by optimizer and train each
+group stacked; ``stepwise`` yields one step at a time. A run whose loss turns NaN/inf is recorded at that step and
+frozen (it leaves the stack; the others go on); a stop request keeps everything computed so far.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +26,14 @@ from torch import Tensor
 
 from .config import Config
 from .data import TASKS, Dataset, make_dataset
-from .models import accuracy, build_model, flatten, loss_fn
-from .optim import make
+from .models import accuracy, build_model, loss_fn
+from .optim import OPTIMIZERS, REPORT_FIELDS, validate
+from .oracle import ModelOracle
 from .records import STEP_FIELDS, Run
 
 MAX_SNAPSHOT_VALUES = 20_000_000  # S·P per snapshot array: 80 MB in float32, 160 MB in float64
+# the per-step series kept on the device, (fields, runs, steps); "step" and "elapsed" are known on the host
+RECORD_FIELDS = tuple(f for f in STEP_FIELDS if f not in ("step", "elapsed"))
 
 ProgressFn = Callable[[int, int, Mapping[str, float]], None]
 StopFn = Callable[[], bool]
@@ -122,8 +131,46 @@ class BatchOrder:
         return self.queue.pop().to(self.device)
 
 
+def train(configs: Sequence[Config], *, progress: ProgressFn | None = None, should_stop: StopFn | None = None,
+          diagnostics: bool = True) -> list[Run]:
+    """Train ``configs`` as stacked runs, recording every step of each as its own ``Run``.
+
+    The configs may differ in the optimizer's float hyperparameters (lr, rho, betas, ...) and in ``seed``; all
+    else (task, model, optimizer, steps, batch size, bool and choice hyperparameters) must be the same. Runs with
+    the same seed share θ_0 and the minibatch order, as separate runs of those configs do, and each run's numbers
+    are those of ``run`` on its config, to rounding.
+
+    Args:
+        configs: R ≥ 1 configs.
+        progress: called after each step as ``progress(steps done, steps, row)``; ``row`` maps ``STEP_FIELDS``
+            to the first still-active run's floats, read from the device only when looked up (``row.active``
+            and ``row.diverged`` count the runs).
+        should_stop: polled before each step; True ends every run there, keeping what was computed
+            (``Run.stopped``).
+        diagnostics: record the full-gradient cosines and the snapshots (every ``snapshot_every`` steps). The
+            sweep turns them off: then only θ_0 and θ_n are kept and ``full_grad_norm``/``cos_eps_fullgrad``
+            are NaN.
+
+    Returns:
+        One Run per config, in order.
+
+    Raises:
+        ValueError: configs that differ beyond hyperparameters and seed, or invalid settings (see ``setup``).
+            Divergence never raises: it is recorded.
+    """
+    runs = _Runs(configs, diagnostics=diagnostics)
+    while runs.running:
+        if should_stop is not None and should_stop():
+            runs.stopped = True
+            break
+        runs.step()
+        if progress is not None:
+            progress(runs.t, runs.steps, runs.row())
+    return runs.finish()
+
+
 def run(config: Config, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> Run:
-    """Train ``config`` and record every step.
+    """Train ``config`` and record every step: ``train([config])[0]``.
 
     Args:
         config: the run.
@@ -137,14 +184,7 @@ def run(config: Config, *, progress: ProgressFn | None = None, should_stop: Stop
     Raises:
         ValueError: invalid settings (see ``setup``). Divergence never raises: it is recorded.
     """
-    steps = stepwise(config, should_stop=should_stop)
-    while True:
-        try:
-            t, row = next(steps)
-        except StopIteration as done:
-            return done.value
-        if progress is not None:
-            progress(t, config.steps, row)
+    return train([config], progress=progress, should_stop=should_stop)[0]
 
 
 def stepwise(config: Config, *, should_stop: StopFn | None = None) -> Generator[tuple[int, Mapping[str, float]], None, Run]:
@@ -153,151 +193,347 @@ def stepwise(config: Config, *, should_stop: StopFn | None = None) -> Generator[
     Several runs advanced in turn stay in step with each other, so a stop leaves every one of them with the same
     number of steps (``lockstep``).
     """
-    s = setup(config)
-    model, params = s.model, list(s.model.parameters())
-    names = tuple(n for n, _ in model.named_parameters())
-    opt = make(config.optimizer, model.named_parameters(), **config.hp)
-    order = BatchOrder(s.x_train.shape[0], config.batch_size, config.seed, s.device)
-    series: dict[str, list[float]] = {name: [] for name in STEP_FIELDS}
-    snapshot_steps: list[int] = []
-    weights: list[np.ndarray] = []
-    perturbations: list[np.ndarray] = []
-    diverged_step, stopped = -1, False
-    started = time.perf_counter()
-
-    for t in range(config.steps):
+    runs = _Runs([config])
+    while runs.running:
         if should_stop is not None and should_stop():
-            stopped = True
+            runs.stopped = True
             break
-        idx = order.next()
-        xb, yb = (s.x_train, s.y_train) if idx is None else (s.x_train[idx], s.y_train[idx])
-
-        def closure() -> Tensor:
-            opt.zero_grad()
-            loss = s.loss(model(xb), yb)
-            loss.backward()
-            return loss
-
-        row = dict.fromkeys(STEP_FIELDS, math.nan)
-        row["step"] = t
-        opt.zero_grad()
-        outputs = model(xb)
-        loss = s.loss(outputs, yb)
-        row["batch_loss"] = float(loss.detach())
-        with_full_grad = t % config.fullgrad_every == 0
-        # minibatch steps: one forward of the whole train set serves both the evaluation and the full gradient
-        full_outputs = outputs if idx is None else (model(s.x_train) if with_full_grad else None)
-        if t % config.eval_every == 0:
-            _evaluate(s, row, train_outputs=full_outputs)
-        if not math.isfinite(row["batch_loss"]):
-            diverged_step = t
-            _append(series, row, started)
-            break
-        loss.backward()
-        full_grad = _full_gradient(s, params, idx, full_outputs) if with_full_grad else None
-        theta = flatten(model).cpu().numpy() if t % config.snapshot_every == 0 else None
-        opt.step(closure)
-        report = opt.last
-        e = torch.cat([p.reshape(-1) for p in report.perturbation])
-        row.update(grad_norm=report.grad_norm, perturbed_grad_norm=report.perturbed_grad_norm,
-                   eps_norm=report.eps_norm, effective_rho=report.effective_rho, effective_lr=report.effective_lr,
-                   perturbed_loss=math.nan if report.perturbed_loss is None else report.perturbed_loss)
-        if full_grad is not None:
-            row["full_grad_norm"] = float(full_grad.norm())
-            if opt.info.two_pass:
-                row["cos_eps_fullgrad"] = float(torch.nn.functional.cosine_similarity(e, full_grad, dim=0, eps=1e-30))
-        if theta is not None:
-            snapshot_steps.append(t)
-            weights.append(theta)
-            perturbations.append(e.detach().cpu().numpy())
-        _append(series, row, started)
-        yield t + 1, row
-
-    n_done = len(series["step"])
-    final = dict.fromkeys(("train_loss", "train_acc", "test_loss", "test_acc"), math.nan)
-    if diverged_step < 0:
-        _evaluate(s, final)
-    snapshot_steps.append(n_done)
-    weights.append(flatten(model).cpu().numpy())
-    perturbations.append(np.full_like(weights[-1], np.nan))
-    return Run(
-        config=config,
-        **{name: np.asarray(values, dtype=np.int64 if name == "step" else np.float64) for name, values in series.items()},
-        snapshot_step=np.asarray(snapshot_steps, dtype=np.int64),
-        weights=np.stack(weights),
-        perturbations=np.stack(perturbations).astype(weights[0].dtype),
-        param_names=names,
-        param_shapes=tuple(tuple(p.shape) for p in params),
-        final_train_loss=final["train_loss"], final_train_acc=final["train_acc"],
-        final_test_loss=final["test_loss"], final_test_acc=final["test_acc"],
-        diverged=diverged_step >= 0, diverged_step=diverged_step, stopped=stopped,
-        wall_time=time.perf_counter() - started, device=str(s.device),
-    )
+        runs.step()
+        yield runs.t, runs.row()
+    return runs.finish()[0]
 
 
 def lockstep(configs: Sequence[Config], *, progress: Callable[[int, int], None] | None = None,
              should_stop: StopFn | None = None) -> list[Run]:
-    """Train several configs side by side, one step of each in turn, so that they share the steps done.
+    """Train several configs (any optimizers) side by side, so that they share the steps done.
 
-    A stop (``should_stop`` is polled once per round) leaves every run with the same number of steps, and progress
-    counts rounds: ``progress(steps done by the slowest run, the most steps asked)``. A run that diverges or finishes
-    early leaves the round; the others go on.
+    Configs that ``train`` can stack (same optimizer and settings) form one group; the groups advance in turn, one
+    step each per round. A stop (``should_stop`` is polled once per round) leaves every run with the same number
+    of steps, and progress counts rounds: ``progress(steps done by the slowest run, the most steps asked)``. A
+    run that diverges or finishes early leaves the round; the others go on.
     """
-    stopping = [False]  # read by every run before its next step, set once per round
-    pending = {i: stepwise(c, should_stop=lambda: stopping[0]) for i, c in enumerate(configs)}
-    runs: dict[int, Run] = {}
     total, rounds = max((c.steps for c in configs), default=0), 0
-    while pending:
-        stopping[0] = should_stop is not None and should_stop()
-        for i in list(pending):
-            try:
-                next(pending[i])
-            except StopIteration as finished:
-                runs[i] = finished.value
-                del pending[i]
-        if pending:  # this round took a step
-            rounds += 1
-            if progress is not None:
-                progress(rounds, total)
-    return [runs[i] for i in range(len(configs))]
+    # the first poll comes before the set-up, as it always has: a stop during the set-up still gets one step
+    stopping = should_stop is not None and should_stop()
+    groups = [(members, _Runs([configs[i] for i in members])) for members in _groups(configs)]
+    while any(g.running for _, g in groups):
+        if rounds > 0:
+            stopping = should_stop is not None and should_stop()
+        if stopping:
+            for _, g in groups:
+                g.stopped = g.stopped or g.running
+            break
+        for _, g in groups:
+            if g.running:
+                g.step()
+        rounds += 1
+        if progress is not None:
+            progress(rounds, total)
+    return _ungroup(len(configs), [(members, g.finish()) for members, g in groups])
 
 
 def run_many(config: Config, optimizers: Sequence[tuple[str, Mapping[str, Any]]], **kwargs: Any) -> list[Run]:
     """Runs of several optimizers from the same θ_0 and the same minibatch order (same ``config.seed``).
 
+    The runs are grouped by optimizer (and its bool/choice hyperparameters); each group is one stacked ``train``
+    call, the groups one after another.
+
     Args:
         config: everything but the optimizer.
         optimizers: (registry name, hyperparameters) pairs; unspecified hyperparameters take their defaults.
-        **kwargs: passed to ``run`` (progress, should_stop).
+        **kwargs: passed to each group's ``train`` (progress, should_stop).
     """
-    return [run(config.with_optimizer(name, **dict(hp)), **kwargs) for name, hp in optimizers]
+    configs = [config.with_optimizer(name, **dict(hp)) for name, hp in optimizers]
+    return _ungroup(len(configs), [(members, train([configs[i] for i in members], **kwargs))
+                                   for members in _groups(configs)])
 
 
-# ------------------------------------------------------------------------------------------------- helpers
+# ------------------------------------------------------------------------------------------------- the loop
 
 
-def _append(series: dict[str, list[float]], row: Mapping[str, float], started: float) -> None:
-    for name in STEP_FIELDS:
-        series[name].append(row[name])
-    series["elapsed"][-1] = time.perf_counter() - started
+def group_key(config: Config) -> tuple[Any, ...]:
+    """What stacked runs must share: every Config field but the seed and the float hyperparameters."""
+    specs = OPTIMIZERS[config.optimizer].hparams
+    fields = tuple((f.name, getattr(config, f.name)) for f in dataclasses.fields(config)
+                   if f.name not in ("seed", "hparams"))
+    return fields + tuple((k, v) for k, v in config.hparams if specs[k].kind in ("bool", "choice"))
 
 
-@torch.no_grad()
-def _evaluate(s: Setup, row: dict[str, float], train_outputs: Tensor | None = None) -> None:
-    """Full train (reusing the whole train set's outputs when the step computed them) and test metrics."""
-    for split, x, y, outputs in (("train", s.x_train, s.y_train, train_outputs), ("test", s.x_test, s.y_test, None)):
-        if x.shape[0] == 0:
-            continue
-        out = s.model(x) if outputs is None else outputs.detach()
-        row[f"{split}_loss"] = float(s.loss(out, y))
-        if s.classification:
-            row[f"{split}_acc"] = float(accuracy(out, y))
+def _groups(configs: Sequence[Config]) -> list[list[int]]:
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, c in enumerate(configs):
+        groups.setdefault(group_key(c), []).append(i)
+    return list(groups.values())
 
 
-def _full_gradient(s: Setup, params: Sequence[Tensor], idx: Tensor | None, train_outputs: Tensor) -> Tensor:
-    """∇L(θ_t) on the whole train set, flattened, from the train set's outputs (with their graph); in full-batch
-    training it is the step's gradient, already in ``.grad``."""
-    if idx is None:
-        return torch.cat([p.grad.reshape(-1) for p in params]).detach().clone()
-    grads = torch.autograd.grad(s.loss(train_outputs, s.y_train), params)
-    return torch.cat([g.reshape(-1) for g in grads])
+def _ungroup(n: int, results: Sequence[tuple[Sequence[int], Sequence[Run]]]) -> list[Run]:
+    out: list[Run | None] = [None] * n
+    for members, runs in results:
+        for i, r in zip(members, runs):
+            out[i] = r
+    return out  # type: ignore[return-value]
+
+
+class _Runs:
+    """R stacked runs in training: parameters (R, ...), the program's state, per-run hyperparameters, records.
+
+    Args:
+        configs: the runs; they share ``group_key``.
+        diagnostics: see ``train``.
+    """
+
+    def __init__(self, configs: Sequence[Config], *, diagnostics: bool = True) -> None:
+        if not configs:
+            raise ValueError("Invalid configs: at least one is needed")
+        if len({group_key(c) for c in configs}) > 1:
+            raise ValueError("Invalid configs: stacked runs may differ only in float hyperparameters and seed "
+                             "(use lockstep or run_many for different optimizers or settings)")
+        self.configs, self.config = list(configs), configs[0]
+        self.diagnostics, self.steps = diagnostics, self.config.steps
+        seeds = sorted({c.seed for c in configs})
+        setups = {seed: setup(self.config.replace(seed=seed)) for seed in seeds}  # θ_0 of each seed
+        self.s = s = setups[self.config.seed]
+        self.device, self.dtype = s.device, s.x_train.dtype
+        self.names = [n for n, _ in s.model.named_parameters()]
+        self.shapes = tuple(tuple(p.shape) for _, p in s.model.named_parameters())
+        models = [dict(setups[c.seed].model.named_parameters()) for c in configs]
+        self.params = [torch.stack([m[n].detach() for m in models]) for n in self.names]
+        self.variant = OPTIMIZERS[self.config.optimizer]
+        self.hp = validate(self.config.optimizer, _stacked_hp(configs, self.dtype, self.device))
+        with torch.no_grad():
+            self.state = self.variant.program.init(self.params, self.hp)
+        self.oracle = ModelOracle(s.model, s.loss, s.dataset.kind, (s.x_train, s.y_train), (s.x_test, s.y_test))
+        self.params = self.oracle.adopt(self.params)
+        n = len(configs)
+        self.orders = {seed: BatchOrder(s.x_train.shape[0], self.config.batch_size, seed, s.device) for seed in seeds}
+        self.seed_of = torch.tensor([seeds.index(c.seed) for c in configs], device=s.device)
+        self.active = np.arange(n)  # original position of each stacked run
+        # (steps, fields, runs): a step's rows are one contiguous block, written by one stack
+        self.record = torch.full((self.steps, len(RECORD_FIELDS), n), math.nan, dtype=self.dtype, device=s.device)
+        self.nan = torch.full((n,), math.nan, dtype=self.dtype, device=s.device)
+        self.elapsed = np.full(self.steps, math.nan)
+        self.diverged_step = np.full(n, -1, dtype=np.int64)
+        self.frozen: dict[int, Tensor] = {}  # θ at the diverged step, per diverged run
+        self.snapshots: list[tuple[int, np.ndarray, Tensor, Tensor | None]] = []  # (t, runs, θ_t, e_t)
+        self.t, self.stopped = 0, False
+        self.started = time.perf_counter()
+
+    @property
+    def running(self) -> bool:
+        return self.t < self.steps and len(self.active) > 0 and not self.stopped
+
+    # ------------------------------------------------------------------ one step
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Step t of every active run: evaluate, mark divergence, run the step program, record."""
+        t, c = self.t, self.config
+        full_batch = c.batch_size == 0
+        self.oracle.begin(self.params, self._batch())
+        probe, outputs = self.oracle.at_theta("step")
+        rows: dict[str, Tensor] = {"batch_loss": probe.loss}
+        with_full = self.diagnostics and t % c.fullgrad_every == 0
+        # minibatch steps: one pass over the whole train set serves both the evaluation and the full gradient
+        full = self.oracle.at_theta("train") if with_full and not full_batch else None
+        if t % c.eval_every == 0:
+            if full_batch:  # the step's batch is the train set: its loss is the train loss
+                rows["train_loss"] = probe.loss
+            self._evaluate(rows, outputs if full_batch else (None if full is None else full[1]))
+        # the one host sync per step: a diverged run is recorded, then frozen (one run: a float is the cheapest)
+        finite = math.isfinite(probe.loss.item()) if len(self.active) == 1 else bool(torch.isfinite(probe.loss).all())
+        if not finite:
+            bad = ~torch.isfinite(probe.loss)
+            self._diverge(t, rows, bad)
+            if len(self.active) == 0:
+                self._tick(t)
+                return
+            rows = _take(rows, ~bad)
+            probe = self.oracle.at_theta("step")[0]
+            full = self.oracle.at_theta("train") if full is not None else None
+        snapshot = t % c.snapshot_every == 0 if self.diagnostics else t == 0
+        theta = _flat(self.params).clone() if snapshot else None
+        full_grad = _flat(probe.grads if full_batch else full[0].grads) if with_full else None
+        report = self.variant.program.step(self.params, self.state, self.hp, self.oracle, self.names)
+        rows.update({k: report[k] for k in REPORT_FIELDS})
+        eps = None if report["perturbation"] is None else _flat(report["perturbation"])
+        if full_grad is not None:
+            rows["full_grad_norm"] = full_grad.norm(dim=1)
+            if eps is not None:
+                rows["cos_eps_fullgrad"] = torch.nn.functional.cosine_similarity(eps, full_grad, dim=1, eps=1e-30)
+        if theta is not None:
+            self.snapshots.append((t, self.active.copy(), theta, None if eps is None else eps.clone()))
+        self._write(t, rows, None)
+        self._tick(t)
+
+    def _tick(self, t: int) -> None:
+        self.elapsed[t] = time.perf_counter() - self.started
+        self.t = t + 1
+
+    def _batch(self) -> tuple[Tensor, Tensor, int | None]:
+        """This step's (x, y, in_dim): shared by all runs (full batch, one seed) or one minibatch per run."""
+        s = self.s
+        if self.config.batch_size == 0:
+            return s.x_train, s.y_train, None
+        idx = [order.next() for order in self.orders.values()]  # every seed's order advances, as in its run
+        if len(idx) == 1:
+            return s.x_train[idx[0]], s.y_train[idx[0]], None
+        active = torch.as_tensor(self.active, device=self.device)
+        per_run = torch.stack(idx)[self.seed_of[active]]
+        return s.x_train[per_run], s.y_train[per_run], 0
+
+    def _evaluate(self, rows: dict[str, Tensor], train_outputs: Tensor | None) -> None:
+        """Full train (reusing the whole train set's outputs when the step computed them) and test metrics."""
+        s = self.s
+        for split, x, y, out in (("train", s.x_train, s.y_train, train_outputs), ("test", s.x_test, s.y_test, None)):
+            if x.shape[0] == 0:
+                continue
+            out = self.oracle.outputs(self.params, x) if out is None else out
+            if f"{split}_loss" not in rows:
+                rows[f"{split}_loss"] = self.oracle.metric(s.loss, out, y)
+            if s.classification:
+                rows[f"{split}_acc"] = self.oracle.metric(accuracy, out, y)
+
+    def _diverge(self, t: int, rows: Mapping[str, Tensor], bad: Tensor) -> None:
+        """Record step t of the runs in ``bad`` (batch loss and evaluation), freeze them and drop them."""
+        self._write(t, rows, bad)
+        mask = bad.cpu().numpy()
+        theta = _flat(self.params)
+        for pos, k in enumerate(self.active):
+            if mask[pos]:
+                self.diverged_step[k] = t
+                self.frozen[int(k)] = theta[pos].clone()
+        keep = ~bad
+        runs = len(self.active)
+        self.params = _take(self.params, keep, runs)
+        self.state = _take(self.state, keep, runs)
+        self.hp = _take(self.hp, keep, runs)
+        self.active = self.active[~mask]
+        self.oracle.drop(keep, self.params)
+
+    def _write(self, t: int, rows: Mapping[str, Tensor], mask: Tensor | None) -> None:
+        """Store step t's rows (one value per active run) for the active runs, or only those in ``mask``."""
+        nan = self.nan[:len(self.active)]
+        values = [_as(rows[f], self.dtype) if f in rows else nan for f in RECORD_FIELDS]
+        if mask is None and len(self.active) == self.record.shape[2]:  # every run active: stack in place
+            torch.stack(values, out=self.record[t])
+            return
+        stacked = torch.stack(values)
+        where = torch.as_tensor(self.active, device=self.device)
+        if mask is not None:
+            stacked, where = stacked[:, mask], where[mask]
+        self.record[t][:, where] = stacked
+
+    def row(self) -> _Row:
+        """The last step's scalars of the first active run (or of run 0), read lazily."""
+        k = int(self.active[0]) if len(self.active) else 0
+        return _Row(self, k, self.t - 1)
+
+    # ------------------------------------------------------------------ results
+
+    @torch.no_grad()
+    def finish(self) -> list[Run]:
+        """The Runs, with final metrics at θ_n for the runs that did not diverge."""
+        final: dict[str, Tensor] = {}
+        if len(self.active):
+            self._evaluate(final, None)
+        final_host = {k: v.cpu().double().numpy() for k, v in final.items()}
+        theta_n = _flat(self.params).cpu().numpy() if len(self.active) else None
+        record = self.record.cpu().double().numpy().transpose(1, 2, 0)  # (fields, runs, steps)
+        snapshots = [(t, runs, theta.cpu().numpy(), None if e is None else e.cpu().numpy())
+                     for t, runs, theta, e in self.snapshots]
+        wall = time.perf_counter() - self.started
+        out = []
+        for k, config in enumerate(self.configs):
+            diverged = self.diverged_step[k] >= 0
+            n = int(self.diverged_step[k]) + 1 if diverged else self.t
+            steps, weights, perturbations = [], [], []
+            for t, runs, theta, e in snapshots:
+                where = np.flatnonzero(runs == k)
+                if where.size:
+                    steps.append(t)
+                    weights.append(theta[where[0]])
+                    perturbations.append(np.zeros_like(theta[where[0]]) if e is None else e[where[0]])
+            pos = np.flatnonzero(self.active == k)
+            last = self.frozen[k].cpu().numpy() if diverged else theta_n[pos[0]]
+            steps.append(n)
+            weights.append(last)
+            perturbations.append(np.full_like(last, np.nan))
+            metrics = {name: (math.nan if diverged or name not in final_host else float(final_host[name][pos[0]]))
+                       for name in ("train_loss", "train_acc", "test_loss", "test_acc")}
+            series = {name: record[f, k, :n] for f, name in enumerate(RECORD_FIELDS)}
+            out.append(Run(
+                config=config, step=np.arange(n, dtype=np.int64), elapsed=self.elapsed[:n].copy(), **series,
+                snapshot_step=np.asarray(steps, dtype=np.int64), weights=np.stack(weights),
+                perturbations=np.stack(perturbations).astype(weights[0].dtype),
+                param_names=tuple(self.names), param_shapes=self.shapes,
+                final_train_loss=metrics["train_loss"], final_train_acc=metrics["train_acc"],
+                final_test_loss=metrics["test_loss"], final_test_acc=metrics["test_acc"],
+                diverged=bool(diverged), diverged_step=int(self.diverged_step[k]), stopped=self.stopped,
+                wall_time=wall, device=str(self.device),
+            ))
+        return out
+
+
+class _Row(Mapping):
+    """One run's scalars at one step, read from the device on first lookup (a progress bar that shows no numbers
+    costs no host sync). ``active`` and ``diverged`` count the stacked runs."""
+
+    def __init__(self, runs: _Runs, k: int, t: int) -> None:
+        self._runs, self._k, self._t = runs, k, t
+        self._values: dict[str, float] | None = None
+        self.active, self.diverged = len(runs.active), int((runs.diverged_step >= 0).sum())
+
+    def _load(self) -> dict[str, float]:
+        if self._values is None:
+            values = self._runs.record[self._t, :, self._k].tolist()
+            self._values = {"step": self._t, **dict(zip(RECORD_FIELDS, values)),
+                            "elapsed": float(self._runs.elapsed[self._t])}
+        return self._values
+
+    def __getitem__(self, key: str) -> float:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(STEP_FIELDS)
+
+    def __len__(self) -> int:
+        return len(STEP_FIELDS)
+
+
+def _stacked_hp(configs: Sequence[Config], dtype: torch.dtype, device: torch.device) -> dict[str, Any]:
+    """The configs' hyperparameters: a value shared by every run as it is, a float that differs as a (R,) tensor
+    (a pair entry by entry)."""
+    specs = OPTIMIZERS[configs[0].optimizer].hparams
+    out: dict[str, Any] = {}
+    for key, value in configs[0].hparams:
+        values = [c.hp[key] for c in configs]
+        if all(v == value for v in values) or specs[key].kind not in ("float", "pair"):
+            out[key] = value
+        elif specs[key].kind == "pair":
+            out[key] = tuple(torch.tensor([v[i] for v in values], dtype=dtype, device=device) for i in range(2))
+        else:
+            out[key] = torch.tensor(values, dtype=dtype, device=device)
+    return out
+
+
+def _as(t: Tensor, dtype: torch.dtype) -> Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _flat(tensors: Sequence[Tensor]) -> Tensor:
+    """Per-run flattening (R, P), in parameter order."""
+    return torch.cat([t.reshape(t.shape[0], -1) for t in tensors], dim=1)
+
+
+def _take(obj: Any, keep: Tensor, runs: int | None = None) -> Any:
+    """``obj`` with only the runs in ``keep``: every tensor whose leading dimension is the run count."""
+    runs = int(keep.shape[0]) if runs is None else runs
+    if isinstance(obj, Tensor):
+        return obj[keep] if obj.dim() > 0 and obj.shape[0] == runs else obj
+    if isinstance(obj, list):
+        return [_take(o, keep, runs) for o in obj]
+    if isinstance(obj, tuple):  # a pair hyperparameter of per-run tensors
+        return tuple(_take(o, keep, runs) for o in obj)
+    if isinstance(obj, dict):
+        return {key: _take(value, keep, runs) for key, value in obj.items()}
+    return obj  # numbers, step counters, strings

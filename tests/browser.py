@@ -36,15 +36,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(timeout: float = 60.0) -> Iterator[tuple[str, float]]:
-    """Start ``streamlit run app.py`` on a free loopback port; yield (base URL, seconds until healthy)."""
+def streamlit_server(timeout: float = 60.0, *, as_readme: bool = False) -> Iterator[tuple[str, float]]:
+    """Start ``streamlit run app.py`` on a free loopback port; yield (base URL, seconds until healthy).
+
+    ``as_readme`` runs the README's command verbatim (the ``streamlit`` script, the shipped config), the port alone
+    set through Streamlit's environment variable."""
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "STREAMLIT_SERVER_PORT": str(port)}
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", f"--server.port={port}", "--server.address=127.0.0.1",
-         "--server.headless=true", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    command = ([shutil.which("streamlit") or "streamlit", "run", "app.py"] if as_readme else
+               [sys.executable, "-m", "streamlit", "run", "app.py", f"--server.port={port}", "--server.address=127.0.0.1",
+                "--server.headless=true", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"])
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         while True:

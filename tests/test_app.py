@@ -203,27 +203,3 @@ def test_a_run_can_be_stopped_and_keeps_its_steps():
     at.run()
     _assert_ok(at)
     assert len(at.get("plotly_chart")) >= 1  # the views draw the kept steps
-
-
-def test_train_restarts_every_stopped_sweep_of_the_page():
-    """Each optimizer's sweep is its own job, awaited one after another: one Train press restarts all the stopped
-    ones, also those a later rerun reaches."""
-    query = {"runs": "sam;fsam", "steps": "3000", "n": "4000", "width": "128", "sxv": "0.1,0.3", "syv": "0.1"}
-    at = _page(PAGES["Radius_sensitivity"], {"_sync_wait_s": 0.0}, **query)
-
-    def stop_the_running_sweep():
-        stops = [b for b in at.button if b.label == "Stop"]
-        assert stops, "a running sweep shows a Stop button"
-        stops[0].click().run()
-        _assert_ok(at)
-
-    at.run()
-    stop_the_running_sweep()  # SAM's sweep stops; FSAM's starts
-    stop_the_running_sweep()  # FSAM's stops: both stopped, the heatmaps show what was computed
-    assert sum("was stopped after" in i.value for i in at.info) == 2
-    at.button(key="train").click().run()  # restarts SAM's sweep
-    _assert_ok(at)
-    stop_the_running_sweep()  # SAM's stops again (after the press: it stays stopped); the same press restarts FSAM's
-    assert [b for b in at.button if b.label == "Stop"], "FSAM's sweep runs again"
-    stop_the_running_sweep()
-    assert sum("was stopped after" in i.value for i in at.info) == 2

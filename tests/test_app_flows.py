@@ -158,3 +158,11 @@ def test_the_rho_too_large_preset_shows_the_test_accuracy_it_points_to():
     assert at.selectbox(key="v_series").value == "test_acc"
     titles = [json.dumps(f["layout"].get("yaxis", {}).get("title", "")) for f in _figures(at)]
     assert any("test accuracy" in t for t in titles)
+
+
+def test_seeds_draw_mean_and_std_bands():
+    """Researchers asked for error bands: seeds=3 trains each optimizer on three seeds; curves show mean ± std."""
+    at = _page(PAGES["Perturbations"], steps="20", seeds="3").run()
+    _assert_ok(at)
+    names = [t.get("name", "") for f in _figures(at) for t in f["data"]]
+    assert any("3 seeds" in n for n in names)

@@ -65,8 +65,9 @@ def test_shared_link_keyboard_train_playback_download(server, tmp_path):
         plot = page.locator(".js-plotly-plot").first
         before = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.sliders[0].active")
         plot.locator(".updatemenu-button").first.click()
+        # the figure opens on the last step (whole runs); Play starts again from step 0
         page.wait_for_function(
-            f"() => document.querySelector('.js-plotly-plot')._fullLayout.sliders[0].active > {before}", timeout=30_000)
+            f"() => document.querySelector('.js-plotly-plot')._fullLayout.sliders[0].active < {before}", timeout=30_000)
         assert page.locator("[data-testid=stException]").count() == 0
         assert page.errors == []
 

@@ -266,7 +266,7 @@ def test_playback_frames_grow_one_point_per_step():
     assert any(t.opacity == 0.35 and len(t.x) == 6 for t in fig.data)
     play, pause, replay = fig.layout.updatemenus[0].buttons
     assert play.method == "animate" and play.args[1]["frame"]["duration"] == 50
-    assert play.args[1]["frame"]["redraw"] is False  # client-side, no server rerun
+    assert play.args[1]["frame"]["redraw"] is True  # non-animatable contour: redrawn in the browser, no rerun
     assert list(pause.args[0]) == [None]
     assert play.args[1]["fromcurrent"] is True and replay.args[1]["fromcurrent"] is False
     steps = fig.layout.sliders[0].steps
@@ -296,6 +296,141 @@ def test_playback_paths_of_different_lengths():
     assert len(fig.frames) == 6
     assert [len(f.data[0].x) for f in fig.frames] == [1, 2, 3, 3, 3, 3]  # short path stops growing
     assert [len(f.data[2].x) for f in fig.frames] == [1, 2, 3, 4, 5, 6]
+
+
+def _animate_options(fig):
+    """Every Plotly.animate option set of a figure: its buttons' and its slider steps'."""
+    opts = [b.args[1] for m in fig.layout.updatemenus for b in m.buttons if b.method == "animate"]
+    return opts + [s.args[1] for sl in fig.layout.sliders for s in sl.steps]
+
+
+def test_playback_redraws_so_the_contour_stays():
+    """Bug B2: plotly.js transitions only scatter traces; without redraw the contour layer is dropped on Play."""
+    fig = P.playback_figure(bowl_surface(), [trace("SAM", n=6)])
+    opts = _animate_options(fig)
+    assert len(opts) == 3 + 4 + 6  # Play, Pause, Replay, four speeds, six slider steps
+    assert all(o["frame"]["redraw"] is True for o in opts)
+    assert all(o["transition"]["duration"] == 0 for o in opts)
+
+
+def test_playback_shows_whole_runs_until_play():
+    surface = bowl_surface()
+    sam, sgd = trace("SAM", n=6), trace("SGD", n=6, probe=False, shift=-1.0)
+    fig = P.playback_figure(surface, [sam, sgd])
+    moving = list(fig.frames[0].traces)
+    sam_path, sam_head, _, sgd_path, _ = (fig.data[k] for k in moving)
+    np.testing.assert_array_equal(sam_path.x, sam.alpha)  # the final state, not step 0
+    np.testing.assert_array_equal(sgd_path.y, sgd.beta)
+    assert sam_head.x[0] == sam.alpha[-1]
+    assert fig.layout.sliders[0].active == len(fig.frames) - 1
+    assert len(fig.frames[0].data[0].x) == 1  # Play still starts at step 0
+    play, _, replay = fig.layout.updatemenus[0].buttons
+    assert play.args[0] is None and play.args[1]["fromcurrent"] is True  # no current frame yet: from step 0
+    assert replay.args[1]["fromcurrent"] is False
+
+
+def test_playback_speed_buttons():
+    fig = P.playback_figure(bowl_surface(), [trace("SAM", n=6)], duration_ms=80)
+    speed = fig.layout.updatemenus[1]
+    assert [b.label for b in speed.buttons] == ["▶ 0.5×", "▶ 1×", "▶ 2×", "▶ 4×"]
+    assert [b.args[1]["frame"]["duration"] for b in speed.buttons] == [160, 80, 40, 20]
+    assert all(b.method == "animate" and b.args[0] is None and b.args[1]["fromcurrent"] for b in speed.buttons)
+    assert len(P.playback_figure(bowl_surface(), [trace("SAM")], speeds=()).layout.updatemenus) == 1
+    with pytest.raises(ValueError, match="speeds"):
+        P.playback_figure(bowl_surface(), [trace("SAM")], speeds=[0])
+
+
+def test_overlapping_paths_stay_distinguishable():
+    """SGD under SAM on the same points: different dash, the first wider, markers never on the same point."""
+    a = trace("SGD", n=30, probe=False)
+    b = P.TrajectoryTrace("SAM", a.alpha, a.beta, a.steps)
+    for fig in (P.surface_figure(bowl_surface(), trajectories=[a, b]), P.playback_figure(bowl_surface(), [a, b])):
+        paths = [t for t in fig.data if t.name in ("SGD", "SAM")]
+        assert len(paths) == 2
+        first, second = paths
+        assert first.line.dash != second.line.dash and first.line.width > second.line.width + 2
+        assert first.marker.symbol != second.marker.symbol
+        s1, s2 = np.asarray(first.marker.size), np.asarray(second.marker.size)
+        shown1, shown2 = set(np.flatnonzero(s1[:-1])), set(np.flatnonzero(s2[:-1]))
+        assert len(shown1) >= 3 and len(shown2) >= 3 and not shown1 & shown2
+        assert s1[-1] > s2[-1]  # the shared end point shows both markers
+
+
+def _all_figures(runs):
+    surface = bowl_surface()
+    sam = trace("SAM")
+    grid = np.linspace(-1, 6, 50)
+    return [
+        P.surface_figure(surface, trajectories=[sam]),
+        P.surface_figure(surface, trajectories=[sam], kind="surface3d"),
+        P.playback_figure(surface, [sam]),
+        P.perturbation_figure(surface, [sam]),
+        P.series_figure(runs, "train_loss"),
+        P.fsam_decomposition_figure(runs),
+        P.curvature_figure([np.arange(3)], [np.ones(3)], labels=["a"]),
+        P.spectrum_figure(np.array([2.0, 1.0]), (grid, np.exp(-grid**2))),
+        P.decision_boundary_figure([0, 1], [0, 1], np.ones((2, 2)) / 2, np.zeros((1, 2)), [0]),
+    ]
+
+
+def test_fonts_are_projector_sized_and_left_to_the_theme(runs):
+    for fig in _all_figures(runs):
+        lay = fig.layout
+        assert lay.font.size >= 14 and lay.legend.font.size >= 14, lay.title.text
+        assert lay.font.color is None and lay.legend.font.color is None  # the theme picks a legible colour
+        for name in lay:
+            if name[1:5] == "axis" and lay[name] is not None and fig.layout.to_plotly_json().get(name):
+                assert lay[name].tickfont.size >= 14, (lay.title.text, name)
+                assert lay[name].tickfont.color is None
+        # the legend row sits between the title and the plot: room above it for the title
+        assert lay.legend.orientation == "h" and lay.legend.y >= 1.0 and lay.legend.yanchor == "bottom"
+        assert lay.margin.t >= 110
+
+
+def _prune(x):
+    """A figure's JSON without empty objects (an emptied ``tickfont: {}`` means the default)."""
+    if isinstance(x, dict):
+        out = {k: _prune(v) for k, v in x.items()}
+        return {k: v for k, v in out.items() if v != {}}
+    return [_prune(v) for v in x] if isinstance(x, list) else x
+
+
+def test_text_color_paints_every_label_and_restores(runs):
+    import json
+
+    for fig in _all_figures(runs):
+        before = json.loads(fig.to_json())
+        with P.text_color(fig, "#FAFAFA"):
+            inside = json.loads(fig.to_json())
+        lay = inside["layout"]
+        assert lay["legend"]["font"]["color"] == lay["font"]["color"] == "#FAFAFA"
+        for name, ax in lay.items():
+            if name[1:5] == "axis":
+                assert ax["tickfont"]["color"] == ax["title"]["font"]["color"] == "#FAFAFA", name
+        for scene in [v for k, v in lay.items() if k.startswith("scene")]:
+            assert all(scene[a]["tickfont"]["color"] == "#FAFAFA" for a in ("xaxis", "yaxis", "zaxis"))
+        for t in inside["data"]:
+            if t["type"] in ("contour", "surface") and t.get("showscale") is not False:
+                assert t["colorbar"]["tickfont"]["color"] == "#FAFAFA"
+        assert _prune(json.loads(fig.to_json())) == _prune(before)  # the figure is as it was
+
+
+def test_readable_fonts_reaches_subplot_axes():
+    fig = P.sweep_heatmaps([("SAM", np.ones((2, 3)), None), ("ASAM", np.ones((2, 3)), None)], x_name="rho",
+                           y_name="lr", x_values=[1, 2, 3], y_values=[4, 5], metric="acc")
+    P.readable_fonts(fig)
+    assert fig.layout.xaxis2.tickfont.size >= 14 and fig.layout.yaxis2.tickfont.size >= 14
+    three_d = P.readable_fonts(P.surface_figure(bowl_surface(), kind="surface3d"))
+    assert "xaxis" not in three_d.layout.to_plotly_json()  # no empty 2-D axes added to a 3-D figure
+
+
+def test_surface3d_axis_titles_fit():
+    plane = Plane(np.zeros(3), np.array([1.0, 0, 0]), np.array([0, 2.0, 0]), "pca", explained_variance=(0.7, 0.2))
+    fig = P.surface_figure(bowl_surface(plane), kind="surface3d")
+    scene = fig.layout.scene
+    assert title(scene.xaxis) == "α: PC 1 (70.0%)" and title(scene.yaxis) == "β: PC 2 (20.0%)"
+    assert max(len(title(a)) for a in (scene.xaxis, scene.yaxis, scene.zaxis)) <= 24
+    assert scene.xaxis.tickfont.size >= 13 and fig.layout.margin.l <= 16
 
 
 # ------------------------------------------------------------------------------------------- perturbation
@@ -349,7 +484,8 @@ def test_series_one_line_per_run(runs):
     assert title(P.series_figure(runs, "eps_norm", x="elapsed").layout.xaxis) == "wall-clock time (s)"
     # SGD records no cos(e, ∇L): listed, hidden
     cos = P.series_figure(runs, "cos_eps_fullgrad")
-    assert cos.data[1].visible == "legendonly" and "not recorded" in cos.data[1].name
+    sgd = next(t for t in cos.data if t.name.startswith("SGD"))
+    assert sgd.visible == "legendonly" and "not recorded" in sgd.name
     gap = P.series_figure(runs, "sharpness_gap")
     np.testing.assert_allclose(gap.data[0].y, runs[0].perturbed_loss - runs[0].batch_loss)
 
@@ -376,6 +512,70 @@ def test_series_rejects_bad_input(runs):
         P.series_figure([], "test_acc")
 
 
+def test_series_running_mean_for_cosines(runs):
+    """The presets quote average cosines: the chart shows each run's running mean, in the legend and the CSV."""
+    rng = np.random.default_rng(4)
+    cos = rng.uniform(0.2, 0.9, runs[0].step.size)
+    cos[[1, 4]] = np.nan  # measured every few steps
+    sam = dataclasses.replace(runs[0], cos_eps_fullgrad=cos)
+    fig = P.series_figure([sam, runs[1]], "cos_eps_fullgrad", labels=["SAM", "SGD"])
+    expected = np.array([np.nanmean(cos[: k + 1]) for k in range(cos.size)])
+    line = fig.data[0]
+    np.testing.assert_allclose(np.asarray(line.customdata)[:, 0], expected)
+    dotted = next(t for t in fig.data if t.name == "SAM: running mean")
+    np.testing.assert_allclose(dotted.y, expected)
+    assert dotted.line.dash == "dot" and dotted.line.width > line.line.width and dotted.line.color == line.line.color
+    assert f"mean {P._common.fmt(expected[-1])}" in line.name and "running mean" in line.hovertemplate
+    table = P.figure_to_csv_frames(fig)["SAM"]
+    assert list(table.columns) == ["step", "cos_eps_fullgrad", "running_mean_cos_eps_fullgrad"]
+    np.testing.assert_allclose(table["running_mean_cos_eps_fullgrad"], expected)
+    assert not any("mean" in t.name for t in fig.data if t.name.startswith("SGD"))  # nothing recorded
+    plain = P.series_figure(runs, "test_acc")  # off by default for other metrics
+    assert not any("running mean" in t.name for t in plain.data)
+    on = P.series_figure(runs, "test_acc", running_mean=True)
+    assert sum(t.name.endswith(": running mean") for t in on.data) == 2
+    assert not any("running mean" in t.name for t in P.series_figure([sam], "cos_eps_fullgrad",
+                                                                        running_mean=False).data)
+
+
+def test_series_seed_means_with_std_bands(runs):
+    rng = np.random.default_rng(5)
+    n = runs[0].step.size
+    sam = [dataclasses.replace(runs[0], test_acc=rng.random(n)) for _ in range(3)]
+    sgd = [dataclasses.replace(runs[1], test_acc=rng.random(n)) for _ in range(2)]
+    # a third SGD seed that stopped after 5 steps (diverged): later steps average the other two
+    sgd.append(dataclasses.replace(runs[1], step=runs[1].step[:5], test_acc=rng.random(5), diverged=True,
+                                   diverged_step=5))
+    fig = P.series_figure([sam[0], sgd[0]], "test_acc", labels=["SAM", "SGD"], seed_runs=[sam, sgd])
+    stack = np.stack([r.test_acc for r in sam])
+    mean, std = stack.mean(axis=0), stack.std(axis=0)
+    band, line = fig.data[0], fig.data[1]
+    np.testing.assert_allclose(line.y, mean)
+    custom = np.asarray(line.customdata)
+    np.testing.assert_allclose(custom[:, 0], std)
+    np.testing.assert_array_equal(custom[:, 1], 3)
+    assert band.fill == "toself" and band.legendgroup == line.legendgroup and band.showlegend is False
+    np.testing.assert_allclose(band.y, np.concatenate([mean + std, (mean - std)[::-1]]))
+    np.testing.assert_array_equal(band.x, np.concatenate([runs[0].step, runs[0].step[::-1]]))
+    assert "(3 seeds, ±1 std)" in line.name and "seeds" in line.hovertemplate
+    sgd_line = next(t for t in fig.data if t.name.startswith("SGD") and t.fill is None)
+    early = np.stack([r.test_acc[:5] for r in sgd])
+    late = np.stack([r.test_acc[5:] for r in sgd[:2]])
+    np.testing.assert_allclose(sgd_line.y, np.concatenate([early.mean(axis=0), late.mean(axis=0)]))
+    np.testing.assert_allclose(np.asarray(sgd_line.customdata)[:, 0],
+                               np.concatenate([early.std(axis=0), late.std(axis=0)]))
+    assert list(np.asarray(sgd_line.customdata)[:, 1]) == [3] * 5 + [2] * (n - 5)
+    assert "1 of 3 seeds diverged" in sgd_line.name
+    table = P.figure_to_csv_frames(fig)["SAM"]
+    assert list(table.columns) == ["step", "mean_test_acc", "std_test_acc", "seeds"]
+    np.testing.assert_allclose(table["std_test_acc"], std)
+    assert "±1 std" in P.describe(fig)
+    with pytest.raises(ValueError, match="seed_runs"):
+        P.series_figure(runs, "test_acc", seed_runs=[sam])
+    with pytest.raises(ValueError, match="seed_runs"):
+        P.series_figure(runs, "test_acc", seed_runs=[sam, []])
+
+
 def test_fsam_decomposition_parts(runs):
     fig = P.fsam_decomposition_figure(runs)
     full, noise = fig.data  # SGD has no cos(e, ∇L)
@@ -386,7 +586,30 @@ def test_fsam_decomposition_parts(runs):
     np.testing.assert_allclose(full.y, sam.eps_norm[ok] * cos)
     assert full.yaxis in (None, "y") and noise.yaxis == "y2" and fig.layout.yaxis2.matches == "y"
     assert title(fig.layout.xaxis2) == "training step t"
-    assert any("SGD" in a.text for a in fig.layout.annotations)
+    note = next(a for a in fig.layout.annotations if "SGD" in a.text)
+    # under the x-axis title, not on its tick labels, inside the bottom margin
+    assert note.y == 0 and note.yshift <= -70 and note.yanchor == "top" and fig.layout.margin.b >= 100
+
+
+def test_fsam_decomposition_seed_bands(runs):
+    rng = np.random.default_rng(6)
+    n = runs[0].step.size
+    group = [dataclasses.replace(runs[0], cos_eps_fullgrad=rng.uniform(0, 1, n), eps_norm=rng.uniform(0.04, 0.06, n))
+             for _ in range(3)]
+    fig = P.fsam_decomposition_figure([group[0], runs[1]], labels=["SAM", "SGD"], seed_runs=[group, [runs[1]]])
+    parts = [P.fsam_parts(r) for r in group]
+    full = np.stack([p[1] for p in parts])
+    noise = np.stack([p[2] for p in parts])
+    band_full, line_full, band_noise, line_noise = fig.data
+    np.testing.assert_allclose(line_full.y, full.mean(axis=0))
+    np.testing.assert_allclose(np.asarray(line_full.customdata)[:, 0], full.std(axis=0))
+    np.testing.assert_allclose(line_noise.y, noise.mean(axis=0))
+    np.testing.assert_allclose(band_noise.y, np.concatenate([noise.mean(0) + noise.std(0),
+                                                             (noise.mean(0) - noise.std(0))[::-1]]))
+    assert band_noise.yaxis == "y2" and band_full.fill == "toself"
+    assert "3 seeds" in line_full.name and any("SGD" in a.text for a in fig.layout.annotations)
+    table = P.figure_to_csv_frames(fig)["SAM full-gradient part"]
+    assert list(table.columns) == ["step", "mean_eps_along_fullgrad", "std_eps_along_fullgrad", "seeds"]
 
 
 # ---------------------------------------------------------------------------------------------- curvature
@@ -445,6 +668,28 @@ def test_spectrum_eigenvalues_and_density():
         P.spectrum_figure([np.array([3.0]), np.array([2.0])], labels=["one"])
 
 
+def test_spectrum_draws_every_runs_density():
+    grid = np.linspace(-1, 6, 80)
+    d1 = Density(np.zeros((1, 5)), np.ones((1, 5)) / 5, grid, np.exp(-grid**2), 0.1, 20)
+    d2 = Density(np.zeros((1, 5)), np.ones((1, 5)) / 5, grid, np.exp(-(grid - 1) ** 2), 0.1, 20)
+    spectra = [np.array([3.0, 1.0]), np.array([2.0, 0.5]), np.array([1.0])]
+    for density in ([d1, d2, (grid, np.exp(-grid**2))], (d1, d2, d1)):
+        fig = P.spectrum_figure(spectra, density, labels=["SGD", "SAM", "ASAM"])
+        lines = [t for t in fig.data if t.name.endswith("density")]
+        assert [t.name for t in lines] == ["SGD density", "SAM density", "ASAM density"]
+        assert len({t.line.color for t in lines}) == 3 and len({t.line.dash for t in lines}) == 3
+        assert lines[0].line.width > lines[1].line.width > lines[2].line.width
+        assert all(t.showlegend and t.xaxis == "x2" for t in lines)
+        np.testing.assert_allclose(lines[1].y, np.maximum(d2.density, d2.density.max() * 1e-8))
+    # a two-tuple of densities is two densities, a (grid, density) tuple is one
+    two = P.spectrum_figure(spectra[:2], (d1, d2), labels=["SGD", "SAM"])
+    assert sum(t.name.endswith("density") for t in two.data) == 2
+    one = P.spectrum_figure(spectra[0], (grid, np.exp(-grid**2)))
+    assert sum(t.name.endswith("density") for t in one.data) == 1
+    partial = P.spectrum_figure(spectra[:2], [None, d2], labels=["SGD", "SAM"])
+    assert [t.name for t in partial.data if t.name.endswith("density")] == ["SAM density"]
+
+
 # ------------------------------------------------------------------------------------------------ sweeps
 
 
@@ -470,10 +715,10 @@ def test_sweep_heatmaps_share_one_scale_and_mark_divergence():
     div = [t for t in fig.data if t.name == "SAM: diverged"][0]
     assert np.isfinite(div.z).sum() == 1 and div.z[2, 3] == 1 and div.text[2, 3] == "×"
     assert "diverged" in div.hovertemplate and div.showscale is False
-    # customdata: (i, j, panel, x value, y value) per cell
+    # customdata: (i, j, panel, x value, y value, std) per cell; no spread given: NaN
     custom = np.asarray(heat[1].customdata)
-    assert custom.shape == (3, 4, 5)
-    assert tuple(custom[2, 1]) == (2, 1, 1, 0.03, 0.1)
+    assert custom.shape == (3, 4, 6)
+    assert tuple(custom[2, 1, :5]) == (2, 1, 1, 0.03, 0.1) and np.isnan(custom[2, 1, 5])
     # categorical axes labelled with the real values; titles with meaning
     assert list(heat[0].x) == ["0.01", "0.03", "0.1", "0.3"] and list(heat[0].y) == ["0.001", "0.01", "0.1"]
     assert fig.layout.xaxis.type == "category" and fig.layout.xaxis2.type == "category"
@@ -482,6 +727,61 @@ def test_sweep_heatmaps_share_one_scale_and_mark_divergence():
     fixed = P.sweep_heatmaps([("SAM", sam, mask)], x_name="rho", y_name="lr", x_values=rho, y_values=lr,
                              metric="m", zmin=0, zmax=1)
     assert (fixed.data[0].zmin, fixed.data[0].zmax) == (0, 1)
+
+
+def test_sweep_heatmaps_have_a_click_layer_per_panel():
+    """Streamlit delivers no selections for heatmaps: each panel gets a scatter of invisible markers at the cell
+    centres whose customdata names the panel and cell (B9)."""
+    rho, lr = np.array([0.01, 0.1, 1.0]), np.array([0.001, 0.01])
+    sam, light = np.arange(6.0).reshape(2, 3), 10 + np.arange(6.0).reshape(2, 3)
+    mask = np.zeros((2, 3), bool)
+    mask[1, 2] = True
+    fig = P.sweep_heatmaps([("SAM", sam, mask), ("LightSAM", light, None)], x_name="rho", y_name="lr",
+                           x_values=rho, y_values=lr, metric="final_test_acc")
+    clicks = [t for t in fig.data if t.type == "scatter"]
+    assert [t.name for t in clicks] == ["SAM: click a cell", "LightSAM: click a cell"]
+    assert fig.layout.clickmode == "event+select"
+    for k, t in enumerate(clicks):
+        custom = np.asarray(t.customdata)
+        assert custom.shape == (6, len(P.CLICK_COLUMNS)) and set(custom[:, 2]) == {k}
+        assert t.marker.opacity < 0.05 and t.selected.marker.opacity == t.unselected.marker.opacity
+        assert t.mode == "markers" and t.showlegend is False
+        # each marker sits on its cell: x label of column j, y label of row i
+        for (x, y), row in zip(zip(t.x, t.y), custom):
+            i, j = int(row[0]), int(row[1])
+            assert (x, y) == (P._common.tick_labels(rho)[j], P._common.tick_labels(lr)[i])
+            assert row[3] == rho[j] and row[4] == lr[i]
+    assert (clicks[1].xaxis, clicks[1].yaxis) == ("x2", "y2")
+    values = np.asarray(clicks[1].customdata)[:, 6].reshape(2, 3)
+    np.testing.assert_array_equal(values, light)
+    assert np.isnan(np.asarray(clicks[0].customdata)[5, 6])  # the diverged cell has no value
+    assert not any("click" in k for k in P.figure_to_csv_frames(fig))  # not exported as data
+
+
+def test_sweep_selection_maps_a_point_to_its_panel_and_cell():
+    fig = P.sweep_heatmaps([("SAM", np.ones((2, 3)), None), ("ASAM", np.ones((2, 3)), None)], x_name="rho",
+                           y_name="lr", x_values=[1, 2, 3], y_values=[4, 5], metric="m")
+    click = [k for k, t in enumerate(fig.data) if t.type == "scatter"][1]  # curve 3: not panel 1's index
+    row = list(np.asarray(fig.data[click].customdata)[4])  # point 4 of ASAM's layer: row 1, column 1
+    event = {"selection": {"points": [{"curve_number": click, "point_number": 4, "customdata": row}]}}
+    assert P.sweep_selection(event) == (1, 1, 1)
+    as_dict = {"selection": {"points": [{"curve_number": click, "customdata": {"0": 1, "1": 2, "2": 0}}]}}
+    assert P.sweep_selection(as_dict) == (0, 1, 2)
+    for empty in (None, {}, {"selection": {"points": []}}, {"selection": {"points": [{"curve_number": 0}]}},
+                  {"selection": {"points": [{"customdata": ["a", "b", "c"]}]}}, {"selection": None}):
+        assert P.sweep_selection(empty) is None
+
+
+def test_sweep_heatmaps_show_the_spread_over_seeds():
+    std = np.full((2, 3), 0.25)
+    fig = P.sweep_heatmaps([("SAM", np.ones((2, 3)), None)], x_name="rho", y_name="lr", x_values=[1, 2, 3],
+                           y_values=[4, 5], metric="m", spreads=[std], seeds=3)
+    heat = fig.data[0]
+    np.testing.assert_array_equal(np.asarray(heat.customdata)[..., 5], std)
+    assert "± %{customdata[5]" in heat.hovertemplate and "3 seeds" in heat.hovertemplate
+    with pytest.raises(ValueError, match="spreads"):
+        P.sweep_heatmaps([("SAM", np.ones((2, 3)), None)], x_name="rho", y_name="lr", x_values=[1, 2, 3],
+                         y_values=[4, 5], metric="m", spreads=[std, std])
 
 
 def test_sweep_heatmaps_reject_bad_shapes():
@@ -531,6 +831,62 @@ def test_decision_boundary_binary_and_multiclass():
 
 
 # ------------------------------------------------------------------------------------- export and alt text
+
+
+def test_static_figure_is_the_final_state_without_controls(runs):
+    surface = bowl_surface()
+    sam, sgd = trace("SAM", n=6), trace("SGD", n=6, probe=False, shift=-1.0)
+    play = P.playback_figure(surface, [sam, sgd])
+    # as if the user had replayed to step 20 before exporting: the static copy still shows the final state
+    play.data[play.frames[0].traces[0]].update(x=sam.alpha[:3], y=sam.beta[:3])
+    out = P.static_figure(play)
+    assert out is not play and len(play.frames) == 6 and play.layout.updatemenus  # the input is unchanged
+    assert not out.frames and not out.layout.updatemenus and not out.layout.sliders
+    assert [t.type for t in out.data] == [t.type for t in play.data]
+    assert [t.name for t in out.data] == [t.name for t in play.data]
+    k = play.frames[0].traces[0]
+    np.testing.assert_array_equal(out.data[k].x, sam.alpha)  # whole path
+    assert out.data[k].line.color == play.data[k].line.color and out.data[k].line.dash == play.data[k].line.dash
+    np.testing.assert_array_equal(out.data[0].z, surface.loss)
+    assert out.layout.xaxis.title.text == play.layout.xaxis.title.text
+    assert out.layout.paper_bgcolor == "white" and out.layout.plot_bgcolor == "white"
+    assert out.layout.template.layout.paper_bgcolor == "white"  # plotly_white, whatever template was set
+    assert out.layout.legend.font.size >= 14 and out.layout.xaxis.tickfont.size >= 14
+    assert out.layout.xaxis.tickfont.color == out.layout.legend.font.color == "#222222"
+    assert out.layout.margin.b < play.layout.margin.b and out.layout.uirevision is None
+    assert P.describe(out) == P.describe(play)
+    # heatmap cell numbers at least 13 px (the sweep figure's own default is smaller)
+    sweep = P.sweep_heatmaps([("SAM", np.ones((2, 3)), None)], x_name="rho", y_name="lr", x_values=[1, 2, 3],
+                             y_values=[4, 5], metric="acc")
+    assert all(t.textfont.size >= 13 for t in P.static_figure(sweep).data if t.texttemplate)
+    for fig in _all_figures(runs):
+        assert P.static_figure(fig).to_json()
+    with pytest.raises(TypeError, match="fig"):
+        P.static_figure({"data": []})
+
+
+def test_figure_image_checks_and_reports_a_missing_browser(monkeypatch):
+    fig = P.surface_figure(bowl_surface())
+    with pytest.raises(ValueError, match="format"):
+        P.figure_image(fig, "jpg")
+    with pytest.raises(ValueError, match="scale"):
+        P.figure_image(fig, scale=0)
+    monkeypatch.setattr(P._static, "_browser_path", lambda: None)
+    with pytest.raises(RuntimeError, match="chromium"):
+        P.figure_image(fig)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not __import__("shutil").which("chromium") and not __import__("os").path.exists(
+    "/usr/bin/chromium"), reason="Debian chromium is not installed (apt-get install chromium)")
+def test_figure_image_renders_png_svg_pdf():
+    fig = P.playback_figure(bowl_surface(), [trace("SAM")])
+    png = P.figure_image(fig, "png", width=600, height=450, scale=1)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (600, 450)
+    assert P.figure_image(fig, "svg", width=600, height=450).lstrip().startswith(b"<svg")
+    assert P.figure_image(fig, "pdf", width=600, height=450).startswith(b"%PDF")
 
 
 def test_csv_frames_hold_the_data_behind_each_figure(runs):

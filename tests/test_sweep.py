@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -291,3 +292,141 @@ def test_command_line(tmp_path, capsys):
     bad = parser.parse_args(["sweep", "--x-values", "0.1", "--y-values", "0.1", "--set", "steps"])
     with pytest.raises(ValueError, match="KEY=VALUE"):
         sweep_main(bad)
+
+
+# ---- the sensitivity view's engine functions (scene) -----------------------------------------------------------
+
+
+def test_grid_saves_to_a_file_object_and_summarises_as_json():
+    import io
+
+    grid = run_grid(SMALL.replace(optimizer="sam"), ("rho", [0.0, 0.1]), ("lr", [0.05]), seeds=2,
+                    strategy="batched", lambda_max=False)
+    buffer = io.BytesIO()
+    assert grid.save(buffer) is buffer
+    back = Grid.load(io.BytesIO(buffer.getvalue()))
+    np.testing.assert_array_equal(back.final_test_acc, grid.final_test_acc)
+    summary = json.loads(json.dumps(grid.summary()))  # standard JSON: NaN (λ_max not computed) became null
+    assert summary["shape"] == [2, 1, 2] and summary["x_values"] == [0.0, 0.1] and summary["seed_values"] == [0, 1]
+    np.testing.assert_allclose(summary["final_test_acc"], grid.final_test_acc)
+    assert summary["lambda_max"] == [[[None, None]], [[None, None]]]
+    assert summary["config"]["optimizer"] == "sam"
+
+
+@pytest.mark.parametrize("text,values,note", [
+    ("0.3, 0.01 0.1", (0.01, 0.1, 0.3), ""),
+    ("abc", (0.05, 0.5), "Used 0.05, 0.5: 'abc' is not a number."),
+    ("nan,inf", (0.05, 0.5), "Used 0.05, 0.5: 'nan', 'inf' are not finite numbers."),
+    ("-1", (0.0,), "Used 0: 1 value below 0 raised to 0."),
+    ("0.1,x,12,0.1", (0.1, 10.0), ("Used 0.1, 10: 'x' is not a number; 1 value above 10 lowered to 10; "
+                                   "1 repeated value kept once.")),
+    ("", (0.05, 0.5), "Used 0.05, 0.5: the box was empty."),
+])
+def test_typed_values_give_the_values_used_and_one_note(text, values, note):
+    from sam_viz.scene import parse_sweep_values
+
+    assert parse_sweep_values(text, 0.0, 10.0, (0.05, 0.5)) == (values, note)
+
+
+def test_many_typed_values_give_one_note():
+    from sam_viz.scene import parse_sweep_values
+
+    values, note = parse_sweep_values(",".join(str(-k - 1) for k in range(100)), 0.0, 10.0, (0.1,))
+    assert values == (0.0,) and note == "Used 0: 100 values below 0 raised to 0."
+    values, note = parse_sweep_values(",".join(str(k / 100) for k in range(1, 101)), 0.0, 10.0, (0.1,))
+    assert len(values) == 9 and values[0] == 0.01 and note.count(";") == 0
+    assert "only the first 9 of 100 values are used" in note
+
+
+def test_each_reason_for_not_sweeping_is_stated():
+    from sam_viz.scene import sweep_plan
+    from sam_viz.settings import from_query
+
+    def plan(**query):
+        settings, notes = from_query(query)
+        assert not notes
+        return sweep_plan(settings)
+
+    both = plan(sx="rho", sy="rho")
+    assert not both.entries and both.message.startswith("x and y must be different hyperparameters (both are ρ)")
+    default = plan()
+    assert [label for label, _ in default.entries] == ["SAM"] and default.skipped == [("SGD", "has no ρ hyperparameter")]
+    only_sgd = plan(runs="sgd;adam")
+    assert only_sgd.message == ("None of the chosen optimizers can be swept: SGD has no ρ hyperparameter; Adam has no ρ "
+                                "hyperparameter.")
+    zero_lr = plan(runs="sam", sx="lr", sy="rho", sxv="0,0.1")  # ρ's box allows 0, a learning rate must be > 0
+    assert not zero_lr.entries and "takes learning rate only in" in zero_lr.message and "not 0" in zero_lr.message
+    big = plan(runs="sam", steps="3000", sxv="1,2,3,4,5,6,7,8,9", syv="1,2,3,4,5,6,7,8,9", sseeds="5")
+    assert "cell-steps a sweep may train" in big.message
+
+
+def _seeded_grid(seeds=3):
+    return run_grid(SMALL.replace(optimizer="sam", batch_size=24), ("rho", [0.0, 0.1]), ("lr", [0.05, 0.5]),
+                    seeds=seeds, strategy="batched", lambda_max=False)
+
+
+def test_the_heatmap_panel_is_the_mean_over_seeds():
+    from sam_viz.scene import sweep_panel
+
+    grid = _seeded_grid()
+    assert not grid.diverged.any()
+    panel = sweep_panel(grid, "test_acc")
+    np.testing.assert_allclose(panel.mean, np.mean(grid.final_test_acc, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(panel.std, np.std(grid.final_test_acc, axis=0), rtol=1e-12, atol=1e-15)
+    # a seed that diverged is left out of its cell's mean; a cell is "diverged" only when every seed did
+    diverged = grid.diverged.copy()
+    diverged[0, 1, 1] = True
+    loss = grid.final_train_loss.copy()
+    loss[0, 1, 1] = np.nan
+    hand = dataclasses.replace(grid, diverged=diverged, final_train_loss=loss)
+    panel = sweep_panel(hand, "train_loss")
+    assert panel.mean[1, 1] == pytest.approx(np.mean(loss[1:, 1, 1])) and not panel.diverged[1, 1]
+    assert panel.n_diverged[1, 1] == 1
+
+
+def test_sweep_all_counts_every_grid_and_a_stop_keeps_what_was_done():
+    from sam_viz.scene import grid_key, robustness_rows, sweep_all, sweep_cells, sweep_zip
+
+    entries = [("SAM", SMALL.replace(optimizer="sam")), ("LightSAM-I", SMALL.replace(optimizer="lightsam1"))]
+    x, y = ("rho", (0.01, 0.1)), ("lr", (0.1,))
+    seen = []
+    grids = sweep_all(entries, x, y, 1, [None, None], lambda d, t: seen.append((d, t)), lambda: False)
+    assert [label for label, _ in grids] == ["SAM", "LightSAM-I"]
+    assert seen[0] == (0, 48) and seen[-1] == (48, 48) and all(t == 48 for _, t in seen) and seen == sorted(seen)
+    reused = sweep_all(entries, x, y, 1, [grids[0][1], None], lambda d, t: None, lambda: False)
+    assert reused[0][1] is grids[0][1]  # a known grid is taken as it is
+    counts = []
+    stopped = sweep_all(entries, x, y, 1, [None, None], lambda d, t: counts.append(d), lambda: True)
+    assert len(stopped) == 1 and stopped[0][1].stopped and counts == [0]  # the count stays where the stop left it
+    assert grid_key(entries[0][1], x, y, 1) != grid_key(entries[0][1], x, y, 2)
+    rows = robustness_rows(grids, "test_acc")
+    assert rows[0]["mean"] == pytest.approx(robustness(grids[0][1], "test_acc").mean)
+    assert np.isnan(rows[0]["std over seeds"])  # one seed: no spread over seeds
+    cells = sweep_cells(grids)
+    assert len(cells) == 4 and list(cells["optimizer"]) == ["SAM", "SAM", "LightSAM-I", "LightSAM-I"]
+    assert sweep_zip(grids)[:2] == b"PK"
+
+
+def test_the_estimate_times_a_few_steps_of_the_grid_itself():
+    from sam_viz.scene import sweep_estimate
+
+    config = SMALL.replace(optimizer="sam", steps=200)
+    seconds = sweep_estimate(config, ("rho", (0.01, 0.1)), ("lr", (0.1,)), 1)
+    started = time.perf_counter()
+    run_grid(config, ("rho", [0.01, 0.1]), ("lr", [0.1]), strategy="batched", lambda_max=False)
+    actual = time.perf_counter() - started
+    assert 0 < seconds and actual / 5 < seconds < actual * 5  # the order of magnitude, on a shared machine
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "sam", "asam", "fsam", "lightsam1", "lightsam2", "lightsam3",
+                                  "adasam", "msam"])
+def test_every_cell_of_every_optimizer_equals_its_single_run(name):
+    from sam_viz.optim import OPTIMIZERS
+
+    base = SMALL.replace(optimizer=name, batch_size=32, dtype="float64", steps=6)
+    lr = OPTIMIZERS[name].hparams["lr"].default
+    x = ("rho", [0.0, OPTIMIZERS[name].hparams["rho"].default]) if "rho" in OPTIMIZERS[name].hparams else \
+        ("weight_decay", [0.0, 1e-3])
+    grid = run_grid(base, x, ("lr", [lr, 2 * lr]), seeds=2, strategy="batched", lambda_max=False)
+    for s, i, j in np.ndindex(grid.shape):
+        assert_cell_equals_run(grid, s, i, j)

@@ -196,3 +196,97 @@ def test_cli_out_is_a_prefix_even_with_a_dot(tmp_path, capsys):
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == ["a.v2.json", "a.v2.npz", "g.v2.csv", "g.v2.npz", "h.v2.json", "h.v2.npz", "s.v2.json", "s.v2.npz"]
     capsys.readouterr()
+
+
+# ---- one loop: stacked runs equal single runs ------------------------------------------------------------------
+
+from sam_viz.optim import OPTIMIZERS  # noqa: E402
+from sam_viz.records import STEP_FIELDS  # noqa: E402
+from sam_viz.train import lockstep, stepwise, train  # noqa: E402
+
+TINY = Config(n_samples=96, width=8, steps=12, snapshot_every=4, device="cpu", dtype="float64")
+
+
+def _assert_same_run(a: Run, b: Run, rtol: float = 1e-10) -> None:
+    assert a.n_steps == b.n_steps and a.diverged_step == b.diverged_step and a.stopped == b.stopped
+    for name in (*[f for f in STEP_FIELDS if f != "elapsed"], "snapshot_step", "weights", "perturbations"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=rtol, atol=1e-12, equal_nan=True,
+                                   err_msg=name)
+    for name in ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=rtol, atol=1e-12, err_msg=name)
+
+
+def _variants(name: str) -> list[Config]:
+    """Three configs of one optimizer that differ in lr, rho (where it has one) and seed."""
+    specs = OPTIMIZERS[name].hparams
+    lr = specs["lr"].default
+    out = []
+    for k, seed in enumerate((0, 1, 1)):
+        hp = {"lr": lr * (1, 0.5, 2)[k]}
+        if "rho" in specs:
+            hp["rho"] = specs["rho"].default * (1, 3, 0)[k]
+        out.append(TINY.replace(optimizer=name, hparams=hp, seed=seed))
+    return out
+
+
+@pytest.mark.parametrize("batch_size", [0, 32])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_stacked_runs_equal_single_runs(name, batch_size):
+    configs = [c.replace(batch_size=batch_size) for c in _variants(name)]
+    stacked = train(configs)
+    for config, r in zip(configs, stacked):
+        assert r.config == config
+        _assert_same_run(r, run(config))
+
+
+def test_a_diverged_run_is_frozen_and_the_others_go_on():
+    base = Config(task="rosenbrock", model="point", optimizer="sgd", steps=60, device="cpu", dtype="float64",
+                  snapshot_every=7)
+    configs = [base.replace(lr=lr) for lr in (1e-4, 0.01, 3e-4)]
+    stacked = train(configs)
+    assert [r.diverged for r in stacked] == [False, True, False]
+    for config, r in zip(configs, stacked):
+        _assert_same_run(r, run(config))
+
+
+def test_train_rejects_configs_that_cannot_stack():
+    with pytest.raises(ValueError, match="stacked runs"):
+        train([TINY, TINY.replace(optimizer="sgd")])
+    with pytest.raises(ValueError, match="stacked runs"):
+        train([TINY, TINY.replace(steps=5)])
+
+
+def test_stop_and_progress_in_a_stack():
+    seen = []
+    runs = train(_variants("sam"), progress=lambda t, total, row: seen.append((t, total, row.active, row["step"])),
+                 should_stop=lambda: len(seen) >= 5)
+    assert [r.n_steps for r in runs] == [5, 5, 5] and all(r.stopped for r in runs)
+    assert seen[-1] == (5, TINY.steps, 3, 4)
+
+
+def test_run_many_groups_by_optimizer_and_equals_single_runs():
+    config = TINY.replace(batch_size=16)
+    pairs = [("sam", {"rho": 0.1}), ("sgd", {}), ("sam", {"rho": 0.02, "lr": 0.05}), ("adam", {"lr": 0.01})]
+    for (name, hp), r in zip(pairs, run_many(config, pairs)):
+        assert r.config.optimizer == name
+        _assert_same_run(r, run(config.with_optimizer(name, **hp)))
+
+
+def test_stepwise_and_lockstep_keep_their_semantics():
+    configs = [TINY.with_optimizer("sam", rho=0.1), TINY.with_optimizer("sgd"), TINY.with_optimizer("sam", rho=0.02)]
+    steps = stepwise(configs[0])
+    rows = []
+    while True:
+        try:
+            rows.append(next(steps))
+        except StopIteration as done:
+            single = done.value
+            break
+    assert [t for t, _ in rows] == list(range(1, TINY.steps + 1))
+    assert rows[0][1]["batch_loss"] == single.batch_loss[0]
+    _assert_same_run(single, run(configs[0]))
+    seen = []
+    runs = lockstep(configs, progress=lambda done, total: seen.append((done, total)), should_stop=lambda: len(seen) >= 4)
+    assert [r.n_steps for r in runs] == [4, 4, 4] and all(r.stopped for r in runs) and seen[-1] == (4, TINY.steps)
+    for config, r in zip(configs, runs):
+        np.testing.assert_allclose(r.batch_loss, run(config).batch_loss[:4], rtol=1e-10)

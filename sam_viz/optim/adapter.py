@@ -1,9 +1,11 @@
-"""``SAMOptimizer``: a thin ``torch.optim.Optimizer`` around a functional rule, in davda54/sam's shape.
+"""``SAMOptimizer``: a thin ``torch.optim.Optimizer`` around a registry step program, in davda54/sam's shape.
 
 Calling convention (davda54/sam, pytorch-optimizer): backward at θ, then ``opt.step(closure)``, where the closure
-zero-grads, recomputes the loss on the same batch, backpropagates and returns the loss. ``first_step`` climbs to
-θ + e and saves θ; ``second_step`` restores θ by copy (not by subtracting e, which would add round-off) and
-applies the descent. One-pass methods (sgd, adam) use the gradients already present and never call the closure.
+zero-grads, recomputes the loss on the same batch, backpropagates and returns the loss. ``step`` runs the
+optimizer's step program (``programs.Program``) with a ``ClosureOracle``: θ's gradient is the one in ``.grad``,
+any other point is evaluated by the closure (θ is restored by copy, not by subtracting e, which would add
+round-off). One-pass methods (sgd, adam) use the gradients already present and never call the closure.
+``first_step`` / ``second_step`` are davda54's two phases, for programs of the ascent–descent shape.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .functional import PerTensor, global_norm, make_rule, one_pass_info
-from .registry import OPTIMIZERS, validate
+from .functional import PerTensor, global_norm, one_pass_info
+from .oracle import ClosureOracle
+from .registry import OPTIMIZERS, make_rule, validate
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,10 @@ class SAMOptimizer(torch.optim.Optimizer):
     def __init__(self, params: Iterable[Any], name: str, **hparams: Any) -> None:
         defaults = validate(name, hparams)
         self.name = name
-        self.rule = make_rule(name, defaults.get("base", "sgd"))
         self.info = OPTIMIZERS[name]
+        self.program = self.info.program
+        # the two phases apart, for first_step / second_step (None for programs of another shape)
+        self.rule = make_rule(name, defaults.get("base", "sgd")) if self.program.phases is not None else None
         self.last: StepReport | None = None
         super().__init__(params, defaults)
 
@@ -150,7 +155,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         """The rule's state over ``params``: views (1, *shape) of the per-parameter tensors plus the global entries."""
         core = self.state.get("core")
         if core is None:
-            init = self.rule.init([p.detach().unsqueeze(0) for p in params], hp)
+            init = self.program.init([p.detach().unsqueeze(0) for p in params], hp)
             tensor_keys = [key for key, value in init.items() if isinstance(value, list)]
             for key in tensor_keys:
                 for p, t in zip(params, init[key]):
@@ -177,7 +182,12 @@ class SAMOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
-        """Climb to θ + e_t using the gradients at θ_t; saves θ_t for ``second_step``."""
+        """Climb to θ + e_t using the gradients at θ_t; saves θ_t for ``second_step``.
+
+        Raises:
+            ValueError: a program that is not of the ascent–descent shape (use ``step(closure)``).
+        """
+        self._phases()
         params, names, positions, hp = self._active()
         state = self._rule_state(params, positions, hp)
         views = [p.unsqueeze(0) for p in params]
@@ -198,6 +208,7 @@ class SAMOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def second_step(self, zero_grad: bool = False, perturbed_loss: float | None = None) -> None:
         """Return to θ_t and apply the descent with the gradients now present (taken at θ_t + e_t)."""
+        self._phases()
         params, _, positions, hp = self._active()
         state = self._rule_state(params, positions, hp)
         if self.rule.perturb is not None:  # restore θ by copy: subtracting e would add round-off
@@ -215,8 +226,13 @@ class SAMOptimizer(torch.optim.Optimizer):
         if zero_grad:
             self.zero_grad()
 
+    def _phases(self) -> None:
+        if self.rule is None:
+            raise ValueError(f"{self.name}: its step program has no separate ascent and descent phases; call step(closure)")
+
+    @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        """One optimizer step.
+        """One optimizer step: the step program with an oracle built from ``closure``.
 
         Args:
             closure: zero-grads, recomputes the loss on the same batch, backpropagates and returns the loss.
@@ -224,22 +240,33 @@ class SAMOptimizer(torch.optim.Optimizer):
                 gradients (recomputing them would double the cost for the same numbers).
 
         Returns:
-            The closure's loss at θ_t + e_t, or None for one-pass methods.
+            The closure's loss at the last point the program evaluated (θ_t + e_t for SAM types), or None for
+            one-pass methods.
 
         Raises:
             ValueError: a two-pass method without a closure.
         """
-        if self.rule.perturb is None:
-            self.first_step()
-            self.second_step()
-            return None
-        if closure is None:
+        if self.program.two_pass and closure is None:
             raise ValueError(f"{self.name} needs a closure: step(closure) re-evaluates the loss at θ + e")
-        self.first_step(zero_grad=True)
-        with torch.enable_grad():
-            loss = closure()
-        self.second_step(perturbed_loss=float(loss.detach()) if isinstance(loss, Tensor) else None)
-        return loss
+        params, names, positions, hp = self._active()
+        state = self._rule_state(params, positions, hp)
+        oracle = ClosureOracle(params, closure if self.program.two_pass else None, self.name)
+        report = self.program.step([p.unsqueeze(0) for p in params], state, hp, oracle, names)
+        self._save_core(state)
+        self.last = _report(report, oracle)
+        return oracle.last_loss
+
+
+def _report(report: dict[str, Any], oracle: ClosureOracle) -> StepReport:
+    """A program's (1,)-tensor report as host floats, in one device-to-host transfer."""
+    ref = report["grad_norm"]
+    scalars = torch.stack([report[k][0].to(ref.dtype) for k in
+                           ("eps_norm", "grad_norm", "perturbed_grad_norm", "effective_rho", "effective_lr")]).tolist()
+    eps = report["perturbation"]
+    perturbation = [torch.zeros_like(g[0]) for g in oracle.grad().grads] if eps is None else [e[0] for e in eps]
+    loss = oracle.last_loss
+    perturbed_loss = float(loss.detach()) if isinstance(loss, Tensor) else None
+    return StepReport(perturbation, *scalars, perturbed_loss=perturbed_loss)
 
 
 # hyperparameters a rule reads once for all tensors (beyond "base", which picks the rule)

@@ -6,9 +6,10 @@ or a ``PerTensor`` tuple with one such value per parameter tensor (the adapter's
 are taken per run over all parameter tensors, whatever their values. Rules change parameters and state in place and
 never allocate state after ``init``, so the same code serves the ``torch.optim`` adapter and batched sweeps.
 
-A SAM-type step is ``perturb`` (build e_t from the ascent gradient s_t at θ_t) and then ``update`` (move θ_t with
-the gradient g_t taken at θ_t + e_t); plain SGD/Adam have no ``perturb``. Shared pieces are written once:
-``global_norm``, ``per_run``, and the base updates ``sgd_update`` / ``adam_update``.
+A SAM-type method is ``perturb`` (build e_t from the ascent gradient s_t at θ_t) and then ``update`` (move θ_t with
+the gradient g_t taken at θ_t + e_t); plain SGD/Adam have no ``perturb``. ``programs`` assembles these pieces into
+step programs over a gradient oracle. Shared pieces are written once: ``global_norm``, ``per_run``, and the base
+updates ``sgd_update`` / ``adam_update``.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def _filled_like(params: Tensors, value: HParam) -> list[Tensor]:
 
 @dataclass(frozen=True)
 class Rule:
-    """One optimizer as pure functions.
+    """The two phases of an ascent–descent optimizer as pure functions (``programs.Program.phases``; the step
+    program itself is what the engine and the adapter's ``step`` run).
 
     Attributes:
         init: ``init(params, hp) -> state``; allocates every state tensor once.
@@ -143,10 +145,10 @@ def sgd_update(params: Tensors, grads: Tensors, state: State, hp: dict) -> Info:
     first = state["step"] == 1
     lr, wd, mom = hp["lr"], hp.get("weight_decay", 0.0), hp.get("momentum", 0.0)
     nesterov = hp.get("nesterov", False)
-    numbers = not any(isinstance(at(h, i), Tensor) for h in (lr, wd, mom) for i in range(len(params)))
-    if numbers and not any(isinstance(h, PerTensor) for h in (lr, wd, mom, nesterov)):
+    if not any(isinstance(h, (Tensor, PerTensor)) for h in (lr, wd, mom, nesterov)):  # the common case, checked first
         _sgd_foreach(list(params), list(grads), state["momentum_buffer"], lr, wd, mom, nesterov, first)
         return {"effective_lr": _full(params, lr)}
+    numbers = not any(isinstance(at(h, i), Tensor) for h in (lr, wd, mom) for i in range(len(params)))
     for i, (p, g, buf) in enumerate(zip(params, grads, state["momentum_buffer"])):
         lr_i, wd_i, mom_i, nesterov_i = at(lr, i), at(wd, i), at(mom, i), at(nesterov, i)
         if numbers:  # per-group numbers: the same kernels as the fused path, one tensor at a time
@@ -443,47 +445,3 @@ def _decoupled_decay(params: Tensors, hp: dict) -> None:
         for i, p in enumerate(params):
             if _nonzero(at(wd, i)):
                 p.mul_(1 - per_run(at(hp["lr"], i), p) * per_run(at(wd, i), p))
-
-
-# ---- assembling rules ----------------------------------------------------------------------------------------
-
-
-def _no_state(params: Tensors, hp: dict) -> State:
-    return {}
-
-
-def with_base(perturb_init: Callable[..., State], perturb: Callable | None, base: str, takes_names: bool = False) -> Rule:
-    """A rule that perturbs with ``perturb`` and descends with the base optimizer ``base`` (sgd, adam, adamw)."""
-    base_init, base_update = BASES[base]
-
-    def init(params: Tensors, hp: dict) -> State:
-        return {**perturb_init(params, hp), **base_init(params, hp)}
-
-    return Rule(init=init, perturb=perturb, update=base_update, takes_names=takes_names)
-
-
-def make_rule(name: str, base: str = "sgd") -> Rule:
-    """The functional rule of a registry optimizer (``base`` matters for sam, asam, fsam, msam)."""
-    if base not in BASES:
-        raise ValueError(f"Invalid base: {base!r}; valid: {sorted(BASES)}")
-    if name == "sgd":
-        return with_base(_no_state, None, "sgd")
-    if name == "adam":
-        return with_base(_no_state, None, "adam")
-    if name == "sam":
-        return with_base(_no_state, sam_perturb, base)
-    if name == "asam":
-        return with_base(_no_state, asam_perturb, base, takes_names=True)
-    if name == "fsam":
-        return with_base(fsam_init, fsam_perturb, base)
-    if name == "msam":
-        return with_base(_no_state, msam_perturb, base)
-    if name == "adasam":
-        return Rule(init=adasam_init, perturb=sam_perturb, update=adasam_update)
-    if name == "lightsam1":
-        return Rule(init=lightsam1_init, perturb=lightsam1_perturb, update=lightsam1_update)
-    if name == "lightsam2":
-        return Rule(init=lightsam2_init, perturb=lightsam2_perturb, update=lightsam2_update)
-    if name == "lightsam3":
-        return Rule(init=lightsam3_init, perturb=lightsam3_perturb, update=lightsam3_update)
-    raise ValueError(f"Unknown optimizer: {name!r}")

@@ -1,4 +1,5 @@
-"""The optimizer registry: each optimizer's hyperparameters (defaults, ranges, scale, help), paper and status.
+"""The optimizer registry: each optimizer's step program, hyperparameters (defaults, ranges, scale, help), paper,
+status, teaching text and the facts the views need, one ``Variant`` per method.
 
 The app builds its widgets from ``OPTIMIZERS``; the engine validates every hyperparameter against it with
 ``validate`` (a ``ValueError`` naming the parameter and its range), so a limit holds whatever the caller.
@@ -7,11 +8,17 @@ The app builds its widgets from ``OPTIMIZERS``; the engine validates every hyper
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from .functional import (adam_init, adam_update, adasam_init, adasam_update, asam_perturb, fsam_init, fsam_perturb,
+                         lightsam1_init, lightsam1_perturb, lightsam1_update, lightsam2_init, lightsam2_perturb,
+                         lightsam2_update, lightsam3_init, lightsam3_perturb, lightsam3_update, msam_perturb,
+                         sam_perturb, sgd_init, sgd_update, BASES, Rule)
+from .programs import Program, ascent_descent, descent
 
 BASE_CHOICES = ("sgd", "adam", "adamw")
 
@@ -40,9 +47,18 @@ class HParamSpec:
     help: str = ""
 
 
+def _never(hp: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _plain_gd(hp: Mapping[str, Any]) -> bool:
+    """Full-batch gradient descent without momentum (an SGD base): its sharpness stops near 2/η."""
+    return hp.get("momentum", 0.0) == 0 and hp.get("base", "sgd") == "sgd"
+
+
 @dataclass(frozen=True)
-class OptimizerInfo:
-    """A registry entry.
+class Variant:
+    """A registry entry: everything about one optimizer in one place.
 
     Attributes:
         name: registry name (``sam_viz.optim.make(name, ...)``).
@@ -51,8 +67,12 @@ class OptimizerInfo:
         update_rule: the update in one line of plain maths.
         paper: citation; ``paper_url`` its link; ``reference_code`` the code it follows.
         status: "stable", or "experimental" for methods whose rules come from unreviewed or third-party sources.
-        two_pass: whether a step needs the gradient at θ + e (a closure).
         hparams: name → spec, in display order.
+        program: the step program (``programs.Program``) the engine and the adapter run.
+        latex: the update in LaTeX (the Learn page).
+        where: which view shows the method's effect (the Learn page).
+        gd_limit: ``gd_limit(hp) -> bool``, whether plain gradient descent's 2/η stability limit applies to a run
+            with these hyperparameters (read it through ``gd_stability_limit``).
     """
 
     name: str
@@ -63,8 +83,27 @@ class OptimizerInfo:
     paper_url: str
     reference_code: str
     status: str
-    two_pass: bool
     hparams: dict[str, HParamSpec]
+    program: Program
+    latex: str = ""
+    where: str = ""
+    gd_limit: Callable[[Mapping[str, Any]], bool] = _never
+
+    @property
+    def two_pass(self) -> bool:
+        """Whether a step needs the loss away from θ_t (a closure, in the ``torch.optim`` adapter)."""
+        return self.program.two_pass
+
+    def gd_stability_limit(self, hp: Mapping[str, Any] | None = None) -> bool:
+        """Whether the 2/η line (plain gradient descent's edge of stability) applies to a run of this optimizer.
+
+        Args:
+            hp: the run's hyperparameters (missing ones take the registry defaults).
+        """
+        return self.gd_limit(validate(self.name, hp))
+
+
+OptimizerInfo = Variant  # the name of earlier releases
 
 
 def _lr(default: float, help_: str = "Learning rate η of the descent step.") -> HParamSpec:
@@ -91,84 +130,149 @@ def _sam_base(rho: float, lr: float = 0.1, **extra: HParamSpec) -> dict[str, HPa
             "weight_decay": _WD_COUPLED, "nesterov": _NESTEROV, "betas": _BETAS, "eps": _ADAM_EPS}
 
 
-OPTIMIZERS: dict[str, OptimizerInfo] = {
-    "sgd": OptimizerInfo(
-        "sgd", "SGD", "Stochastic gradient descent with heavy-ball momentum.",
-        "θ ← θ − η b,  b ← μ b + (g + wd·θ)",
-        "Robbins & Monro (1951); Polyak (1964)", "https://doi.org/10.1214/aoms/1177729586",
-        "torch.optim.SGD", "stable", False,
-        {"lr": _lr(0.1), "momentum": _MOMENTUM, "weight_decay": _WD_COUPLED, "nesterov": _NESTEROV},
+_LIGHTSAM = "Cheng et al., LightSAM: Parameter-Agnostic SAM (arXiv 2505.24399, 2025)"
+_THIRD_PARTY = "third-party renderings (spec §1); no official code"
+_SAM_STEP = "\\theta_{t+1} = \\mathrm{base}\\big(\\theta_t,\\ \\nabla L_B(\\theta_t + e_t)\\big)"
+
+OPTIMIZERS: dict[str, Variant] = {
+    "sgd": Variant(
+        name="sgd", label="SGD", description="Stochastic gradient descent with heavy-ball momentum.",
+        update_rule="θ ← θ − η b,  b ← μ b + (g + wd·θ)",
+        paper="Robbins & Monro (1951); Polyak (1964)", paper_url="https://doi.org/10.1214/aoms/1177729586",
+        reference_code="torch.optim.SGD", status="stable",
+        hparams={"lr": _lr(0.1), "momentum": _MOMENTUM, "weight_decay": _WD_COUPLED, "nesterov": _NESTEROV},
+        program=descent((sgd_init, sgd_update)),
+        latex=r"b_t = \mu\, b_{t-1} + \nabla L_B(\theta_t) + \lambda\theta_t,\qquad \theta_{t+1} = \theta_t - \eta\, b_t",
+        where="Loss surface: the baseline path; Hessian: λ_max rises during training (full-batch GD without momentum "
+              "stops near 2/η, the edge of stability).",
+        gd_limit=_plain_gd,
     ),
-    "adam": OptimizerInfo(
-        "adam", "Adam", "Adaptive moment estimation with bias correction.",
-        "θ ← θ − η m̂/(sqrt(v̂) + ε)",
-        "Kingma & Ba, Adam (ICLR 2015)", "https://arxiv.org/abs/1412.6980",
-        "torch.optim.Adam", "stable", False,
-        {"lr": _lr(1e-3), "betas": _BETAS, "eps": _ADAM_EPS, "weight_decay": _WD_COUPLED},
+    "adam": Variant(
+        name="adam", label="Adam", description="Adaptive moment estimation with bias correction.",
+        update_rule="θ ← θ − η m̂/(sqrt(v̂) + ε)",
+        paper="Kingma & Ba, Adam (ICLR 2015)", paper_url="https://arxiv.org/abs/1412.6980",
+        reference_code="torch.optim.Adam", status="stable",
+        hparams={"lr": _lr(1e-3), "betas": _BETAS, "eps": _ADAM_EPS, "weight_decay": _WD_COUPLED},
+        program=descent((adam_init, adam_update)),
+        latex=r"m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\; v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\qquad "
+              r"\theta_{t+1} = \theta_t - \eta\,\frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}",
+        where="Loss surface: sign-like steps along the valley floor; compare with LightSAM-III.",
     ),
-    "sam": OptimizerInfo(
-        "sam", "SAM", "Sharpness-aware minimization: descend with the gradient taken at the worst point of a ρ-ball.",
-        "e = ρ s/‖s‖;  θ ← base_step(θ, ∇L(θ + e))",
-        "Foret, Kleiner, Mobahi, Neyshabur, Sharpness-Aware Minimization (ICLR 2021)",
-        "https://arxiv.org/abs/2010.01412", "davda54/sam sam.py", "stable", True,
-        _sam_base(0.05, adaptive=_ADAPTIVE),
+    "sam": Variant(
+        name="sam", label="SAM",
+        description="Sharpness-aware minimization: descend with the gradient taken at the worst point of a ρ-ball.",
+        update_rule="e = ρ s/‖s‖;  θ ← base_step(θ, ∇L(θ + e))",
+        paper="Foret, Kleiner, Mobahi, Neyshabur, Sharpness-Aware Minimization (ICLR 2021)",
+        paper_url="https://arxiv.org/abs/2010.01412", reference_code="davda54/sam sam.py", status="stable",
+        hparams=_sam_base(0.05, adaptive=_ADAPTIVE),
+        program=ascent_descent(sam_perturb),
+        latex=r"s_t = \nabla L_B(\theta_t),\; e_t = \rho\,\frac{s_t}{\lVert s_t\rVert},\qquad " + _SAM_STEP,
+        where="Perturbations: the probe θ + e sits on a sphere of radius ρ; Radius sensitivity: the band of good ρ.",
+        gd_limit=_plain_gd,
     ),
-    "asam": OptimizerInfo(
-        "asam", "ASAM", "Adaptive SAM: the ρ-ball is measured relative to the weights' scale (T = |θ| + η).",
-        "e = ρ T² s/‖T s‖,  T = diag(|θ|) + η I on weights, I on biases",
-        "Kwon, Kim, Park, Choi, ASAM (ICML 2021)", "https://arxiv.org/abs/2102.11600",
-        "SamsungLabs/ASAM asam.py", "stable", True,
-        _sam_base(0.5, eta=HParamSpec(0.01, low=0.0, high=1.0, help="η in T = |θ| + η: keeps the ball open where weights are 0.")),
+    "asam": Variant(
+        name="asam", label="ASAM",
+        description="Adaptive SAM: the ρ-ball is measured relative to the weights' scale (T = |θ| + η).",
+        update_rule="e = ρ T² s/‖T s‖,  T = diag(|θ|) + η I on weights, I on biases",
+        paper="Kwon, Kim, Park, Choi, ASAM (ICML 2021)", paper_url="https://arxiv.org/abs/2102.11600",
+        reference_code="SamsungLabs/ASAM asam.py", status="stable",
+        hparams=_sam_base(0.5, eta=HParamSpec(0.01, low=0.0, high=1.0, help="η in T = |θ| + η: keeps the ball open where weights are 0.")),
+        program=ascent_descent(asam_perturb, takes_names=True),
+        latex=r"T_t = \mathrm{diag}(|\theta_t|) + \eta I,\; e_t = \rho\,\frac{T_t^2 s_t}{\lVert T_t s_t\rVert},\qquad " + _SAM_STEP,
+        where="Perturbations: the probe scales with each weight's size, so ‖e‖ differs from ρ.",
+        gd_limit=_plain_gd,
     ),
-    "fsam": OptimizerInfo(
-        "fsam", "F-SAM", "Friendly-SAM: remove the full-gradient component (an EMA of past gradients) from the perturbation.",
-        "d = s − σ m;  m ← λ m + (1−λ) s;  e = ρ d/‖d‖",
-        "Li, Zhou, He, Cheng, Huang, Friendly Sharpness-Aware Minimization (CVPR 2024)",
-        "https://arxiv.org/abs/2403.12350", "nblt/F-SAM utils.py (FriendlySAM)", "stable", True,
-        _sam_base(
+    "fsam": Variant(
+        name="fsam", label="F-SAM",
+        description="Friendly-SAM: remove the full-gradient component (an EMA of past gradients) from the perturbation.",
+        update_rule="d = s − σ m;  m ← λ m + (1−λ) s;  e = ρ d/‖d‖",
+        paper="Li, Zhou, He, Cheng, Huang, Friendly Sharpness-Aware Minimization (CVPR 2024)",
+        paper_url="https://arxiv.org/abs/2403.12350", reference_code="nblt/F-SAM utils.py (FriendlySAM)", status="stable",
+        hparams=_sam_base(
             0.05,
             sigma=HParamSpec(1.0, low=0.0, high=2.0, help="σ: how much of the estimated full gradient to remove (0 gives SAM)."),
             lmbda=HParamSpec(0.9, low=0.0, high=0.999, help="λ: decay of the EMA that estimates the full gradient."),
             adaptive=_ADAPTIVE,
         ),
+        program=ascent_descent(fsam_perturb, fsam_init),
+        latex=r"d_t = s_t - \sigma m_{t-1},\; m_t = \lambda m_{t-1} + (1-\lambda) s_t,\; e_t = \rho\,\frac{d_t}{\lVert d_t\rVert},\qquad " + _SAM_STEP,
+        where="Perturbations: cos(e, ∇L) drops towards 0 — the full-gradient part is removed.",
+        gd_limit=_plain_gd,
     ),
-    "lightsam1": OptimizerInfo(
-        "lightsam1", "LightSAM-I", "SAM with AdaGrad-Norm in both steps: scalar adaptive radius and learning rate.",
-        "u += ‖s‖²; e = ρ s/sqrt(u);  v += ‖g‖²; θ ← θ − η g/sqrt(v)",
-        "Cheng et al., LightSAM: Parameter-Agnostic SAM (arXiv 2505.24399, 2025)",
-        "https://arxiv.org/abs/2505.24399", "third-party renderings (spec §1); no official code", "experimental", True,
-        {"lr": _lr(0.1), "rho": _rho(0.1), "eps": _ACC_EPS, "weight_decay": _WD_DECOUPLED},
+    "lightsam1": Variant(
+        name="lightsam1", label="LightSAM-I",
+        description="SAM with AdaGrad-Norm in both steps: scalar adaptive radius and learning rate.",
+        update_rule="u += ‖s‖²; e = ρ s/sqrt(u);  v += ‖g‖²; θ ← θ − η g/sqrt(v)",
+        paper=_LIGHTSAM, paper_url="https://arxiv.org/abs/2505.24399", reference_code=_THIRD_PARTY, status="experimental",
+        hparams={"lr": _lr(0.1), "rho": _rho(0.1), "eps": _ACC_EPS, "weight_decay": _WD_DECOUPLED},
+        program=ascent_descent(lightsam1_perturb, base=(lightsam1_init, lightsam1_update)),
+        latex=r"u_t = u_{t-1} + \lVert s_t\rVert^2,\; e_t = \frac{\rho\, s_t}{\sqrt{u_t}},\; "
+              r"v_t = v_{t-1} + \lVert g_t\rVert^2,\qquad \theta_{t+1} = \theta_t - \frac{\eta\, g_t}{\sqrt{v_t}}",
+        where="Perturbations: the effective radius ρ/√u_t and learning rate η/√v_t shrink on their own; Radius "
+              "sensitivity: a flat map.",
     ),
-    "lightsam2": OptimizerInfo(
-        "lightsam2", "LightSAM-II", "SAM with AdaGrad in both steps: per-coordinate adaptive radius and learning rate.",
-        "u += s⊙s; e = ρ s/sqrt(u);  v += g⊙g; θ ← θ − η g/sqrt(v)",
-        "Cheng et al., LightSAM: Parameter-Agnostic SAM (arXiv 2505.24399, 2025)",
-        "https://arxiv.org/abs/2505.24399", "third-party renderings (spec §1); no official code", "experimental", True,
-        {"lr": _lr(0.1), "rho": _rho(0.1), "eps": _ACC_EPS, "weight_decay": _WD_DECOUPLED},
+    "lightsam2": Variant(
+        name="lightsam2", label="LightSAM-II",
+        description="SAM with AdaGrad in both steps: per-coordinate adaptive radius and learning rate.",
+        update_rule="u += s⊙s; e = ρ s/sqrt(u);  v += g⊙g; θ ← θ − η g/sqrt(v)",
+        paper=_LIGHTSAM, paper_url="https://arxiv.org/abs/2505.24399", reference_code=_THIRD_PARTY, status="experimental",
+        hparams={"lr": _lr(0.1), "rho": _rho(0.1), "eps": _ACC_EPS, "weight_decay": _WD_DECOUPLED},
+        program=ascent_descent(lightsam2_perturb, base=(lightsam2_init, lightsam2_update)),
+        latex=r"u_t = u_{t-1} + s_t^2,\; e_t = \frac{\rho\, s_t}{\sqrt{u_t}},\; v_t = v_{t-1} + g_t^2,\qquad "
+              r"\theta_{t+1} = \theta_t - \frac{\eta\, g_t}{\sqrt{v_t}}",
+        where="Perturbations: per-coordinate effective radius and learning rate (median shown); Radius sensitivity.",
     ),
-    "lightsam3": OptimizerInfo(
-        "lightsam3", "LightSAM-III", "SAM with Adam in both steps (separate moments for ascent and descent).",
-        "r,u ← Adam moments of s; e = ρ r/sqrt(u);  m,v ← moments of g; θ ← θ − η m/sqrt(v)",
-        "Cheng et al., LightSAM: Parameter-Agnostic SAM (arXiv 2505.24399, 2025)",
-        "https://arxiv.org/abs/2505.24399", "third-party renderings (spec §1); no official code", "experimental", True,
-        {"lr": _lr(1e-3), "rho": _rho(0.01), "betas": _BETAS, "eps": _ACC_EPS, "weight_decay": _WD_DECOUPLED,
-         "bias_correction": HParamSpec(False, kind="bool", help="Divide the moments by (1 − β^t) as Adam does (off in the renderings).")},
+    "lightsam3": Variant(
+        name="lightsam3", label="LightSAM-III",
+        description="SAM with Adam in both steps (separate moments for ascent and descent).",
+        update_rule="r,u ← Adam moments of s; e = ρ r/sqrt(u);  m,v ← moments of g; θ ← θ − η m/sqrt(v)",
+        paper=_LIGHTSAM, paper_url="https://arxiv.org/abs/2505.24399", reference_code=_THIRD_PARTY, status="experimental",
+        hparams={"lr": _lr(1e-3), "rho": _rho(0.01), "betas": _BETAS, "eps": _ACC_EPS, "weight_decay": _WD_DECOUPLED,
+                 "bias_correction": HParamSpec(False, kind="bool", help="Divide the moments by (1 − β^t) as Adam does (off in the renderings).")},
+        program=ascent_descent(lightsam3_perturb, base=(lightsam3_init, lightsam3_update)),
+        latex=r"r_t, u_t = \mathrm{Adam\ moments}(s_t),\; e_t = \frac{\rho\, r_t}{\sqrt{u_t}},\; "
+              r"m_t, v_t = \mathrm{Adam\ moments}(g_t),\qquad \theta_{t+1} = \theta_t - \frac{\eta\, m_t}{\sqrt{v_t}}",
+        where="Loss surface and Perturbations: large early probes (no bias correction), Adam-like steps.",
     ),
-    "adasam": OptimizerInfo(
-        "adasam", "AdaSAM", "SAM's perturbation with an AMSGrad-style descent (no bias correction).",
-        "e = ρ s/‖s‖;  m, v ← moments of g; v̂ = max(v̂, v); θ ← θ − η m/sqrt(v̂)",
-        "Sun et al., AdaSAM (arXiv 2303.00565, 2023)", "https://arxiv.org/abs/2303.00565",
-        "third-party renderings (spec §6)", "experimental", True,
-        {"lr": _lr(1e-3), "rho": _rho(0.05), "betas": _BETAS, "eps": _ACC_EPS, "weight_decay": _WD_DECOUPLED},
+    "adasam": Variant(
+        name="adasam", label="AdaSAM", description="SAM's perturbation with an AMSGrad-style descent (no bias correction).",
+        update_rule="e = ρ s/‖s‖;  m, v ← moments of g; v̂ = max(v̂, v); θ ← θ − η m/sqrt(v̂)",
+        paper="Sun et al., AdaSAM (arXiv 2303.00565, 2023)", paper_url="https://arxiv.org/abs/2303.00565",
+        reference_code="third-party renderings (spec §6)", status="experimental",
+        hparams={"lr": _lr(1e-3), "rho": _rho(0.05), "betas": _BETAS, "eps": _ACC_EPS, "weight_decay": _WD_DECOUPLED},
+        program=ascent_descent(sam_perturb, base=(adasam_init, adasam_update)),
+        latex=r"e_t = \rho\,\frac{s_t}{\lVert s_t\rVert},\; m_t, v_t = \mathrm{Adam\ moments}(g_t),\; "
+              r"\hat v_t = \max(\hat v_{t-1}, v_t),\qquad \theta_{t+1} = \theta_t - \frac{\eta\, m_t}{\sqrt{\hat v_t}}",
+        where="Perturbations: SAM's probe with an AMSGrad-style effective learning rate.",
     ),
-    "msam": OptimizerInfo(
-        "msam", "Monge-SAM", "SAM under the metric I + s sᵀ: the radius shrinks where the gradient is large.",
-        "e = ρ s/(‖s‖ sqrt(1 + ‖s‖²))",
-        "Jacobsen & Arvanitidis, Monge SAM (arXiv 2502.08448, 2025)", "https://arxiv.org/abs/2502.08448",
-        "paper equations (spec §6)", "experimental", True,
-        _sam_base(0.05),
+    "msam": Variant(
+        name="msam", label="Monge-SAM", description="SAM under the metric I + s sᵀ: the radius shrinks where the gradient is large.",
+        update_rule="e = ρ s/(‖s‖ sqrt(1 + ‖s‖²))",
+        paper="Jacobsen & Arvanitidis, Monge SAM (arXiv 2502.08448, 2025)", paper_url="https://arxiv.org/abs/2502.08448",
+        reference_code="paper equations (spec §6)", status="experimental",
+        hparams=_sam_base(0.05),
+        program=ascent_descent(msam_perturb),
+        latex=r"e_t = \frac{\rho}{\sqrt{1 + \lVert s_t\rVert^2}}\,\frac{s_t}{\lVert s_t\rVert},\qquad " + _SAM_STEP,
+        where="Perturbations: ‖e‖ = ρ/√(1 + ‖s‖²) is small while gradients are large, then grows to ρ.",
+        gd_limit=_plain_gd,
     ),
 }
+
+
+def make_rule(name: str, base: str = "sgd") -> Rule:
+    """The (init, perturb, update) pieces of an ascent–descent or descent optimizer (``Program.phases``).
+
+    Raises:
+        ValueError: an unknown optimizer or base, or a program without separable phases.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer: {name!r}")
+    if base not in BASES:
+        raise ValueError(f"Invalid base: {base!r}; valid: {sorted(BASES)}")
+    phases = OPTIMIZERS[name].program.phases
+    if phases is None:
+        raise ValueError(f"{name}: its step program has no separate ascent and descent phases")
+    return phases(base)
 
 
 def validate(name: str, hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:

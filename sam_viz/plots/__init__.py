@@ -11,25 +11,59 @@ camera across Streamlit reruns, and every figure carries its alt text (``describ
 """
 
 from ._boundary import decision_boundary_figure
-from ._common import PALETTE, SEQUENTIAL_SCALES, Style, param_title, run_label, style
+from ._common import PALETTE, SEQUENTIAL_SCALES, Style, param_title, readable_fonts, run_label, style, text_color
 from ._curvature import CURVATURE_METRICS, curvature_figure, hessian_series, spectrum_figure
 from ._export import describe, figure_to_csv_frames
 from ._series import (
     METRICS,
+    RUNNING_MEAN_METRICS,
     MetricInfo,
+    cumulative_mean,
     fsam_decomposition_figure,
     fsam_parts,
     metric_series,
     metric_title,
     series_figure,
 )
+from ._static import figure_image, figure_images, static_figure
 from ._surface import TrajectoryTrace, perturbation_figure, playback_figure, surface_figure
-from ._sweep import CUSTOMDATA_COLUMNS, shared_color_range, sweep_heatmaps
+from ._sweep import CLICK_COLUMNS, CUSTOMDATA_COLUMNS, shared_color_range, sweep_heatmaps, sweep_selection
 
 __all__ = [
-    "CURVATURE_METRICS", "CUSTOMDATA_COLUMNS", "METRICS", "PALETTE", "SEQUENTIAL_SCALES", "MetricInfo", "Style",
-    "TrajectoryTrace", "curvature_figure", "decision_boundary_figure", "describe", "figure_to_csv_frames",
-    "fsam_decomposition_figure", "fsam_parts", "hessian_series", "metric_series", "metric_title", "param_title",
-    "perturbation_figure", "playback_figure", "run_label", "series_figure", "shared_color_range",
-    "spectrum_figure", "style", "surface_figure", "sweep_heatmaps",
+    "CLICK_COLUMNS",
+    "CURVATURE_METRICS",
+    "CUSTOMDATA_COLUMNS",
+    "METRICS",
+    "MetricInfo",
+    "PALETTE",
+    "RUNNING_MEAN_METRICS",
+    "SEQUENTIAL_SCALES",
+    "Style",
+    "TrajectoryTrace",
+    "cumulative_mean",
+    "curvature_figure",
+    "decision_boundary_figure",
+    "describe",
+    "figure_image",
+    "figure_images",
+    "figure_to_csv_frames",
+    "fsam_decomposition_figure",
+    "fsam_parts",
+    "hessian_series",
+    "metric_series",
+    "metric_title",
+    "param_title",
+    "perturbation_figure",
+    "playback_figure",
+    "readable_fonts",
+    "run_label",
+    "series_figure",
+    "shared_color_range",
+    "spectrum_figure",
+    "static_figure",
+    "style",
+    "surface_figure",
+    "sweep_heatmaps",
+    "sweep_selection",
+    "text_color",
 ]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import textwrap
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,6 +23,11 @@ SYMBOLS_3D = ("circle", "square", "diamond", "cross", "x", "circle-open", "squar
 SEQUENTIAL_SCALES = ("Viridis", "Cividis", "Plasma", "Inferno", "Magma")
 DIVERGED_COLOR = "#F4F4F4"  # near-white: no sequential scale we allow ends there
 MISSING = "–"
+# Readable on a projector at the back of a lecture hall: Plotly's (and Streamlit's) 12 px is too small. Sizes
+# only; colours are left to the theme (Streamlit light or dark, Plotly's template), so text stays legible on both.
+FONT_SIZE = 14           # body text, legend and tick labels
+TITLE_FONT_SIZE = 16     # axis titles
+HEATMAP_TEXT_SIZE = 14   # numbers printed in heatmap cells (``texttemplate``)
 
 
 @dataclass(frozen=True)
@@ -239,21 +245,96 @@ def default_labels(runs: Sequence[Any], labels: Sequence[str] | None) -> list[st
 
 def base_layout(*, title: str, uirevision: str, alt: str, subplot_titles: bool = False,
                 **extra: Any) -> dict[str, Any]:
-    """Layout entries every figure shares: title, ``uirevision``, alt text in ``meta`` and a legend on top.
+    """Layout entries every figure shares: title, ``uirevision``, alt text in ``meta``, projector-sized fonts and a
+    legend on top.
 
-    The legend sits in a horizontal row above the plot (a right-hand legend would collide with colour bars);
-    with ``subplot_titles`` it moves higher so it clears them.
+    The legend sits in a horizontal row between the title and the plot (a right-hand legend would collide with
+    colour bars); the top margin leaves room for the title, a wrapped second legend row and, with
+    ``subplot_titles``, the panel titles. Font sizes are explicit (they win over Streamlit's 12 px template);
+    colours are not, so the theme picks a legible one.
     """
     layout: dict[str, Any] = dict(
-        title=dict(text=title, x=0.0, xanchor="left"),
+        title=dict(text=title, x=0.0, xanchor="left", y=0.98, yanchor="top", font=dict(size=TITLE_FONT_SIZE + 2)),
         uirevision=uirevision,
         meta={"alt": alt},
         hovermode="closest",
-        margin=dict(l=64, r=24, t=124 if subplot_titles else 96, b=56),
-        legend=dict(orientation="h", x=0.0, xanchor="left", y=1.08 if subplot_titles else 1.0, yanchor="bottom"),
+        font=dict(size=FONT_SIZE),
+        hoverlabel=dict(font=dict(size=FONT_SIZE)),
+        margin=dict(l=72, r=24, t=150 if subplot_titles else 120, b=64),
+        legend=dict(orientation="h", x=0.0, xanchor="left", y=1.09 if subplot_titles else 1.02, yanchor="bottom",
+                    font=dict(size=FONT_SIZE)),
     )
     layout.update(extra)
+    for key, value in layout.items():
+        if re.fullmatch(r"[xy]axis\d*", key) and isinstance(value, dict):
+            layout[key] = readable_axis(value)
     return layout
+
+
+@contextlib.contextmanager
+def text_color(fig: Any, color: str) -> Iterator[Any]:
+    """Within the block, ``fig``'s legend, title, tick labels, axis and colour-bar titles are drawn in ``color``;
+    afterwards the figure is as it was.
+
+    For a page that knows which colour reads well on its theme: ``with text_color(fig, ink): st.plotly_chart(fig)``
+    (the chart is serialised inside the block). The builders leave colours to the theme, so the same figure stays
+    right in a file, a report or the other theme; changing it in place and back costs milliseconds, where a copy
+    of a playback figure costs a quarter of a second per rerun.
+    """
+    lay = fig.layout
+    targets = [lay.font, lay.legend.font, lay.title.font]
+    for name in ("xaxis", "yaxis"):
+        for ax in fig.select_xaxes() if name == "xaxis" else fig.select_yaxes():
+            targets += [ax.tickfont, ax.title.font]
+    for scene in fig.select_scenes():
+        for ax in (scene.xaxis, scene.yaxis, scene.zaxis):
+            targets += [ax.tickfont, ax.title.font]
+    for t in fig.data:
+        if t.type in ("contour", "heatmap", "surface") and t.showscale is not False:
+            targets += [t.colorbar.tickfont, t.colorbar.title.font]
+    saved = [obj.color for obj in targets]
+    try:
+        for obj in targets:
+            obj.color = color
+        yield fig
+    finally:
+        for obj, old in zip(targets, saved):
+            obj.color = old
+
+
+def readable_axis(ax: dict[str, Any]) -> dict[str, Any]:
+    """``ax`` with projector-sized tick labels and title (sizes it already sets are kept)."""
+    ax = dict(ax)
+    ax["tickfont"] = {"size": FONT_SIZE, **dict(ax.get("tickfont") or {})}
+    title = ax.get("title")
+    title = {"text": title} if isinstance(title, str) else dict(title or {})
+    title["font"] = {"size": TITLE_FONT_SIZE, **dict(title.get("font") or {})}
+    ax["title"] = title
+    return ax
+
+
+def readable_fonts(fig: Any) -> Any:
+    """``fig`` (changed in place and returned) with projector-sized tick labels and titles on every 2-D axis,
+    subplots included, where the figure does not set a size itself. The builders do this already; for figures
+    built elsewhere (a sweep's subplot axes otherwise get Streamlit's 12 px)."""
+    readable_layout(fig.layout)
+    return fig
+
+
+def readable_layout(layout: Any) -> None:
+    """Give every 2-D axis of a ``go.Layout`` (subplots included) projector-sized tick labels and titles, in place."""
+    for name in list(layout):
+        if re.fullmatch(r"[xy]axis\d*", name) and layout[name] is not None:
+            ax = layout[name]
+            if not ax.to_plotly_json():
+                continue  # an axis the figure does not use (go.Layout lists xaxis/yaxis even when unset)
+            if ax.tickfont.size is None:
+                ax.tickfont.size = FONT_SIZE
+            if ax.title.font.size is None:
+                ax.title.font.size = TITLE_FONT_SIZE
+    for ann in layout.annotations or ():
+        if ann.font.size is None:  # subplot titles
+            ann.font.size = FONT_SIZE + 1
 
 
 def axis(title: str, **extra: Any) -> dict[str, Any]:

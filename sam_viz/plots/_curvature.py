@@ -19,6 +19,7 @@ from ._common import (
     fmt,
     join_names,
     last_finite,
+    readable_layout,
     style,
     subscript,
 )
@@ -183,10 +184,19 @@ def _eigen_arrays(item: Any, i: int) -> dict[str, np.ndarray]:
             "small": empty, "small_res": empty, "small_conv": np.empty(0, bool)}
 
 
+def _is_pair(value: Any) -> bool:
+    """Whether ``value`` is one (grid, density) pair rather than a sequence of densities: a tuple of two numeric
+    1-D arrays (a tuple of two ``Density`` objects or two pairs is two densities)."""
+    if not isinstance(value, tuple) or len(value) != 2:
+        return False
+    return all(not hasattr(v, "grid") and v is not None and np.asarray(v, dtype=object).ndim == 1
+               and all(isinstance(e, (int, float, np.number)) for e in np.asarray(v, dtype=object)) for v in value)
+
+
 def _density_items(density: Any, n: int) -> list[tuple[np.ndarray, np.ndarray] | None]:
     if density is None:
         return [None] * n
-    items = [density] if hasattr(density, "grid") or isinstance(density, tuple) else list(density)
+    items = [density] if hasattr(density, "grid") or _is_pair(density) else list(density)
     if len(items) != n:
         raise ValueError(f"Invalid density: {len(items)} densities for {n} spectra")
     out: list[tuple[np.ndarray, np.ndarray] | None] = []
@@ -267,6 +277,7 @@ def spectrum_figure(eigen: EigenResult | np.ndarray | Sequence[Any], density: De
                                hovertemplate=f"<b>{name}</b><br>%{{x}} = %{{y:.5~g}}<br>%{{customdata[0]}}" + _EXTRA,
                                meta={"key": f"{name} eigenvalues", "x": "rank", "y": "eigenvalue",
                                      "error": "residual", "customdata": ["status"]}, **err))
+    n_dens, shown = sum(d is not None for d in densities), 0
     for i, (name, d) in enumerate(zip(labels, densities)):
         if d is None:
             continue
@@ -274,8 +285,12 @@ def spectrum_figure(eigen: EigenResult | np.ndarray | Sequence[Any], density: De
         g, dens = d
         positive = dens[np.isfinite(dens) & (dens > 0)]
         floor = positive.max() * 1e-8 if positive.size else 1e-12  # log axis: zeros would vanish, not drop to 0
+        # Every run's density in its own colour, dash and width (earlier ones wider, so equal curves both show).
+        width = 2.0 + 1.5 * (n_dens - 1 - shown)
+        shown += 1
         data.append(go.Scatter(x=g, y=np.maximum(dens, floor), mode="lines", name=f"{name} density",
-                               legendgroup=f"s{i}", showlegend=False, line=dict(color=s.color, dash=s.dash, width=2),
+                               legendgroup=f"s{i}", showlegend=n_dens > 1,
+                               line=dict(color=s.color, dash=s.dash, width=width),
                                xaxis="x2", yaxis="y2",
                                hovertemplate=f"<b>{name}</b><br>λ %{{x:.4~g}}<br>density %{{y:.3~g}}" + _EXTRA,
                                meta={"key": f"{name} density", "x": "eigenvalue", "y": "density"}))
@@ -292,4 +307,5 @@ def spectrum_figure(eigen: EigenResult | np.ndarray | Sequence[Any], density: De
     if has_density:
         layout.xaxis2.update(title=dict(text="eigenvalue λ"))
         layout.yaxis2.update(title=dict(text="density (log scale)"), type="log")
+    readable_layout(layout)
     return go.Figure(data=data, layout=layout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ._common import (
+    FONT_SIZE,
     as_1d,
     axis,
     base_layout,
@@ -371,12 +373,26 @@ def _best_cell_trace(g: _Geometry) -> go.Scatter:
                       meta={"key": f"grid {word}", "x": "alpha", "y": "beta", "customdata": [g.quantity]})
 
 
-def _path_trace(i: int, t: TrajectoryTrace) -> go.Scatter:
+def _path_look(i: int, n_paths: int, n_points: int) -> tuple[float, np.ndarray]:
+    """(line width, per-point marker sizes) of path ``i`` of ``n_paths``, so identical paths stay distinguishable.
+
+    Earlier paths are drawn wider (they lie underneath), so a later path on top leaves a coloured rim of each one
+    below; markers sit every ``k``-th point with each path's markers shifted by ``k / n_paths`` points, so two paths
+    through the same points never hide each other's markers. The end point is always large.
+    """
+    width = 2.5 + 3.0 * max(0, n_paths - 1 - i)
+    every = max(n_paths, math.ceil(n_points / 10))
+    sizes = np.zeros(n_points)
+    sizes[(i * every) // n_paths::every] = 9.0
+    sizes[-1] = 12.0 + 5.0 * max(0, n_paths - 1 - i)  # a shared end point shows every path's marker
+    return width, sizes
+
+
+def _path_trace(i: int, t: TrajectoryTrace, n_paths: int = 1) -> go.Scatter:
     s = style(i)
-    sizes = np.full(t.n, 6.0)
-    sizes[-1] = 12.0  # the end point stands out
+    width, sizes = _path_look(i, n_paths, t.n)
     return go.Scatter(x=t.alpha, y=t.beta, mode="lines+markers", name=t.label, legendgroup=f"traj{i}",
-                      line=dict(color=s.color, dash=s.dash, width=2.5),
+                      line=dict(color=s.color, dash=s.dash, width=width),
                       marker=dict(symbol=s.symbol, size=sizes, color=s.color, line=dict(color="white", width=1)),
                       customdata=_traj_custom(t), hovertemplate=_traj_hover(t),
                       meta={"key": f"{t.label} path", "x": "alpha", "y": "beta", "customdata": _TRAJ_COLUMNS})
@@ -476,7 +492,7 @@ def surface_figure(surface: Surface, *, trajectories: Sequence[TrajectoryTrace] 
     if kind == "contour":
         data: list[Any] = [_surface_trace(g, colorscale), _best_cell_trace(g)]
         for i, t in enumerate(trajs):
-            data.append(_path_trace(i, t))
+            data.append(_path_trace(i, t, len(trajs)))
             if t.has_probe:
                 data.append(_probe_trace(i, t))
         layout = base_layout(title=title or _default_title(g, ""), uirevision=_uirevision("surface", g, uirevision),
@@ -496,11 +512,37 @@ def surface_figure(surface: Surface, *, trajectories: Sequence[TrajectoryTrace] 
         aspect = dict(aspectmode="manual", aspectratio=dict(x=1.0, y=ratio, z=0.7 * max(1.0, ratio)))
     else:
         aspect = dict(aspectmode="manual", aspectratio=dict(x=1.0, y=1.0, z=0.7))
-    scene = dict(xaxis=axis(g.x_title), yaxis=axis(g.y_title), zaxis=axis(g.z_title),
-                 camera=dict(eye=dict(x=1.5, y=-1.5, z=1.0)), **aspect)
+    # Short axis titles and a camera a little farther out: WebGL axis titles are not wrapped, and the long 2-D
+    # titles ran off the canvas (the full ones are in the 2-D view and the alt text).
+    font = dict(tickfont=dict(size=FONT_SIZE - 1), title=dict(font=dict(size=FONT_SIZE + 1)))
+    scene = dict(xaxis=_merge(axis(_short_title(g.x_title)), font), yaxis=_merge(axis(_short_title(g.y_title)), font),
+                 zaxis=_merge(axis(g.z_title), font), camera=dict(eye=dict(x=1.45, y=-1.45, z=0.95)),
+                 domain=dict(x=[0.0, 0.92], y=[0.0, 1.0]), **aspect)
     layout = base_layout(title=title or _default_title(g, ""), uirevision=_uirevision("surface3d", g, uirevision),
                          alt=_alt(g, trajs, "3-D surface"), scene=scene)
+    layout["margin"] = {**layout["margin"], "l": 8, "r": 8, "b": 8}
+    layout.setdefault("height", 640)
     return go.Figure(data=data, layout=layout)
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """``a`` updated with ``b``, nested dicts merged."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+_SHORTER = ((r";.*$", ""), (r" of the path", ""), (r"principal direction (\d)", r"PC \1"), (r"% of variance", "%"),
+            (r" \(filter-normalised\)", ""), (r" \(parameter \d(, from the plane origin)?\)", ""),
+            (r" \(part orthogonal to α\)", ""))
+
+
+def _short_title(text: str) -> str:
+    """A plane axis title short enough for a 3-D scene: "α: PC 1 (70.0%)" instead of the 2-D sentence."""
+    for pattern, repl in _SHORTER:
+        text = re.sub(pattern, repl, text)
+    return text
 
 
 def _timeline(trajs: Sequence[TrajectoryTrace], frame_stride: int, max_frames: int) -> np.ndarray:
@@ -530,17 +572,25 @@ def _frame_state(t: TrajectoryTrace, step: float) -> dict[str, Any]:
     return state
 
 
+SPEEDS = (0.5, 1.0, 2.0, 4.0)
+
+
 @doc
 def playback_figure(surface: Surface, trajectories: Sequence[TrajectoryTrace], *, frame_stride: int = 1,
                     max_frames: int = 200, duration_ms: int = 80, log_scale: bool = False,
                     colorscale: str = "Viridis", title: str | None = None,
-                    uirevision: str | None = None) -> go.Figure:
-    """Training replayed on the contour map: Play/Pause/Replay and a step slider, animated in the browser.
+                    uirevision: str | None = None, speeds: Sequence[float] = SPEEDS) -> go.Figure:
+    """Training replayed on the contour map: Play/Pause/Replay, speed buttons and a step slider, in the browser.
 
     Each frame shows every optimizer's path up to that step, a large marker at its current point and, when the
     probe is known, a segment from θ_t to θ_t + e_t ending in an open marker. A faint full path stays underneath
-    (and carries the hover), so a paused or exported figure still shows where each run went. Frames only
-    update the moving traces (``go.Frame.traces``): the surface is sent once, and playing needs no server rerun.
+    (and carries the hover). Before Play the figure shows the final state (whole paths, the slider at the last
+    step), so a glance, a screenshot or an export shows where each run went; Play then starts from step 0.
+
+    Frames only carry the moving traces (``go.Frame.traces``): the surface is sent once and playing needs no
+    server rerun. Every animation step uses ``redraw: True``: plotly.js only transitions "animatable" traces
+    (scatter), and a transition that leaves a contour out removes its layer, so without a redraw the loss map
+    vanished on Play and on the slider (bug B2).
 
     Args:
         {surface}
@@ -548,24 +598,29 @@ def playback_figure(surface: Surface, trajectories: Sequence[TrajectoryTrace], *
         frame_stride: show every k-th distinct step; frame k then shows steps up to the k-th picked one.
         max_frames: upper bound on the frames (the stride grows to respect it): each frame carries its paths,
             so the payload grows with frames × points.
-        duration_ms: milliseconds per frame while playing.
+        duration_ms: milliseconds per frame at 1× (▶ Play and ⟲ Replay).
         {log_scale}
         {colorscale}
         {title}
         {uirevision}
+        speeds: the speed buttons (multiples of 1×); each plays from the current step at that speed (pressed
+            while playing, it changes the speed). Empty for none.
 
     Returns:
         {returns} The frames are ``fig.frames``, named by step.
 
     Raises:
-        ValueError: no trajectories, ``frame_stride``/``max_frames`` < 1, ``duration_ms`` ≤ 0, or as
-            ``surface_figure``.
+        ValueError: no trajectories, ``frame_stride``/``max_frames`` < 1, ``duration_ms`` ≤ 0, a speed ≤ 0, or
+            as ``surface_figure``.
     """
     for name, value in (("frame_stride", frame_stride), ("max_frames", max_frames)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"Invalid {name}: {value!r} (need an integer ≥ 1)")
     if not (isinstance(duration_ms, (int, float)) and duration_ms > 0):
         raise ValueError(f"Invalid duration_ms: {duration_ms!r} (need > 0)")
+    speeds = [float(v) for v in speeds]
+    if any(not (math.isfinite(v) and v > 0) for v in speeds):
+        raise ValueError(f"Invalid speeds: {speeds!r} (need finite values > 0)")
     check_colorscale(colorscale)
     trajs = _check_trajectories(trajectories, required=True)
     g = _geometry(surface, log_scale=log_scale)
@@ -575,23 +630,25 @@ def playback_figure(surface: Surface, trajectories: Sequence[TrajectoryTrace], *
     moving: list[tuple[int, TrajectoryTrace, str]] = []  # (trace index, trajectory, role)
     for i, t in enumerate(trajs):
         s = style(i)
-        ghost = _path_trace(i, t)
+        ghost = _path_trace(i, t, len(trajs))
         ghost.update(opacity=0.35, mode="lines", showlegend=False, name=f"{t.label} (whole run)")
         data.append(ghost)
-        first = _frame_state(t, timeline[0])
+        width, sizes = _path_look(i, len(trajs), t.n)
+        last = _frame_state(t, timeline[-1])  # shown until Play: the whole run
         moving.append((len(data), t, "path"))
-        data.append(go.Scatter(x=first["path"][0], y=first["path"][1], mode="lines+markers", name=t.label,
-                               legendgroup=f"traj{i}", line=dict(color=s.color, dash=s.dash, width=2.5),
-                               marker=dict(symbol=s.symbol, size=5, color=s.color), hoverinfo="skip",
-                               meta={"export": False}))
+        data.append(go.Scatter(x=last["path"][0], y=last["path"][1], mode="lines+markers", name=t.label,
+                               legendgroup=f"traj{i}", line=dict(color=s.color, dash=s.dash, width=width),
+                               marker=dict(symbol=s.symbol, size=sizes, color=s.color,
+                                           line=dict(color="white", width=1)),
+                               hoverinfo="skip", meta={"export": False}))
         moving.append((len(data), t, "head"))
-        data.append(go.Scatter(x=first["head"][0], y=first["head"][1], mode="markers", name=f"{t.label} now",
-                               legendgroup=f"traj{i}", showlegend=False, customdata=first["head"][2],
+        data.append(go.Scatter(x=last["head"][0], y=last["head"][1], mode="markers", name=f"{t.label} now",
+                               legendgroup=f"traj{i}", showlegend=False, customdata=last["head"][2],
                                marker=dict(symbol=s.symbol, size=15, color=s.color, line=dict(color="white", width=2)),
                                hovertemplate=_traj_hover(t), meta={"export": False}))
         if t.has_probe:
             moving.append((len(data), t, "probe"))
-            data.append(go.Scatter(x=first["probe"][0], y=first["probe"][1], mode="lines+markers",
+            data.append(go.Scatter(x=last["probe"][0], y=last["probe"][1], mode="lines+markers",
                                    name=f"{t.label}: θ → θ+e", legendgroup=f"traj{i}", showlegend=False,
                                    line=dict(color=s.color, width=2),
                                    marker=dict(symbol=f"{s.symbol}-open", size=[0, 11], color=s.color,
@@ -612,26 +669,49 @@ def playback_figure(surface: Surface, trajectories: Sequence[TrajectoryTrace], *
         frames.append(go.Frame(data=frame_data, traces=indices, name=str(int(step)) if float(step).is_integer()
                                else str(step)))
 
-    still = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
-    play = {"frame": {"duration": float(duration_ms), "redraw": False}, "fromcurrent": True,
-            "mode": "immediate", "transition": {"duration": 0}}
-    menus = [dict(type="buttons", direction="left", showactive=False, x=0.0, xanchor="left", y=-0.22,
-                  yanchor="top", pad=dict(t=4, r=8),
-                  buttons=[dict(label="▶ Play", method="animate", args=[None, play]),
-                           dict(label="❚❚ Pause", method="animate", args=[[None], still]),
-                           # Play resumes from the current frame, so at the end it has nothing left to show.
-                           dict(label="⟲ Replay", method="animate", args=[None, {**play, "fromcurrent": False}])])]
-    sliders = [dict(active=0, x=0.36, len=0.64, y=-0.18, yanchor="top", pad=dict(t=8),
+    menus = _playback_menus(float(duration_ms), speeds)
+    # Full width under the buttons: beside them it collided with the speed row in a narrow (sidebar) column.
+    sliders = [dict(active=len(frames) - 1, x=0.0, len=1.0, y=-0.43, yanchor="top", pad=dict(t=4),
                     currentvalue=dict(prefix="step ", xanchor="right"), transition=dict(duration=0),
-                    steps=[dict(method="animate", label=f.name, args=[[f.name], still]) for f in frames])]
+                    steps=[dict(method="animate", label=f.name, args=[[f.name], _animation(0)]) for f in frames])]
     layout = base_layout(title=title or _default_title(g, ": training playback"),
                          uirevision=_uirevision("playback", g, uirevision),
                          alt=_alt(g, trajs, f"Animated contour map ({len(frames)} frames)"),
                          **_plane_axes(g, trajs),
                          updatemenus=menus, sliders=sliders)
-    layout["margin"] = dict(l=64, r=24, t=96, b=190)
-    layout.setdefault("height", 680)  # room for the map above the Play buttons and the step slider
+    layout["margin"] = {**layout["margin"], "b": 270}
+    layout.setdefault("height", 800)  # room for the map above the Play and speed buttons and the step slider
     return go.Figure(data=data, layout=layout, frames=frames)
+
+
+def _animation(duration_ms: float, *, fromcurrent: bool | None = None) -> dict[str, Any]:
+    """``Plotly.animate`` options: ``redraw`` is always on (without it the contour vanishes, see above)."""
+    opts: dict[str, Any] = {"frame": {"duration": duration_ms, "redraw": True}, "mode": "immediate",
+                            "transition": {"duration": 0}}
+    if fromcurrent is not None:
+        opts["fromcurrent"] = fromcurrent
+    return opts
+
+
+def _playback_menus(duration_ms: float, speeds: Sequence[float]) -> list[dict[str, Any]]:
+    """▶ Play / ❚❚ Pause / ⟲ Replay, and a row of speed buttons under them."""
+    button = dict(font=dict(size=15), pad=dict(t=4, r=8, l=4, b=4))
+    menus = [dict(type="buttons", direction="left", showactive=False, x=0.0, xanchor="left", y=-0.2,
+                  yanchor="top", **button,
+                  buttons=[dict(label="▶ Play", method="animate",
+                                # before any frame was shown there is no current frame: Play starts at step 0
+                                args=[None, _animation(duration_ms, fromcurrent=True)]),
+                           dict(label="❚❚ Pause", method="animate", args=[[None], _animation(0)]),
+                           # Play resumes from the current frame, so at the end it has nothing left to show.
+                           dict(label="⟲ Replay", method="animate",
+                                args=[None, _animation(duration_ms, fromcurrent=False)])])]
+    if speeds:
+        menus.append(dict(type="buttons", direction="left", showactive=False, x=0.0, xanchor="left", y=-0.31,
+                          yanchor="top", **button,
+                          buttons=[dict(label=f"▶ {fmt(v)}×", method="animate",
+                                        args=[None, _animation(duration_ms / v, fromcurrent=True)])
+                                   for v in speeds]))
+    return menus
 
 
 def _arrow_indices(t: TrajectoryTrace, max_arrows: int) -> np.ndarray:
@@ -680,8 +760,8 @@ def perturbation_figure(surface: Surface, trajectories: Sequence[TrajectoryTrace
     annotations = []
     for i, t in enumerate(trajs):
         s = style(i)
-        path = _path_trace(i, t)
-        path.update(line=dict(width=1.5))
+        path = _path_trace(i, t, len(trajs))
+        path.line.width = 0.6 * path.line.width  # thinner here: the arrows are what this view is about
         data.append(path)
         if not t.has_probe:
             continue

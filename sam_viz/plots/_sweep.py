@@ -25,7 +25,11 @@ from ._common import (
 from ._series import metric_title
 
 _EXTRA = "<extra></extra>"
-CUSTOMDATA_COLUMNS = ("i", "j", "panel", "x_value", "y_value")
+CUSTOMDATA_COLUMNS = ("i", "j", "panel", "x_value", "y_value", "std")
+# The click layer: one nearly transparent marker per cell centre. Streamlit delivers no selections for heatmaps
+# (streamlit #8760, #8933), only for scatter-type traces; its customdata adds the cell's value.
+CLICK_COLUMNS = (*CUSTOMDATA_COLUMNS, "value")
+CLICK_OPACITY = 0.01  # invisible, still hit by clicks and hover (opacity 0 would be left out by some renderers)
 
 
 def _panels(panels: Sequence[Any], shape: tuple[int, int]) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -62,18 +66,54 @@ def shared_color_range(values: Sequence[np.ndarray], diverged: Sequence[np.ndarr
     return lo, hi
 
 
+def _spreads(spreads: Sequence[Any] | None, n: int, shape: tuple[int, int]) -> list[np.ndarray]:
+    """One (ny, nx) std array per panel; NaN (no spread shown) where none is given."""
+    if spreads is None:
+        return [np.full(shape, np.nan) for _ in range(n)]
+    if len(spreads) != n:
+        raise ValueError(f"Invalid spreads: expected {n} (one per panel), got {len(spreads)}")
+    return [np.full(shape, np.nan) if s is None else as_2d(f"spreads[{k}]", s, shape) for k, s in enumerate(spreads)]
+
+
+def sweep_selection(event: Any) -> tuple[int, int, int] | None:
+    """The (panel, i, j) of the cell a Streamlit selection event points at, or None.
+
+    ``event`` is what ``st.plotly_chart(sweep_heatmaps(...), on_select="rerun")`` returns:
+    ``{"selection": {"points": [{"curve_number": …, "point_number": …, "customdata": [i, j, panel, …]}]}}``. The
+    cell is read from the point's customdata (``CUSTOMDATA_COLUMNS``), never from the curve number: the figure
+    holds several traces per panel (heatmap, diverged layer, click layer), so curve numbers are not panels.
+    """
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError, IndexError):
+        return None
+    for point in points or ():
+        custom = point.get("customdata") if isinstance(point, dict) else None
+        if isinstance(custom, dict):  # plotly.js may hand a typed array over as {0: …, 1: …}
+            custom = [custom[k] for k in sorted(custom, key=int)]
+        try:
+            i, j, panel = (int(float(v)) for v in list(custom)[:3])
+        except (TypeError, ValueError):
+            continue
+        if min(i, j, panel) >= 0:
+            return panel, i, j
+    return None
+
+
 @doc
 def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_name: str, x_values: Any, y_values: Any,
                    metric: str, zmin: float | None = None, zmax: float | None = None, colorscale: str = "Cividis",
-                   title: str | None = None, uirevision: str | None = None) -> go.Figure:
+                   title: str | None = None, uirevision: str | None = None, spreads: Sequence[Any] | None = None,
+                   seeds: int = 1) -> go.Figure:
     """Side-by-side heatmaps of a final metric over a hyperparameter grid, one per optimizer.
 
     All panels share one colour axis (``layout.coloraxis``), so equal colours mean equal values across
     optimizers. The axes are categorical with the real values as labels, so log-spaced grids (ρ = 0.01, 0.03,
     0.1 …) get evenly sized cells. Each cell prints its value; diverged cells are grey with an "×" and say
     "diverged" on hover (their value is not coloured). Every cell's ``customdata`` is (i, j, panel, x value,
-    y value): row i of ``y_values``, column j of ``x_values``, so a click (``st.plotly_chart(on_select=...)``)
-    can open that run.
+    y value, std): row i of ``y_values``, column j of ``x_values``. Streamlit returns no selections for heatmaps,
+    so each panel also has a click layer: a nearly transparent scatter marker at every cell centre with the same
+    customdata (plus the value); ``sweep_selection`` turns a selection event into the (panel, i, j) clicked.
 
     Args:
         panels: (title, values, diverged) per optimizer: values (ny, nx) indexed [i_y, j_x] (e.g. a seed mean of
@@ -81,6 +121,8 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
         x_name, y_name: the swept settings ("rho", "lr", ...): axis titles come from them.
         x_values, y_values: (nx,) and (ny,) the values swept.
         metric: what the cells hold ("final_test_acc", ...), for the colour bar and hover.
+        spreads: per panel an (ny, nx) std over seeds (or None), shown as "± std" on hover; None: no spread.
+        seeds: seeds behind each cell's value (named on hover when > 1).
         zmin, zmax: colour range; None computes it over every panel's finite, non-diverged cells.
         {colorscale}
         {title}
@@ -95,6 +137,7 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
     check_colorscale(colorscale)
     xv, yv = as_1d("x_values", x_values), as_1d("y_values", y_values)
     checked = _panels(panels, (yv.size, xv.size))
+    stds = _spreads(spreads, len(checked), (yv.size, xv.size))
     lo, hi = shared_color_range([v for _, v, _ in checked], [m for _, _, m in checked])
     zmin = lo if zmin is None else float(zmin)
     zmax = hi if zmax is None else float(zmax)
@@ -108,19 +151,21 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
                          subplot_titles=[t for t, _, _ in checked])
     jj, ii = np.meshgrid(np.arange(xv.size), np.arange(yv.size))
     data: list[Any] = []
+    spread = f" ± %{{customdata[5]:.2~g}} (std over {seeds} seeds)" if seeds > 1 and spreads is not None else ""
+    if seeds > 1 and spreads is None:
+        spread = f" (mean of {seeds} seeds)"
     for k, (name, values, mask) in enumerate(checked):
         axes = {} if k == 0 else dict(xaxis=f"x{k + 1}", yaxis=f"y{k + 1}")
-        custom = np.stack([ii, jj, np.full(ii.shape, k), xv[jj], yv[ii]], axis=-1).astype(np.float64)
+        custom = np.stack([ii, jj, np.full(ii.shape, k), xv[jj], yv[ii], stds[k]], axis=-1).astype(np.float64)
         shown = np.where(mask, np.nan, values)
         text = np.vectorize(fmt, otypes=[object])(shown)
         text[mask] = ""
+        hover = (f"<b>{name}</b><br>{x_title} %{{customdata[3]:.4~g}}<br>{y_title} %{{customdata[4]:.4~g}}"
+                 f"<br>{z_title} %{{z:.4~g}}{spread}<br>(row %{{customdata[0]}}, column %{{customdata[1]}})")
         data.append(go.Heatmap(
             x=x_labels, y=y_labels, z=shown, coloraxis="coloraxis", zmin=zmin, zmax=zmax, name=name,
             text=text, texttemplate="%{text}", textfont=dict(size=10), customdata=custom, xgap=1, ygap=1,
-            hoverongaps=False,
-            hovertemplate=(f"<b>{name}</b><br>{x_title} %{{customdata[3]:.4~g}}<br>{y_title} %{{customdata[4]:.4~g}}"
-                           f"<br>{z_title} %{{z:.4~g}}<br>(row %{{customdata[0]}}, column %{{customdata[1]}})"
-                           + _EXTRA),
+            hoverongaps=False, hovertemplate=hover + _EXTRA,
             meta={"key": name, "x": x_name, "y": y_name, "z": metric, "customdata": list(CUSTOMDATA_COLUMNS)},
             **axes))
         if mask.any():
@@ -135,7 +180,9 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
                 meta={"key": f"{name} diverged", "x": x_name, "y": y_name, "z": "diverged",
                       "customdata": list(CUSTOMDATA_COLUMNS)},
                 **axes))
+        data.append(_click_layer(name, x_labels, y_labels, custom, shown, mask, hover, **axes))
     layout = grid.layout
+    layout.clickmode = "event+select"
     bests = []
     for name, values, mask in checked:
         span = finite_range(np.where(mask, np.nan, values))
@@ -155,3 +202,21 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
         layout[f"yaxis{suffix}"].update(type="category", categoryorder="array", categoryarray=y_labels)
     layout.yaxis.title = dict(text=y_title)
     return go.Figure(data=data, layout=layout)
+
+
+def _click_layer(name: str, x_labels: list[str], y_labels: list[str], custom: np.ndarray, shown: np.ndarray,
+                 mask: np.ndarray, hover: str, **axes: str) -> go.Scatter:
+    """Nearly transparent square markers at the cell centres: what a click selects (heatmaps deliver nothing)."""
+    ny, nx = shown.shape
+    jj, ii = np.meshgrid(np.arange(nx), np.arange(ny))
+    click = np.concatenate([custom, shown[..., None]], axis=-1).reshape(ny * nx, -1)
+    hover = hover.replace("%{z:.4~g}", "%{customdata[6]:.4~g}")
+    texts = np.where(mask.ravel(), "<br>diverged (loss became NaN/∞)", "")
+    invisible = {"marker": {"opacity": CLICK_OPACITY}}
+    return go.Scatter(
+        x=np.asarray(x_labels, dtype=object)[jj.ravel()], y=np.asarray(y_labels, dtype=object)[ii.ravel()],
+        mode="markers", name=f"{name}: click a cell", showlegend=False, customdata=click, text=texts,
+        marker={"symbol": "square", "size": 22, "color": "#000000", "opacity": CLICK_OPACITY, "line": {"width": 0}},
+        selected=invisible, unselected=invisible,
+        hovertemplate=hover + "%{text}<br><i>click to open this run</i>" + _EXTRA,
+        meta={"key": f"{name} click", "export": False, "customdata": list(CLICK_COLUMNS)}, **axes)

@@ -22,6 +22,10 @@ from ..settings import EXPERIMENT_FIELDS, SERIES, Settings, format_runs, to_quer
 from .sidebar import page_frame, view_option
 from .training import await_job, trained_runs
 
+# Streamlit 1.67's chart theme replaces this placeholder colour in a figure's spec by the theme's body-text colour
+# (dark on the light theme, light on the dark one; st.context.theme.type is not reliable on the first run). Without
+# the replacement it is a near-black navy. Checked in Chromium in both themes (tests/test_figures_e2e.py).
+BODY_TEXT = "#000037"
 CHART_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
@@ -29,7 +33,10 @@ def chart(fig: go.Figure, key: str, *, selectable: bool = False):
     """A Plotly chart with alt text, a PNG toolbar button and a CSV of its data underneath."""
     config = {**CHART_CONFIG, "toImageButtonOptions": {**CHART_CONFIG["toImageButtonOptions"], "filename": f"sam-viz-{key}"}}
     kwargs = {"on_select": "rerun", "selection_mode": ("points",)} if selectable else {}
-    event = st.plotly_chart(fig, key=key, config=config, alt=plots.describe(fig), **kwargs)
+    # Ticks and axis titles in the theme's body-text colour (Streamlit's faded grey washes out on a projector)
+    plots.readable_fonts(fig)  # 14 px ticks on every subplot axis too (builders set the first ones)
+    with plots.text_color(fig, BODY_TEXT):
+        event = st.plotly_chart(fig, key=key, config=config, alt=plots.describe(fig), **kwargs)
     # deferred: the CSV is built when the button is pressed, not on every rerun
     st.download_button("Data (CSV)", lambda: figure_csv(fig), file_name=f"sam-viz-{key}.csv", mime="text/csv",
                        key=f"csv_{key}", icon=":material/download:", type="tertiary", on_click="ignore")
@@ -77,14 +84,20 @@ def run_notes(runs: Sequence[Run], labels: Sequence[str]) -> None:
                        f"there. {divergence_advice(r)}", icon=":material/warning:")
 
 
-def metric_chart(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) -> go.Figure:
+def metric_chart(settings: Settings, runs: Sequence[Run], labels: Sequence[str],
+                 seed_runs: Sequence[Sequence[Run]] | None = None) -> go.Figure:
     """A per-step metric the viewer picks (test accuracy by default), drawn for every run."""
     # analytic tasks have no data to classify and no test set: the loss itself is what to watch
     analytic = TASKS[settings.task].kind == "analytic"
     metric = view_option("series", st.selectbox, options=[m for m in SERIES if not analytic or not m.startswith("test_")])
-    fig = plots.series_figure(runs, metric, labels=labels)
+    fig = plots.series_figure(runs, metric, labels=labels, seed_runs=seeds_or_none(seed_runs))
     chart(fig, "series")
     return fig
+
+
+def seeds_or_none(seed_runs: Sequence[Sequence[Run]] | None) -> Sequence[Sequence[Run]] | None:
+    """Each label's runs over seeds for mean ± std bands, or None with a single seed (plain lines)."""
+    return seed_runs if seed_runs and len(seed_runs[0]) > 1 else None
 
 
 def divergence_advice(r: Run) -> str:
@@ -106,10 +119,31 @@ def exports(title: str, settings: Settings, runs: Sequence[Run], figures: Sequen
         # deferred: the zip and the report (plotly.js embedded, ~5 MB) are built only when asked for
         st.download_button("Runs (.npz + .json, zip)", lambda: runs_zip(runs), file_name="sam-viz-runs.zip",
                            mime="application/zip", icon=":material/folder_zip:", key=f"zip_{title}", on_click="ignore")
-        st.download_button("HTML report of this view", lambda: html_report(title, figures, query, link, notes),
+        base_url = st.context.url  # this page's address without the query: the report's link is then absolute
+        st.download_button("HTML report of this view",
+                           lambda: html_report(title, figures, query, link, notes, base_url=base_url),
                            file_name=f"sam-viz-{title.lower().replace(' ', '-')}.html", mime="text/html",
                            icon=":material/description:", key=f"html_{title}", on_click="ignore")
+        st.download_button("Figures for a paper (PNG + PDF, zip)", lambda: figures_zip(title, figures),
+                           file_name=f"sam-viz-{title.lower().replace(' ', '-')}-figures.zip",
+                           mime="application/zip", icon=":material/image:", key=f"img_{title}", on_click="ignore",
+                           help="Each figure without its Play buttons and slider, showing the whole runs, on "
+                                "white. Rendered by the server's Chromium: takes a few seconds per figure.")
         st.caption(f"Share this view: append `{link}` to the page's address (the URL bar already holds it).")
+
+
+def figures_zip(title: str, figures: Sequence[go.Figure]) -> bytes:
+    """Every figure of the view as a PNG (2× pixels) and a PDF, in one zip (one browser for all of them)."""
+    stem = title.lower().replace(" ", "-")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        try:
+            for fmt in ("png", "pdf"):
+                for i, image in enumerate(plots.figure_images(figures, fmt)):
+                    zf.writestr(f"sam-viz-{stem}-{i + 1}.{fmt}", image)
+        except RuntimeError as exc:  # no Chromium on this server: say so inside the download
+            zf.writestr("README.txt", f"The figures could not be rendered here: {exc}\n")
+    return buffer.getvalue()
 
 
 def runs_zip(runs: Sequence[Run]) -> bytes:

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from .. import plots, scene
+from ..optim import OPTIMIZERS
 from . import state
 from .common import chart, exports, open_page, runs_key, view_key
 from .sidebar import view_option
@@ -48,10 +49,8 @@ def render_hessian() -> None:
     fig = plots.curvature_figure([c.step for c in curvature], [c.lambda_max for c in curvature], labels=labels,
                                  errors=[c.residual for c in curvature], metric="λ_max",
                                  # 2/η is plain gradient descent's limit: drawn only for momentum-free SGD-type runs
-                                 learning_rates=[lr if r.config.optimizer in ("sgd", "sam", "fsam", "asam", "msam")
-                                                 and r.config.hp.get("momentum", 0) == 0
-                                                 and r.config.hp.get("base", "sgd") == "sgd" else None
-                                                 for lr, r in zip(lrs, runs)],
+                                 learning_rates=[lr if OPTIMIZERS[r.config.optimizer].gd_stability_limit(r.config.hp)
+                                                 else None for lr, r in zip(lrs, runs)],
                                  title="Largest Hessian eigenvalue over training")
     chart(fig, "lambda_max")
     method = "dense eigendecomposition (exact)" if hs.exact else "Lanczos with full re-orthogonalisation"

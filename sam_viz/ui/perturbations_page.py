@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from .. import plots
-from .common import chart, exports, metric_chart, open_page, path_traces, surface_scene
+from .common import chart, exports, metric_chart, open_page, path_traces, seeds_or_none, surface_scene
 
 
 def render_perturbations() -> None:
@@ -21,23 +21,24 @@ def render_perturbations() -> None:
     chart(fig, "perturbations")
     st.caption(f"{sc.note}. Arrows are the perturbations' shadows on the plane; hover a probe for the full ‖e‖.")
     figures = [fig]
+    bands = seeds_or_none(seed_runs)
     c1, c2 = st.columns(2)
     for col, metric in ((c1, "eps_norm"), (c2, "effective_rho")):
         with col:
-            f = plots.series_figure(runs, metric, labels=labels)
+            f = plots.series_figure(runs, metric, labels=labels, seed_runs=bands)
             chart(f, metric)
             figures.append(f)
-    figures.append(metric_chart(settings, runs, labels))  # what the probing does to learning (test accuracy)
+    figures.append(metric_chart(settings, runs, labels, seed_runs))  # what the probing does to learning (test accuracy)
     c1, c2 = st.columns(2)
     with c1:
-        f = plots.series_figure(runs, "effective_lr", labels=labels)
+        f = plots.series_figure(runs, "effective_lr", labels=labels, seed_runs=bands)
         chart(f, "effective_lr")
         figures.append(f)
     with c2:
-        f = plots.series_figure(runs, "cos_eps_fullgrad", labels=labels)
+        f = plots.series_figure(runs, "cos_eps_fullgrad", labels=labels, seed_runs=bands)
         chart(f, "cos_eps_fullgrad")
         figures.append(f)
-    f = plots.fsam_decomposition_figure(runs, labels=labels)
+    f = plots.fsam_decomposition_figure(runs, labels=labels, seed_runs=bands)
     chart(f, "fsam_decomposition")
     figures.append(f)
     with st.expander("How to read these charts", icon=":material/help:"):

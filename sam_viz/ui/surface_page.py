@@ -24,7 +24,7 @@ def render_surface() -> None:
         return
     settings, runs, labels, seed_runs = opened
     analytic = TASKS[settings.task].kind == "analytic"
-    c = st.columns(5)
+    c = st.columns(3) + st.columns(3)  # the toggles on a row of their own: five columns cut their labels at 1024 px
     with c[0]:
         if not analytic:
             view_option("plane", st.selectbox, options=PLANES)
@@ -56,7 +56,7 @@ def render_surface() -> None:
     figures = [fig]
     if not analytic and runs[0].config.task != "digits":
         figures.append(_boundary(settings, runs, labels))
-    figures.append(metric_chart(settings, runs, labels))
+    figures.append(metric_chart(settings, runs, labels, seed_runs))
     exports("Loss surface", settings, runs, figures, [sc.note])
 
 

@@ -33,7 +33,8 @@ def trained_runs(settings: Settings) -> list[Run] | None:
 
 
 def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps") -> Any:
-    """Start (or find) the job ``key`` and wait for it while showing progress; None if it is still running."""
+    """Start (or find) the job ``key`` and wait for it while showing progress (done, time so far and left) and a
+    Stop button; None if it is still running."""
     existing = REGISTRY.get(key)
     restart = state.claim_restart(key, existing is not None and (existing.stopped or existing.error is not None))
     job = REGISTRY.submit(key, work, restart=restart)
@@ -105,6 +106,11 @@ def cached(kind: str, key: str, compute: Callable[[], Any]) -> Any:
     while len(_VIEW_CACHE) > VIEW_CACHE_SIZE:
         _VIEW_CACHE.popitem(last=False)
     return value
+
+
+def peek(kind: str, key: str) -> Any:
+    """The value ``cached(kind, key, ...)`` holds, or None (nothing is computed)."""
+    return _VIEW_CACHE.get(f"{kind}\0{key}")
 
 
 def clear_caches() -> None:

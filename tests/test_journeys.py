@@ -1,0 +1,173 @@
+"""The journeys a teacher, a student and a researcher take, in Debian's Chromium against a server started the way
+the README starts it (``streamlit run app.py``; only the port differs, through Streamlit's environment variable).
+
+Each step asserts what a person sees: the preset's explanation, the contour after Play, a note instead of a
+traceback, a Stop that keeps the steps, an exported report that opens with its map and an absolute link.
+Screenshots of the key views go to ``$SAM_VIZ_SHOTS`` (``scripts/screenshots.py`` points it at ``assets/``).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from browser import browser_page, chromium_available, streamlit_server, wait_charts, wait_idle
+
+from sam_viz.presets import PRESETS
+
+pytestmark = pytest.mark.e2e
+
+if not chromium_available():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the browser tests: /usr/bin/chromium is missing (apt-get install chromium)")
+    pytest.skip("Debian chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+CONTOUR_PATHS = "() => document.querySelectorAll('.js-plotly-plot .contourlayer path').length"
+EXCEPTION = "[data-testid=stException]"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with streamlit_server(as_readme=True) as (base, _):
+        yield base
+
+
+def _shot(page, name: str) -> None:
+    folder = os.environ.get("SAM_VIZ_SHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"))
+
+
+def _no_exception(page) -> None:
+    assert page.locator(EXCEPTION).count() == 0, page.locator(EXCEPTION).all_inner_texts()
+
+
+def _real_errors(page) -> list[str]:
+    # plotly.js rejects an animation interrupted by another (Pause, Replay) with ``undefined``: harmless
+    return [e for e in page.errors if e != "pageerror: undefined" and "Plotly.animate rejected" not in e]
+
+
+@pytest.mark.parametrize("name", [n for n, p in PRESETS.items() if p.page == "Loss_surface"])
+def test_teacher_opens_a_preset_from_home_plays_it_and_shares_the_link(server, name):
+    preset = PRESETS[name]
+    with browser_page(1024, 768) as page:
+        page.goto(f"{server}/")
+        page.get_by_role("heading", name="Presets").wait_for()
+        wait_idle(page)
+        # the gallery lists the presets in PRESETS' order: this one's link is the k-th to its page
+        same_page = [n for n, p in PRESETS.items() if p.page == preset.page]
+        page.get_by_text(preset.title).first.wait_for()
+        page.get_by_role("link", name="Open in Loss surface").nth(same_page.index(name)).click()
+        wait_charts(page, 1)
+        wait_idle(page)
+        _no_exception(page)
+        assert f"preset={name}" in page.url and "task=" in page.url  # the preset's settings, not the defaults
+        page.get_by_text(f"Preset: {preset.title}").wait_for()
+        assert page.evaluate(CONTOUR_PATHS) > 0
+        page.locator(".js-plotly-plot .updatemenu-button").filter(has_text="Play").first.click()
+        # each frame redraws the map (plotly drops a contour an animation frame leaves out), so a sample can land
+        # inside one repaint: most samples while playing, and every one after, must show it
+        seen = []
+        for _ in range(10):
+            page.wait_for_timeout(200)
+            seen.append(page.evaluate(CONTOUR_PATHS) > 0)
+        assert sum(seen) >= 5, f"the contour must stay drawn while the paths replay: {seen}"
+        page.locator(".js-plotly-plot .updatemenu-button").filter(has_text="Pause").first.click()
+        page.wait_for_timeout(500)
+        assert page.evaluate(CONTOUR_PATHS) > 0, "the contour is drawn once playback pauses"
+        _shot(page, f"teacher_{name}_playing")
+        shared = page.url
+        assert _real_errors(page) == []
+    with browser_page(1024, 768) as fresh:  # a student opens the shared link
+        fresh.goto(shared)
+        wait_charts(fresh, 1)
+        wait_idle(fresh)
+        _no_exception(fresh)
+        fresh.get_by_text(f"Preset: {preset.title}").wait_for()
+        assert fresh.evaluate(CONTOUR_PATHS) > 0
+
+
+def test_student_changes_an_optimizer_trains_and_visits_every_page(server):
+    with browser_page() as page:
+        page.goto(f"{server}/Loss_surface?steps=30")
+        wait_charts(page, 1)
+        wait_idle(page)
+        page.get_by_role("combobox", name="Run 2").click()
+        page.keyboard.type("fsam")
+        page.keyboard.press("Enter")
+        wait_idle(page)
+        page.get_by_text("F-SAM hyperparameters").wait_for()
+        assert page.get_by_text("SAM hyperparameters", exact=True).count() == 0
+        page.get_by_role("button", name="Train").click()
+        page.wait_for_function("() => location.search.includes('fsam')", timeout=60_000)
+        wait_charts(page, 1)
+        wait_idle(page)
+        _no_exception(page)
+        for label in ("Perturbations", "Hessian", "Radius sensitivity", "Learn", "Home"):
+            page.locator("[data-testid=stSidebar]").get_by_role("link", name=label).click()
+            page.wait_for_timeout(500)
+            if label in ("Perturbations", "Hessian", "Radius sensitivity"):
+                wait_charts(page, 1)
+            wait_idle(page)
+            _no_exception(page)
+            if label != "Home":
+                assert "fsam" in page.url, label  # the experiment follows the student from page to page
+        assert _real_errors(page) == []
+
+
+@pytest.mark.parametrize("query", [
+    "Loss_surface?res=5", "Hessian?steps=50&snap=100", "Hessian?snap=9999", "Loss_surface?task=rosenbrock",
+    "Perturbations?task=himmelblau", "Loss_surface?runs=&task=sharp_flat", "Loss_surface?steps=abc&span=99",
+    "Radius_sensitivity?sxv=abc&syv=nan,inf&steps=20", "Loss_surface?runs=sam:rho%3Dnan;nope&seeds=99",
+])
+def test_student_garbage_in_the_url_gives_a_note_never_an_exception(server, query):
+    with browser_page() as page:
+        page.goto(f"{server}/{query}")
+        wait_charts(page, 1)
+        wait_idle(page)
+        _no_exception(page)
+        notes = page.locator("[data-testid=stAlertContentWarning]").all_inner_texts() + \
+            page.locator("[data-testid=stCaptionContainer]").all_inner_texts()
+        assert notes, "every replaced value gets a note"
+        assert _real_errors(page) == []
+
+
+def test_researcher_stops_a_long_run_and_opens_every_export(server, tmp_path):
+    with browser_page() as page:
+        page.goto(f"{server}/Loss_surface?steps=3000&n=4000&width=128&res=21")
+        stop = page.get_by_role("button", name="Stop")
+        stop.wait_for(timeout=60_000)
+        page.get_by_text("so far").first.wait_for(timeout=60_000)  # progress with the time taken
+        _shot(page, "researcher_training")
+        page.wait_for_timeout(2000)
+        stop.click()
+        page.get_by_text("was stopped after").first.wait_for(timeout=60_000)
+        wait_charts(page, 1)
+        wait_idle(page)
+        _no_exception(page)
+        legend = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')[0].data].map(t => t.name)")
+        assert any("SGD" in (n or "") for n in legend) and any("SAM" in (n or "") for n in legend)  # both runs kept
+        page.get_by_text("Export").last.click()
+        with page.expect_download() as info:
+            page.get_by_role("button", name="Runs (.npz + .json, zip)").click()
+        zpath = tmp_path / "runs.zip"
+        info.value.save_as(zpath)
+        with zipfile.ZipFile(zpath) as zf:
+            npz = [n for n in zf.namelist() if n.endswith(".npz")]
+            assert len(npz) == 2
+            with zf.open(npz[0]) as f, np.load(f) as data:
+                assert data["batch_loss"].size > 0
+        with page.expect_download() as info:
+            page.get_by_role("button", name="HTML report of this view").click()
+        report = tmp_path / "report.html"
+        info.value.save_as(report)
+        text = report.read_text()
+        assert f'href="{server}/Loss_surface?' in text, "the report's link is absolute"
+        page.goto(report.as_uri())
+        page.wait_for_timeout(2500)
+        assert page.evaluate(CONTOUR_PATHS) > 0, "the report opens with its contour drawn"
+        _shot(page, "researcher_report")
