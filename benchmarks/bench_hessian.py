@@ -17,7 +17,6 @@ import argparse
 import copy
 import importlib
 import json
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ from sklearn.datasets import make_moons
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from machine import cpu_model  # noqa: E402  (beside this script)
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from sam_viz.dense import dense_matrix
@@ -221,16 +221,6 @@ def _pyhessian_density_status(model: nn.Module, batch: tuple, device: torch.devi
         return f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def _rel_error(values: np.ndarray, exact: np.ndarray) -> float:
     return float(np.max(np.abs(np.sort(values)[::-1] - exact[: len(values)]) / np.abs(exact[: len(values)])))
@@ -272,7 +262,7 @@ def main() -> None:
 
     print(f"# bench_hessian: MLP 2-{args.width}-{args.width}-2 (tanh, float32, {n_params:,} params), make_moons "
           f"N={args.n} full batch, {args.train_steps} SGD steps; medians of {args.repeats} interleaved repeats; "
-          f"device={device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {_cpu_model()}; "
+          f"device={device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {cpu_model()}; "
           f"curvlinops {getattr(curvlinops, '__version__', 'installed') if curvlinops else 'not installed'}")
     print(f"# exact (dense float64 Hessian, {dense_s:.1f} s): λ1..5 = {np.array2string(exact[:5], precision=5)}, "
           f"λ_min = {exact[-1]:.3e}, tr H = {exact_trace:.5f}")

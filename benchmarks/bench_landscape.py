@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from machine import cpu_model  # noqa: E402  (beside this script)
 from sam_viz.config import Config
 from sam_viz.evaluators import chunk_size, onednn_linear
 from sam_viz.planes import random_plane
@@ -98,16 +98,6 @@ def _floor(activation: str, n: int, gemm_rate: float, rates: dict[str, float]) -
     return gemm, elementwise
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -147,7 +137,7 @@ def surface_part(device: str, repeats: int) -> list[dict]:
     rates = _gemm_rates(dev)
     rate = max(rates.values())
     print(f"## Surface {RESOLUTION}x{RESOLUTION}, MLP 2-{WIDTH}-{WIDTH}-2, full batch float32, device={device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU: {_cpu_model()}")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU: {cpu_model()}")
     print("# float32 GEMM 2048^2: " + ", ".join(f"{name} {r / 1e9:.0f} GFLOP/s" for name, r in rates.items())
           + " (the floor uses the faster)")
     header = (f"{'act':<6}{'N':>6}{'evaluator':>10}{'cold s':>9}{'ours s':>9}{'peer s':>9}{'speed-up':>10}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from machine import cpu_model  # noqa: E402  (beside this script)
 from sam_viz.config import Config  # noqa: E402
 from sam_viz.optim import make  # noqa: E402
 from sam_viz.train import run, setup  # noqa: E402
@@ -87,15 +87,6 @@ def _time_steps(factory, x, y, width: int, steps: int, device: torch.device) -> 
     return (time.perf_counter() - start) / steps
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def bench_run(device: str, repeats: int, steps: int = 200) -> dict[str, float]:
     """Seconds of ``train.run`` (records on) and of a plain pytorch-optimizer SAM loop, medians of interleaved
@@ -138,7 +129,7 @@ def bench_run(device: str, repeats: int, steps: int = 200) -> dict[str, float]:
     print(f"# bench_optim --part run: {steps} full-batch SAM steps, moons MLP 2-32-32-2 tanh (N={s.x_train.shape[0]}), "
           f"train.run records every step (eval_every=1: train and test loss/accuracy, fullgrad_every=1: cos(e, ∇L), "
           f"snapshot_every=10; 'records off' sets all three to {steps}); {repeats} interleaved "
-          f"repeats; device={device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {_cpu()}")
+          f"repeats; device={device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {cpu_model()}")
     for name, t in med.items():
         print(f"{name:<32}{t:>8.3f} s  (min {min(times[name]):.3f})")
     ratio = med["train.run"] / med["pytorch-optimizer SAM loop"]
@@ -171,7 +162,7 @@ def main() -> None:
     med = {name: statistics.median(t) for name, t in times.items()}
     print(f"# bench_optim: MLP 2-{args.width}-{args.width}-2 (tanh), N={args.n} full batch, {args.steps} steps x "
           f"{args.repeats} interleaved repeats, device={device}, torch {torch.__version__}, threads "
-          f"{torch.get_num_threads()}, {_cpu()}")
+          f"{torch.get_num_threads()}, {cpu_model()}")
     print(f"{'method':<32}{'ms/step':>10}{'ratio':>10}  vs")
     rows = []
     for name, t in med.items():
