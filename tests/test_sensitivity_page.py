@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
+from test_app import _assert_ok
+from test_app import _page as app_page
 
 from sam_viz import landscape, plots, scene
 from sam_viz.evidence import EVIDENCE
@@ -29,7 +31,6 @@ from sam_viz.ui.sensitivity_page import export_files, selected_settings
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/4_Radius_sensitivity.py"
 SMALL = {"steps": "20", "sxv": "0.01,0.1", "syv": "0.01,0.1"}
-TIMEOUT = 240
 
 
 @pytest.fixture(autouse=True)
@@ -41,21 +42,10 @@ def _fresh_process_caches():
 
 
 def _page(_session: dict | None = None, **query: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    for key, value in query.items():
-        at.query_params[key] = value
-    for key, value in {"_sync_wait_s": 600.0, **(_session or {})}.items():
-        at.session_state[key] = value
-    at.run()
-    _assert_ok(at)
-    at.switch_page(PAGE).run()
+    """The Radius-sensitivity page opened from a link with ``query`` (``test_app._page``), run once."""
+    at = app_page(PAGE, _session, **query).run()
     _assert_ok(at)
     return at
-
-
-def _assert_ok(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def _q(at: AppTest, key: str) -> str | None:
