@@ -7,12 +7,12 @@ import json
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_app import PAGES, ROOT, TIMEOUT, _assert_ok, _figures, _fresh_process_caches, _page, _q  # noqa: F401
 
 from sam_viz import scene
 from sam_viz.jobs import REGISTRY
 from sam_viz.presets import PRESETS
 from sam_viz.settings import from_query
-from test_app import PAGES, ROOT, TIMEOUT, _assert_ok, _figures, _fresh_process_caches, _page, _q  # noqa: F401
 
 
 def _warnings(at: AppTest) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from browser import browser_page, chromium_available, streamlit_server, wait_charts, wait_idle
 
 pytestmark = pytest.mark.e2e

@@ -17,21 +17,11 @@ from sam_viz.models import flatten
 
 MODES = hs.MODES
 # torch itself calls the deprecated torch.jit.script the first time jvp loads its decompositions.
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 # ---------------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models have ~120 parameters: a second thread only adds synchronisation, which stalls (20× slower
-    measured) when other processes share the two cores. Module scope, so it also covers ``mlp_case``; restored
-    after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _mlp(seed: int = 0) -> nn.Module:

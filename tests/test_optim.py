@@ -6,10 +6,10 @@ import copy
 
 import numpy as np
 import pytest
+import pytorch_optimizer as po
 import torch
 from torch import nn
 
-import pytorch_optimizer as po
 from sam_viz.optim import OPTIMIZERS, SAMOptimizer, make, make_rule, validate
 
 STEPS = 6
