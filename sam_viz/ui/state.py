@@ -56,8 +56,8 @@ def request_retrain() -> None:
 def claim_restart(key: str, finished_badly: bool) -> bool:
     """Whether the job ``key``, if stopped or failed, should start again: this session never met the job (someone
     else stopped it: their partial result is not this visitor's), or Train was pressed since this session last met
-    it. So each press restarts each such job once, whichever rerun reaches it (a sweep page awaits one job per
-    optimizer, the later ones only after the earlier finish), and a job this session stopped stays stopped."""
+    it. So each press restarts each such job once, whichever rerun reaches it (a page awaits several jobs in turn:
+    the runs, then the surface or the curves over training), and a job this session stopped stays stopped."""
     presses = st.session_state.get(_PRESSES, 0)
     met = st.session_state.setdefault(_JOB_PRESSES, {})
     restart = finished_badly and (key not in met or met[key] < presses)
