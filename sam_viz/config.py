@@ -199,6 +199,7 @@ def _parse_hparam(key: str, kind: str, raw: Any) -> Any:
     if kind == "choice":
         return str(raw)
     try:
-        return float(raw)
+        number = float(raw)
+        return int(number) if kind == "int" and number == int(number) else number
     except (TypeError, ValueError):
         raise ValueError(f"Invalid {key}: {raw!r} is not a number") from None

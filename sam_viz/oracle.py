@@ -57,6 +57,10 @@ class ModelOracle:
         self.previous_batch: Data | None = None
         self._cache: dict[str, tuple[Probe, Tensor]] = {}
         self._loaded: list[tuple[Tensor, int]] | None = None  # the point the probe model's parameters hold
+        # the step's cost, as the program asked for it: backward passes and the samples in them, per run
+        self.grad_calls = 0
+        self.grad_samples: Tensor | float = 0.0
+        self._counted: set[str] = set()  # θ_t's shared probes already counted this step
 
         def value(p: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
             out = functional_call(model, p, (x,))
@@ -91,11 +95,20 @@ class ModelOracle:
             self.previous_batch = self.step_batch
         self.params, self.step_batch = params, batch
         self._cache.clear()
+        self.grad_calls, self.grad_samples = 0, 0.0
+        self._counted.clear()
+
+    def step_batch_size(self) -> int:
+        """Samples in the step's batch (every run's batch has the same size)."""
+        x, _, in_dim = self.step_batch
+        return int(x.shape[1] if in_dim == 0 else x.shape[0])
 
     def drop(self, keep: Tensor, params: list[Tensor]) -> None:
         """Keep only the runs in ``keep`` (diverged runs leave the stack); ``params`` are the loop's kept runs.
         θ_t's probes of this step are kept for those runs, so nothing is computed twice."""
         self.params = params
+        if isinstance(self.grad_samples, Tensor):
+            self.grad_samples = self.grad_samples[keep]
         self.step_batch = _take_batch(self.step_batch, keep)
         self.previous_batch = _take_batch(self.previous_batch, keep)
         self._cache = {key: (_take_probe(probe, keep), None if out is None else out[keep])
@@ -124,11 +137,18 @@ class ModelOracle:
     # ------------------------------------------------------------------ the program's side (``optim.Oracle``)
 
     def grad(self, point: Sequence[Tensor] | None = None, *, batch: Batch = "step",
-             per_sample: bool = False) -> Probe:
-        if point is None and not per_sample and isinstance(batch, str) and batch in ("step", "train"):
+             per_sample: bool = False, mask: Tensor | None = None) -> Probe:
+        if mask is not None:
+            return self._masked(self.params if point is None else point, batch, mask)
+        data = self._data(batch)
+        shared = point is None and not per_sample and isinstance(batch, str) and batch in ("step", "train")
+        if not shared or batch not in self._counted:
+            self._count(data, None)
+            if shared:
+                self._counted.add(batch)
+        if shared:
             return self.at_theta(batch)[0]
-        return self._evaluate(self.params if point is None else point, self._data(batch), grads=True,
-                              per_sample=per_sample)[0]
+        return self._evaluate(self.params if point is None else point, data, grads=True, per_sample=per_sample)[0]
 
     @torch.no_grad()
     def loss(self, point: Sequence[Tensor] | None = None, *, batch: Batch = "step",
@@ -148,6 +168,32 @@ class ModelOracle:
         return Probe(None, mean, losses)
 
     # ------------------------------------------------------------------ internals
+
+    def _count(self, data: Data, mask: Tensor | None) -> None:
+        self.grad_calls += 1
+        x, _, in_dim = data
+        self.grad_samples = self.grad_samples + (
+            mask.sum(1).to(self.params[0].dtype) if mask is not None else float(x.shape[1] if in_dim == 0 else x.shape[0]))
+
+    def _masked(self, point: Sequence[Tensor], batch: Batch, mask: Tensor) -> Probe:
+        """The loss over the samples of ``batch`` selected by ``mask`` ((R, B) bool, per run), and its gradient:
+        one run differentiates only its selected samples (the saving ESAM's selection is for); several runs take
+        the masked mean of per-sample losses (the same numbers; stacked runs need one batch shape)."""
+        data = self._data(batch)
+        x, y, in_dim = data
+        self._count(data, mask)
+        if point[0].shape[0] == 1:
+            index = torch.nonzero(mask[0]).squeeze(1)
+            xs, ys = (x[0], y[0]) if in_dim == 0 else (x, y)
+            return self._evaluate(point, (xs[index], ys[index], None), grads=True, per_sample=False)[0]
+        weights = mask.to(point[0].dtype)
+        weights = weights / weights.sum(1, keepdim=True).clamp_min(1.0)
+
+        def weighted(p: dict[str, Tensor], x: Tensor, y: Tensor, w: Tensor) -> Tensor:
+            return (self.sample_loss(functional_call(self.model, p, (x,)), y) * w).sum()
+
+        g, value = vmap(grad_and_value(weighted), in_dims=(0, in_dim, in_dim, 0))(self._named(point), x, y, weights)
+        return Probe([g[n] for n in self.names], value)
 
     def _data(self, batch: Batch) -> Data:
         if isinstance(batch, Tensor):  # a sub-batch of the step's batch: (B',) shared or (R, B') per run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -17,7 +17,9 @@ from .data import class_count
 STEP_FIELDS = (
     "step", "batch_loss", "train_loss", "train_acc", "test_loss", "test_acc", "grad_norm", "perturbed_grad_norm",
     "perturbed_loss", "eps_norm", "effective_rho", "effective_lr", "full_grad_norm", "cos_eps_fullgrad", "elapsed",
+    "grad_calls", "grad_evals", "grad_samples", "perturbed_params",
 )
+COST_FIELDS = ("grad_calls", "grad_evals", "grad_samples", "perturbed_params")  # added after the first release: NaN in old files
 SCALAR_FIELDS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc", "diverged",
                  "diverged_step", "stopped", "wall_time", "device")
 
@@ -43,6 +45,14 @@ class Run:
             decomposition: ‖e‖·cos is the full-gradient part, ‖e‖·sqrt(1 − cos²) the minibatch-noise part);
             NaN for one-pass methods and between ``fullgrad_every`` steps.
         elapsed: (n,) seconds since the start of training, after step t.
+        grad_calls: (n,) gradient evaluations (backward passes) the step's program asked for; the loop's own
+            diagnostics (full-batch gradient, evaluation) are not counted.
+        grad_samples: (n,) samples that took part in those backward passes, summed (ESAM's selected samples,
+            mSAM's micro-batches, SSAM's Fisher samples).
+        grad_evals: (n,) ``grad_samples`` in units of the step's batch: the cost axis (a SAM step: 2; ESAM with
+            γ = 0.5: about 1.5; SSAM-F at a mask refresh: 2 + num_samples/B; SGD: 1).
+        perturbed_params: (n,) parameter entries the perturbation e_t moved (nonzero entries; 0 for one-pass
+            methods).
         snapshot_step: (S,) int64 steps of the snapshots: every ``snapshot_every``-th step and the final step n.
         weights: (S, P) θ at those steps, flattened in ``param_names`` order (float64 for float64 runs, else
             float32). Memory: S ≤ 2,001 and S·P ≤ ``MAX_SNAPSHOT_VALUES`` (checked before training).
@@ -53,6 +63,9 @@ class Run:
             there cleanly and everything before is kept.
         stopped: stopped early on request (progress kept).
         wall_time: seconds spent training; device: the device that ran it.
+        extra: method-specific per-step series, name → (n,) or (n, L) (for example SSAM's ``mask_density``,
+            μP²'s per-layer ``layer_eps_ratio``); NaN where a step did not compute it. ``extra_labels`` names the
+            L columns of a 2-D series.
     """
 
     config: Config
@@ -85,6 +98,17 @@ class Run:
     stopped: bool
     wall_time: float
     device: str
+    grad_calls: np.ndarray = None  # type: ignore[assignment]  # filled with NaN by __post_init__ when absent
+    grad_evals: np.ndarray = None  # type: ignore[assignment]
+    grad_samples: np.ndarray = None  # type: ignore[assignment]
+    perturbed_params: np.ndarray = None  # type: ignore[assignment]
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    extra_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in COST_FIELDS:  # runs saved before these series existed
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.full(self.step.shape[0], np.nan))
 
     @property
     def n_steps(self) -> int:
@@ -116,8 +140,10 @@ class Run:
     def save(self, path: str | Path | BinaryIO) -> Path | BinaryIO:
         """Write the run to ``path`` (``.npz``, or an open binary file): every array, plus config and scalars as JSON."""
         arrays = {name: getattr(self, name) for name in (*STEP_FIELDS, "snapshot_step", "weights", "perturbations")}
+        arrays.update({_EXTRA + name: values for name, values in self.extra.items()})
         meta = {**self.summary(), "param_names": list(self.param_names),
-                "param_shapes": [list(s) for s in self.param_shapes]}
+                "param_shapes": [list(s) for s in self.param_shapes],
+                "extra_labels": {k: list(v) for k, v in self.extra_labels.items()}}
         target = path if hasattr(path, "write") else Path(path)
         np.savez_compressed(target, meta=np.array(json.dumps(meta)), **arrays)
         if hasattr(path, "write"):
@@ -129,8 +155,10 @@ class Run:
         """Read a run written by ``save`` (a path or an open binary file)."""
         with np.load(path if hasattr(path, "read") else Path(path), allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            arrays = {name: data[name] for name in data.files if name != "meta"}
+            arrays = {name: data[name] for name in data.files if name != "meta" and not name.startswith(_EXTRA)}
+            extra = {name[len(_EXTRA):]: data[name] for name in data.files if name.startswith(_EXTRA)}
         return cls(
+            extra=extra, extra_labels={k: tuple(v) for k, v in meta.get("extra_labels", {}).items()},
             config=Config.from_flat(meta["config"]),
             param_names=tuple(meta["param_names"]),
             param_shapes=tuple(tuple(s) for s in meta["param_shapes"]),
@@ -144,12 +172,19 @@ class Run:
             if f.name in ("elapsed", "wall_time"):
                 continue
             a, b = getattr(self, f.name), getattr(other, f.name)
+            if f.name == "extra":
+                if a.keys() != b.keys() or not all(np.array_equal(a[k], b[k], equal_nan=True) for k in a):
+                    return False
+                continue
             if isinstance(a, np.ndarray):
                 if a.shape != b.shape or a.dtype != b.dtype or not np.array_equal(a, b, equal_nan=True):
                     return False
             elif a != b and not (isinstance(a, float) and np.isnan(a) and np.isnan(b)):
                 return False
         return True
+
+
+_EXTRA = "extra__"  # the prefix of a method-specific series in a saved .npz
 
 
 def output_path(prefix: str | Path, extension: str) -> Path:

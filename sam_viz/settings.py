@@ -216,7 +216,11 @@ def _coerce_hparam(opt: str, key: str, raw: str, notes: list[str]) -> Any:
     if not math.isfinite(number):
         notes.append(f"runs: {opt} {key}={raw!r} is not finite; using {s.default}")
         return None
-    return _clamp_number(number, s.low, s.high, f"runs: {opt} {key}", notes)
+    if s.kind == "int" and number != int(number):
+        notes.append(f"runs: {opt} {key}={raw!r} is not a whole number; using {round(number)}")
+        number = float(round(number))
+    value = _clamp_number(number, s.low, s.high, f"runs: {opt} {key}", notes)
+    return int(value) if s.kind == "int" else value
 
 
 def _option(what: str, raw: str, kind: str, choices: Sequence[str], default: Any, notes: list[str]) -> Any:

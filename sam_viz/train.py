@@ -34,6 +34,7 @@ from .records import STEP_FIELDS, Run
 MAX_SNAPSHOT_VALUES = 20_000_000  # S·P per snapshot array: 80 MB in float32, 160 MB in float64
 # the per-step series kept on the device, (fields, runs, steps); "step" and "elapsed" are known on the host
 RECORD_FIELDS = tuple(f for f in STEP_FIELDS if f not in ("step", "elapsed"))
+MAX_EXTRA_COLUMNS = 64  # columns of one method-specific 2-D series (μP²'s layers)
 
 ProgressFn = Callable[[int, int, Mapping[str, float]], None]
 StopFn = Callable[[], bool]
@@ -252,11 +253,12 @@ def run_many(config: Config, optimizers: Sequence[tuple[str, Mapping[str, Any]]]
 
 
 def group_key(config: Config) -> tuple[Any, ...]:
-    """What stacked runs must share: every Config field but the seed and the float hyperparameters."""
+    """What stacked runs must share: every Config field but the seed and the float hyperparameters (counts,
+    switches and choices change a step's shape)."""
     specs = OPTIMIZERS[config.optimizer].hparams
     fields = tuple((f.name, getattr(config, f.name)) for f in dataclasses.fields(config)
                    if f.name not in ("seed", "hparams"))
-    return fields + tuple((k, v) for k, v in config.hparams if specs[k].kind in ("bool", "choice"))
+    return fields + tuple((k, v) for k, v in config.hparams if specs[k].kind in ("bool", "choice", "int"))
 
 
 def _groups(configs: Sequence[Config]) -> list[list[int]]:
@@ -313,6 +315,8 @@ class _Runs:
         self.nan = torch.full((n,), math.nan, dtype=self.dtype, device=s.device)
         self.elapsed = np.full(self.steps, math.nan)
         self.diverged_step = np.full(n, -1, dtype=np.int64)
+        self.extra: dict[str, Tensor] = {}  # method-specific series (steps, runs[, L]), allocated on first sight
+        self.extra_labels: dict[str, tuple[str, ...]] = {}
         self.frozen: dict[int, Tensor] = {}  # θ at the diverged step, per diverged run
         self.snapshots: list[tuple[int, np.ndarray, Tensor, Tensor | None]] = []  # (t, runs, θ_t, e_t)
         self.t, self.stopped = 0, False
@@ -356,6 +360,8 @@ class _Runs:
         report = self.variant.program.step(self.params, self.state, self.hp, self.oracle, self.names)
         rows.update({k: report[k] for k in REPORT_FIELDS})
         eps = None if report["perturbation"] is None else _flat(report["perturbation"])
+        rows.update(self._cost(eps))
+        self._write_extra(t, report.get("extra", {}), report.get("extra_labels", {}))
         if full_grad is not None:
             rows["full_grad_norm"] = full_grad.norm(dim=1)
             if eps is not None:
@@ -423,6 +429,28 @@ class _Runs:
             stacked, where = stacked[:, mask], where[mask]
         self.record[t][:, where] = stacked
 
+    def _cost(self, eps: Tensor | None) -> dict[str, Tensor]:
+        """The step's cost as the oracle counted it: backward passes, samples in them, parameter entries moved."""
+        oracle, n = self.oracle, len(self.active)
+        samples = torch.as_tensor(oracle.grad_samples, dtype=self.dtype, device=self.device).expand(n)
+        moved = torch.zeros(n, dtype=self.dtype, device=self.device) if eps is None else (eps != 0).sum(1)
+        return {"grad_calls": torch.full((n,), float(oracle.grad_calls), dtype=self.dtype, device=self.device),
+                "grad_samples": samples, "grad_evals": samples / oracle.step_batch_size(), "perturbed_params": moved}
+
+    def _write_extra(self, t: int, extra: Mapping[str, Tensor], labels: Mapping[str, Sequence[str]]) -> None:
+        """Store step t's method-specific series ((R,) or (R, L) per name) for the active runs."""
+        where = torch.as_tensor(self.active, device=self.device)
+        for name, values in extra.items():
+            if name not in self.extra:
+                if values.dim() > 2 or (values.dim() == 2 and values.shape[1] > MAX_EXTRA_COLUMNS):
+                    raise ValueError(f"Invalid extra series {name!r}: (R,) or (R, L ≤ {MAX_EXTRA_COLUMNS}) per step, "
+                                     f"got {tuple(values.shape)}")
+                self.extra[name] = torch.full((self.steps, self.record.shape[2], *values.shape[1:]), math.nan,
+                                              dtype=self.dtype, device=self.device)
+                if name in labels:
+                    self.extra_labels[name] = tuple(labels[name])
+            self.extra[name][t][where] = _as(values, self.dtype)
+
     def row(self) -> _Row:
         """The last step's scalars of the first active run (or of run 0), read lazily."""
         k = int(self.active[0]) if len(self.active) else 0
@@ -439,6 +467,7 @@ class _Runs:
         final_host = {k: v.cpu().double().numpy() for k, v in final.items()}
         theta_n = _flat(self.params).cpu().numpy() if len(self.active) else None
         record = self.record.cpu().double().numpy().transpose(1, 2, 0)  # (fields, runs, steps)
+        extra = {name: values.cpu().double().numpy().swapaxes(0, 1) for name, values in self.extra.items()}
         snapshots = [(t, runs, theta.cpu().numpy(), None if e is None else e.cpu().numpy())
                      for t, runs, theta, e in self.snapshots]
         wall = time.perf_counter() - self.started
@@ -470,6 +499,8 @@ class _Runs:
                 final_test_loss=metrics["test_loss"], final_test_acc=metrics["test_acc"],
                 diverged=bool(diverged), diverged_step=int(self.diverged_step[k]), stopped=self.stopped,
                 wall_time=wall, device=str(self.device),
+                extra={name: values[k, :n].copy() for name, values in extra.items()},
+                extra_labels=dict(self.extra_labels),
             ))
         return out
 

@@ -34,10 +34,10 @@ ascent gradient on the first half of the batch only:
 
 from .adapter import SAMOptimizer, StepReport, make
 from .functional import Rule, global_norm, one_pass_info
-from .oracle import ClosureOracle, Oracle, Probe
+from .oracle import BatchClosure, ClosureOracle, Oracle, Probe
 from .programs import REPORT_FIELDS, Program, ascent_descent, descent
 from .registry import OPTIMIZERS, HParamSpec, OptimizerInfo, Variant, make_rule, validate
 
-__all__ = ["OPTIMIZERS", "REPORT_FIELDS", "ClosureOracle", "HParamSpec", "OptimizerInfo", "Oracle", "Probe",
+__all__ = ["OPTIMIZERS", "REPORT_FIELDS", "BatchClosure", "ClosureOracle", "HParamSpec", "OptimizerInfo", "Oracle", "Probe",
            "Program", "Rule", "SAMOptimizer", "StepReport", "Variant", "ascent_descent", "descent", "global_norm",
            "make", "make_rule", "one_pass_info", "validate"]

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .functional import PerTensor, global_norm, one_pass_info
-from .oracle import ClosureOracle
+from .oracle import BatchClosure, ClosureOracle
 from .registry import OPTIMIZERS, make_rule, validate
 
 
@@ -37,6 +37,10 @@ class StepReport:
         effective_lr: lr for SGD/Adam bases, η/sqrt(v_t) for LightSAM-I, the median over coordinates of η/sqrt(v_t)
             (LightSAM-II/III) or η/sqrt(v̂_t) (AdaSAM).
         perturbed_loss: the closure's loss at θ_t + e_t (None for one-pass methods).
+        grad_calls: backward passes the step made (θ_t's, already in ``.grad``, included).
+        grad_samples: samples in those passes (counted only through a ``BatchClosure``; a plain closure counts 1
+            per pass).
+        extra: the method's own diagnostics (``Run.extra``), as floats or lists of floats.
 
     Where parameter groups differ in ρ or lr, effective_rho and effective_lr are the first group's.
     """
@@ -48,6 +52,9 @@ class StepReport:
     effective_rho: float
     effective_lr: float
     perturbed_loss: float | None
+    grad_calls: int = 0
+    grad_samples: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class SAMOptimizer(torch.optim.Optimizer):
@@ -99,6 +106,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         # the two phases apart, for first_step / second_step (None for programs of another shape)
         self.rule = make_rule(name, defaults.get("base", "sgd")) if self.program.phases is not None else None
         self.last: StepReport | None = None
+        self._previous_closure: BatchClosure | None = None  # the last step's batch, for "previous" requests
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -250,10 +258,13 @@ class SAMOptimizer(torch.optim.Optimizer):
             raise ValueError(f"{self.name} needs a closure: step(closure) re-evaluates the loss at θ + e")
         params, names, positions, hp = self._active()
         state = self._rule_state(params, positions, hp)
-        oracle = ClosureOracle(params, closure if self.program.two_pass else None, self.name)
+        oracle = ClosureOracle(params, closure if self.program.two_pass else None, self.name,
+                               previous=self._previous_closure)
         report = self.program.step([p.unsqueeze(0) for p in params], state, hp, oracle, names)
         self._save_core(state)
         self.last = _report(report, oracle)
+        if isinstance(closure, BatchClosure):  # SAMPa's "previous" batch at the next step
+            self._previous_closure = closure
         return oracle.last_loss
 
 
@@ -266,7 +277,9 @@ def _report(report: dict[str, Any], oracle: ClosureOracle) -> StepReport:
     perturbation = [torch.zeros_like(g[0]) for g in oracle.grad().grads] if eps is None else [e[0] for e in eps]
     loss = oracle.last_loss
     perturbed_loss = float(loss.detach()) if isinstance(loss, Tensor) else None
-    return StepReport(perturbation, *scalars, perturbed_loss=perturbed_loss)
+    extra = {key: value[0].tolist() for key, value in report.get("extra", {}).items()}
+    return StepReport(perturbation, *scalars, perturbed_loss=perturbed_loss, grad_calls=oracle.grad_calls,
+                      grad_samples=oracle.grad_samples, extra=extra)
 
 
 # hyperparameters a rule reads once for all tensors (beyond "base", which picks the rule)

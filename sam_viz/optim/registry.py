@@ -8,131 +8,19 @@ The app builds its widgets from ``OPTIMIZERS``; the engine validates every hyper
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from .functional import (adam_init, adam_update, adasam_init, adasam_update, asam_perturb, fsam_init, fsam_perturb,
-                         lightsam1_init, lightsam1_perturb, lightsam1_update, lightsam2_init, lightsam2_perturb,
-                         lightsam2_update, lightsam3_init, lightsam3_perturb, lightsam3_update, msam_perturb,
-                         sam_perturb, sgd_init, sgd_update, BASES, Rule)
-from .programs import Program, ascent_descent, descent
-
-BASE_CHOICES = ("sgd", "adam", "adamw")
-
-
-@dataclass(frozen=True)
-class HParamSpec:
-    """One hyperparameter.
-
-    Attributes:
-        default: value used when the caller gives none.
-        kind: "float", "bool", "choice" or "pair" (two floats, e.g. Adam's betas).
-        low, high: inclusive valid range (floats, and each entry of a pair).
-        log: whether a slider should use a logarithmic scale (then it starts at ``ui_low`` > 0).
-        ui_low: smallest value a log slider offers (0 stays valid when ``low`` is 0).
-        choices: valid values of a "choice".
-        help: one sentence for the app's ``help=`` text and the command line.
-    """
-
-    default: Any
-    kind: str = "float"
-    low: float = -math.inf
-    high: float = math.inf
-    log: bool = False
-    ui_low: float | None = None
-    choices: tuple[str, ...] = ()
-    help: str = ""
-
-
-def _never(hp: Mapping[str, Any]) -> bool:
-    return False
-
-
-def _plain_gd(hp: Mapping[str, Any]) -> bool:
-    """Full-batch gradient descent without momentum (an SGD base): its sharpness stops near 2/η."""
-    return hp.get("momentum", 0.0) == 0 and hp.get("base", "sgd") == "sgd"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A registry entry: everything about one optimizer in one place.
-
-    Attributes:
-        name: registry name (``sam_viz.optim.make(name, ...)``).
-        label: display name.
-        description: one line: what the method does.
-        update_rule: the update in one line of plain maths.
-        paper: citation; ``paper_url`` its link; ``reference_code`` the code it follows.
-        status: "stable", or "experimental" for methods whose rules come from unreviewed or third-party sources.
-        hparams: name → spec, in display order.
-        program: the step program (``programs.Program``) the engine and the adapter run.
-        latex: the update in LaTeX (the Learn page).
-        where: which view shows the method's effect (the Learn page).
-        gd_limit: ``gd_limit(hp) -> bool``, whether plain gradient descent's 2/η stability limit applies to a run
-            with these hyperparameters (read it through ``gd_stability_limit``).
-    """
-
-    name: str
-    label: str
-    description: str
-    update_rule: str
-    paper: str
-    paper_url: str
-    reference_code: str
-    status: str
-    hparams: dict[str, HParamSpec]
-    program: Program
-    latex: str = ""
-    where: str = ""
-    gd_limit: Callable[[Mapping[str, Any]], bool] = _never
-
-    @property
-    def two_pass(self) -> bool:
-        """Whether a step needs the loss away from θ_t (a closure, in the ``torch.optim`` adapter)."""
-        return self.program.two_pass
-
-    def gd_stability_limit(self, hp: Mapping[str, Any] | None = None) -> bool:
-        """Whether the 2/η line (plain gradient descent's edge of stability) applies to a run of this optimizer.
-
-        Args:
-            hp: the run's hyperparameters (missing ones take the registry defaults).
-        """
-        return self.gd_limit(validate(self.name, hp))
-
-
-OptimizerInfo = Variant  # the name of earlier releases
-
-
-def _lr(default: float, help_: str = "Learning rate η of the descent step.") -> HParamSpec:
-    return HParamSpec(default, low=1e-7, high=10.0, log=True, ui_low=1e-5, help=help_)
-
-
-def _rho(default: float, help_: str = "Perturbation radius ρ: how far the ascent step probes (0 gives the base optimizer).") -> HParamSpec:
-    return HParamSpec(default, low=0.0, high=10.0, log=True, ui_low=1e-4, help=help_)
-
-
-_MOMENTUM = HParamSpec(0.9, low=0.0, high=0.999, help="Heavy-ball momentum of the SGD step.")
-_NESTEROV = HParamSpec(False, kind="bool", help="Nesterov momentum (SGD base only).")
-_WD_COUPLED = HParamSpec(0.0, low=0.0, high=1.0, help="Weight decay (added to the gradient; decoupled for adamw).")
-_WD_DECOUPLED = HParamSpec(0.0, low=0.0, high=1.0, help="Decoupled weight decay: θ ← θ(1 − η·wd); 0 in the theory.")
-_BETAS = HParamSpec((0.9, 0.999), kind="pair", low=0.0, high=0.9999, help="Exponential decay rates (β1, β2) of the moment estimates.")
-_ADAM_EPS = HParamSpec(1e-8, low=1e-16, high=1e-2, log=True, help="Adam's ε added to sqrt(v) (adam/adamw base).")
-_ACC_EPS = HParamSpec(1e-8, low=1e-12, high=1.0, log=True, help="ε: accumulators start at ε² (the only stabiliser; no ε is added later).")
-_BASE = HParamSpec("sgd", kind="choice", choices=BASE_CHOICES, help="Base optimizer of the descent step (momentum SGD by default).")
-_ADAPTIVE = HParamSpec(False, kind="bool", help="Scale-invariant (ASAM-style, η = 0) perturbation: e ∝ θ²⊙s / ‖|θ|⊙s‖.")
-
-
-def _sam_base(rho: float, lr: float = 0.1, **extra: HParamSpec) -> dict[str, HParamSpec]:
-    return {"lr": _lr(lr), "rho": _rho(rho), **extra, "base": _BASE, "momentum": _MOMENTUM,
-            "weight_decay": _WD_COUPLED, "nesterov": _NESTEROV, "betas": _BETAS, "eps": _ADAM_EPS}
-
-
-_LIGHTSAM = "Cheng et al., LightSAM: Parameter-Agnostic SAM (arXiv 2505.24399, 2025)"
-_THIRD_PARTY = "third-party renderings (spec §1); no official code"
-_SAM_STEP = "\\theta_{t+1} = \\mathrm{base}\\big(\\theta_t,\\ \\nabla L_B(\\theta_t + e_t)\\big)"
+from .functional import (BASES, Rule, adam_init, adam_update, adasam_init, adasam_update, asam_perturb, fsam_init,
+                         fsam_perturb, lightsam1_init, lightsam1_perturb, lightsam1_update, lightsam2_init,
+                         lightsam2_perturb, lightsam2_update, lightsam3_init, lightsam3_perturb, lightsam3_update,
+                         msam_perturb, sam_perturb, sgd_init, sgd_update)
+from .programs import ascent_descent, descent
+from .variant import (ACC_EPS, ADAM_EPS, ADAPTIVE, BASE_CHOICES, BETAS, LIGHTSAM, MOMENTUM, NESTEROV,  # noqa: F401
+                      SAM_STEP, THIRD_PARTY, WD_COUPLED, WD_DECOUPLED, HParamSpec, OptimizerInfo, Variant, lr_spec,
+                      plain_gd, rho_spec, sam_hparams)
 
 OPTIMIZERS: dict[str, Variant] = {
     "sgd": Variant(
@@ -140,19 +28,19 @@ OPTIMIZERS: dict[str, Variant] = {
         update_rule="θ ← θ − η b,  b ← μ b + (g + wd·θ)",
         paper="Robbins & Monro (1951); Polyak (1964)", paper_url="https://doi.org/10.1214/aoms/1177729586",
         reference_code="torch.optim.SGD", status="stable",
-        hparams={"lr": _lr(0.1), "momentum": _MOMENTUM, "weight_decay": _WD_COUPLED, "nesterov": _NESTEROV},
+        hparams={"lr": lr_spec(0.1), "momentum": MOMENTUM, "weight_decay": WD_COUPLED, "nesterov": NESTEROV},
         program=descent((sgd_init, sgd_update)),
         latex=r"b_t = \mu\, b_{t-1} + \nabla L_B(\theta_t) + \lambda\theta_t,\qquad \theta_{t+1} = \theta_t - \eta\, b_t",
         where="Loss surface: the baseline path; Hessian: λ_max rises during training (full-batch GD without momentum "
               "stops near 2/η, the edge of stability).",
-        gd_limit=_plain_gd,
+        gd_limit=plain_gd,
     ),
     "adam": Variant(
         name="adam", label="Adam", description="Adaptive moment estimation with bias correction.",
         update_rule="θ ← θ − η m̂/(sqrt(v̂) + ε)",
         paper="Kingma & Ba, Adam (ICLR 2015)", paper_url="https://arxiv.org/abs/1412.6980",
         reference_code="torch.optim.Adam", status="stable",
-        hparams={"lr": _lr(1e-3), "betas": _BETAS, "eps": _ADAM_EPS, "weight_decay": _WD_COUPLED},
+        hparams={"lr": lr_spec(1e-3), "betas": BETAS, "eps": ADAM_EPS, "weight_decay": WD_COUPLED},
         program=descent((adam_init, adam_update)),
         latex=r"m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\; v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\qquad "
               r"\theta_{t+1} = \theta_t - \eta\,\frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}",
@@ -164,11 +52,11 @@ OPTIMIZERS: dict[str, Variant] = {
         update_rule="e = ρ s/‖s‖;  θ ← base_step(θ, ∇L(θ + e))",
         paper="Foret, Kleiner, Mobahi, Neyshabur, Sharpness-Aware Minimization (ICLR 2021)",
         paper_url="https://arxiv.org/abs/2010.01412", reference_code="davda54/sam sam.py", status="stable",
-        hparams=_sam_base(0.05, adaptive=_ADAPTIVE),
+        hparams=sam_hparams(0.05, adaptive=ADAPTIVE),
         program=ascent_descent(sam_perturb),
-        latex=r"s_t = \nabla L_B(\theta_t),\; e_t = \rho\,\frac{s_t}{\lVert s_t\rVert},\qquad " + _SAM_STEP,
+        latex=r"s_t = \nabla L_B(\theta_t),\; e_t = \rho\,\frac{s_t}{\lVert s_t\rVert},\qquad " + SAM_STEP,
         where="Perturbations: the probe θ + e sits on a sphere of radius ρ; Radius sensitivity: the band of good ρ.",
-        gd_limit=_plain_gd,
+        gd_limit=plain_gd,
     ),
     "asam": Variant(
         name="asam", label="ASAM",
@@ -176,11 +64,11 @@ OPTIMIZERS: dict[str, Variant] = {
         update_rule="e = ρ T² s/‖T s‖,  T = diag(|θ|) + η I on weights, I on biases",
         paper="Kwon, Kim, Park, Choi, ASAM (ICML 2021)", paper_url="https://arxiv.org/abs/2102.11600",
         reference_code="SamsungLabs/ASAM asam.py", status="stable",
-        hparams=_sam_base(0.5, eta=HParamSpec(0.01, low=0.0, high=1.0, help="η in T = |θ| + η: keeps the ball open where weights are 0.")),
+        hparams=sam_hparams(0.5, eta=HParamSpec(0.01, low=0.0, high=1.0, help="η in T = |θ| + η: keeps the ball open where weights are 0.")),
         program=ascent_descent(asam_perturb, takes_names=True),
-        latex=r"T_t = \mathrm{diag}(|\theta_t|) + \eta I,\; e_t = \rho\,\frac{T_t^2 s_t}{\lVert T_t s_t\rVert},\qquad " + _SAM_STEP,
+        latex=r"T_t = \mathrm{diag}(|\theta_t|) + \eta I,\; e_t = \rho\,\frac{T_t^2 s_t}{\lVert T_t s_t\rVert},\qquad " + SAM_STEP,
         where="Perturbations: the probe scales with each weight's size, so ‖e‖ differs from ρ.",
-        gd_limit=_plain_gd,
+        gd_limit=plain_gd,
     ),
     "fsam": Variant(
         name="fsam", label="F-SAM",
@@ -188,23 +76,23 @@ OPTIMIZERS: dict[str, Variant] = {
         update_rule="d = s − σ m;  m ← λ m + (1−λ) s;  e = ρ d/‖d‖",
         paper="Li, Zhou, He, Cheng, Huang, Friendly Sharpness-Aware Minimization (CVPR 2024)",
         paper_url="https://arxiv.org/abs/2403.12350", reference_code="nblt/F-SAM utils.py (FriendlySAM)", status="stable",
-        hparams=_sam_base(
+        hparams=sam_hparams(
             0.05,
             sigma=HParamSpec(1.0, low=0.0, high=2.0, help="σ: how much of the estimated full gradient to remove (0 gives SAM)."),
             lmbda=HParamSpec(0.9, low=0.0, high=0.999, help="λ: decay of the EMA that estimates the full gradient."),
-            adaptive=_ADAPTIVE,
+            adaptive=ADAPTIVE,
         ),
         program=ascent_descent(fsam_perturb, fsam_init),
-        latex=r"d_t = s_t - \sigma m_{t-1},\; m_t = \lambda m_{t-1} + (1-\lambda) s_t,\; e_t = \rho\,\frac{d_t}{\lVert d_t\rVert},\qquad " + _SAM_STEP,
+        latex=r"d_t = s_t - \sigma m_{t-1},\; m_t = \lambda m_{t-1} + (1-\lambda) s_t,\; e_t = \rho\,\frac{d_t}{\lVert d_t\rVert},\qquad " + SAM_STEP,
         where="Perturbations: cos(e, ∇L) drops towards 0 — the full-gradient part is removed.",
-        gd_limit=_plain_gd,
+        gd_limit=plain_gd,
     ),
     "lightsam1": Variant(
         name="lightsam1", label="LightSAM-I",
         description="SAM with AdaGrad-Norm in both steps: scalar adaptive radius and learning rate.",
         update_rule="u += ‖s‖²; e = ρ s/sqrt(u);  v += ‖g‖²; θ ← θ − η g/sqrt(v)",
-        paper=_LIGHTSAM, paper_url="https://arxiv.org/abs/2505.24399", reference_code=_THIRD_PARTY, status="experimental",
-        hparams={"lr": _lr(0.1), "rho": _rho(0.1), "eps": _ACC_EPS, "weight_decay": _WD_DECOUPLED},
+        paper=LIGHTSAM, paper_url="https://arxiv.org/abs/2505.24399", reference_code=THIRD_PARTY, status="experimental",
+        hparams={"lr": lr_spec(0.1), "rho": rho_spec(0.1), "eps": ACC_EPS, "weight_decay": WD_DECOUPLED},
         program=ascent_descent(lightsam1_perturb, base=(lightsam1_init, lightsam1_update)),
         latex=r"u_t = u_{t-1} + \lVert s_t\rVert^2,\; e_t = \frac{\rho\, s_t}{\sqrt{u_t}},\; "
               r"v_t = v_{t-1} + \lVert g_t\rVert^2,\qquad \theta_{t+1} = \theta_t - \frac{\eta\, g_t}{\sqrt{v_t}}",
@@ -215,8 +103,8 @@ OPTIMIZERS: dict[str, Variant] = {
         name="lightsam2", label="LightSAM-II",
         description="SAM with AdaGrad in both steps: per-coordinate adaptive radius and learning rate.",
         update_rule="u += s⊙s; e = ρ s/sqrt(u);  v += g⊙g; θ ← θ − η g/sqrt(v)",
-        paper=_LIGHTSAM, paper_url="https://arxiv.org/abs/2505.24399", reference_code=_THIRD_PARTY, status="experimental",
-        hparams={"lr": _lr(0.1), "rho": _rho(0.1), "eps": _ACC_EPS, "weight_decay": _WD_DECOUPLED},
+        paper=LIGHTSAM, paper_url="https://arxiv.org/abs/2505.24399", reference_code=THIRD_PARTY, status="experimental",
+        hparams={"lr": lr_spec(0.1), "rho": rho_spec(0.1), "eps": ACC_EPS, "weight_decay": WD_DECOUPLED},
         program=ascent_descent(lightsam2_perturb, base=(lightsam2_init, lightsam2_update)),
         latex=r"u_t = u_{t-1} + s_t^2,\; e_t = \frac{\rho\, s_t}{\sqrt{u_t}},\; v_t = v_{t-1} + g_t^2,\qquad "
               r"\theta_{t+1} = \theta_t - \frac{\eta\, g_t}{\sqrt{v_t}}",
@@ -226,8 +114,8 @@ OPTIMIZERS: dict[str, Variant] = {
         name="lightsam3", label="LightSAM-III",
         description="SAM with Adam in both steps (separate moments for ascent and descent).",
         update_rule="r,u ← Adam moments of s; e = ρ r/sqrt(u);  m,v ← moments of g; θ ← θ − η m/sqrt(v)",
-        paper=_LIGHTSAM, paper_url="https://arxiv.org/abs/2505.24399", reference_code=_THIRD_PARTY, status="experimental",
-        hparams={"lr": _lr(1e-3), "rho": _rho(0.01), "betas": _BETAS, "eps": _ACC_EPS, "weight_decay": _WD_DECOUPLED,
+        paper=LIGHTSAM, paper_url="https://arxiv.org/abs/2505.24399", reference_code=THIRD_PARTY, status="experimental",
+        hparams={"lr": lr_spec(1e-3), "rho": rho_spec(0.01), "betas": BETAS, "eps": ACC_EPS, "weight_decay": WD_DECOUPLED,
                  "bias_correction": HParamSpec(False, kind="bool", help="Divide the moments by (1 − β^t) as Adam does (off in the renderings).")},
         program=ascent_descent(lightsam3_perturb, base=(lightsam3_init, lightsam3_update)),
         latex=r"r_t, u_t = \mathrm{Adam\ moments}(s_t),\; e_t = \frac{\rho\, r_t}{\sqrt{u_t}},\; "
@@ -239,7 +127,7 @@ OPTIMIZERS: dict[str, Variant] = {
         update_rule="e = ρ s/‖s‖;  m, v ← moments of g; v̂ = max(v̂, v); θ ← θ − η m/sqrt(v̂)",
         paper="Sun et al., AdaSAM (arXiv 2303.00565, 2023)", paper_url="https://arxiv.org/abs/2303.00565",
         reference_code="third-party renderings (spec §6)", status="experimental",
-        hparams={"lr": _lr(1e-3), "rho": _rho(0.05), "betas": _BETAS, "eps": _ACC_EPS, "weight_decay": _WD_DECOUPLED},
+        hparams={"lr": lr_spec(1e-3), "rho": rho_spec(0.05), "betas": BETAS, "eps": ACC_EPS, "weight_decay": WD_DECOUPLED},
         program=ascent_descent(sam_perturb, base=(adasam_init, adasam_update)),
         latex=r"e_t = \rho\,\frac{s_t}{\lVert s_t\rVert},\; m_t, v_t = \mathrm{Adam\ moments}(g_t),\; "
               r"\hat v_t = \max(\hat v_{t-1}, v_t),\qquad \theta_{t+1} = \theta_t - \frac{\eta\, m_t}{\sqrt{\hat v_t}}",
@@ -250,14 +138,19 @@ OPTIMIZERS: dict[str, Variant] = {
         update_rule="e = ρ s/(‖s‖ sqrt(1 + ‖s‖²))",
         paper="Jacobsen & Arvanitidis, Monge SAM (arXiv 2502.08448, 2025)", paper_url="https://arxiv.org/abs/2502.08448",
         reference_code="paper equations (spec §6)", status="experimental",
-        hparams=_sam_base(0.05),
+        hparams=sam_hparams(0.05),
         program=ascent_descent(msam_perturb),
-        latex=r"e_t = \frac{\rho}{\sqrt{1 + \lVert s_t\rVert^2}}\,\frac{s_t}{\lVert s_t\rVert},\qquad " + _SAM_STEP,
+        latex=r"e_t = \frac{\rho}{\sqrt{1 + \lVert s_t\rVert^2}}\,\frac{s_t}{\lVert s_t\rVert},\qquad " + SAM_STEP,
         where="Perturbations: ‖e‖ = ρ/√(1 + ‖s‖²) is small while gradients are large, then grows to ρ.",
-        gd_limit=_plain_gd,
+        gd_limit=plain_gd,
     ),
 }
 
+
+# Methods added after the first release keep their rule and entry in their own module (``sam_viz/optim/<name>.py``,
+# each defining ``VARIANT``); they join the registry here, in display order.
+NEW_METHODS: tuple[Variant, ...] = ()
+OPTIMIZERS.update({variant.name: variant for variant in NEW_METHODS})
 
 def make_rule(name: str, base: str = "sgd") -> Rule:
     """The (init, perturb, update) pieces of an ascent–descent or descent optimizer (``Program.phases``).
@@ -308,6 +201,13 @@ def _check(opt: str, key: str, spec: HParamSpec, value: Any) -> Any:
         if value in spec.choices:
             return value
         raise ValueError(f"Invalid {key} for {opt}: {value!r}; valid: {', '.join(spec.choices)}")
+    if spec.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise ValueError(f"Invalid {key} for {opt}: {value!r} (expected a whole number in [{spec.low:g}, {spec.high:g}])")
+        number = int(value)
+        if not spec.low <= number <= spec.high:
+            raise ValueError(f"Invalid {key} for {opt}: {value!r} (valid range [{spec.low:g}, {spec.high:g}])")
+        return number
     if spec.kind == "pair":
         if isinstance(value, str):
             value = tuple(part.strip() for part in value.split(","))

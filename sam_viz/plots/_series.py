@@ -87,6 +87,21 @@ METRICS: dict[str, MetricInfo] = {
                                    "(the F-SAM argument)."),
     "elapsed": MetricInfo("wall-clock time since the start (s)",
                           "Seconds of training after step t: two-pass methods cost about twice as much per step."),
+    "grad_calls": MetricInfo("backward passes per step",
+                             "How many gradient evaluations the step made: 1 for SGD and Adam, 2 for SAM, more for "
+                             "methods that also score samples or micro-batches."),
+    "grad_evals": MetricInfo("gradient evaluations per step (in batches)",
+                             "The samples that took part in the step's backward passes, in units of its batch: "
+                             "2 for SAM, less where a method backpropagates only some samples (ESAM)."),
+    "grad_samples": MetricInfo("samples in the step's backward passes",
+                               "How many samples the step's gradient evaluations used, summed over its passes."),
+    "perturbed_params": MetricInfo("parameter entries perturbed",
+                                   "How many entries of θ the perturbation e_t moved: all of them for SAM, a share "
+                                   "for sparse methods (SSAM, ESAM), none for one-pass methods."),
+    "total_grad_evals": MetricInfo("gradient evaluations so far (in batches)",
+                                   "The cost of training up to step t: the running sum of gradient evaluations, "
+                                   "in units of the batch.", False,
+                                   compute=lambda run: np.nancumsum(np.asarray(run.grad_evals, dtype=np.float64))),
 }
 
 _X_TITLES = {"step": "training step t", "elapsed": "wall-clock time (s)"}

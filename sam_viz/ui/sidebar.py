@@ -109,7 +109,7 @@ def _optimizer_changed(slot: int) -> None:
     kept = {}
     for key, value in _hparam_values(slot).items():
         hspec = OPTIMIZERS[name].hparams.get(key)
-        if hspec is not None and hspec.kind not in ("pair", "bool", "choice") and hspec.low <= value <= hspec.high:
+        if hspec is not None and hspec.kind == "float" and hspec.low <= value <= hspec.high:
             kept[key] = value
     _seed_hparams(slot, name, kept)
 
@@ -142,6 +142,10 @@ def _hp_widget(slot: int, key: str, hspec: HParamSpec) -> None:
         st.selectbox(key, hspec.choices, **quiet)
     elif hspec.kind == "pair":
         st.text_input(key, **{**quiet, "help": f"{hspec.help} Two numbers, e.g. 0.9,0.999."})
+    elif hspec.kind == "int":
+        low, high = int(hspec.low), int(hspec.high)
+        st.session_state[wkey] = min(max(int(st.session_state.get(wkey, hspec.default)), low), high)
+        st.number_input(key, min_value=low, max_value=high, step=1, **quiet)
     elif hspec.log:
         current = float(st.session_state.get(wkey, hspec.default))
         st.select_slider(key, options=_log_options(hspec, current), format_func=lambda v: f"{v:g}", **quiet)
