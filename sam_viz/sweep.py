@@ -40,7 +40,8 @@ STRATEGIES = ("auto", "batched", "process", "sequential")
 STEP_FIELDS = ("batch_loss", "train_loss", "train_acc", "test_loss", "test_acc", "grad_norm", "perturbed_grad_norm",
                "perturbed_loss", "eps_norm", "effective_rho", "effective_lr")
 FINAL_FIELDS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc")
-CELL_FIELDS = (*FINAL_FIELDS, "lambda_max", "lambda_max_residual", "n_steps", "diverged", "diverged_step")
+CELL_FIELDS = (*FINAL_FIELDS, "lambda_max", "lambda_max_residual", "n_steps", "diverged", "diverged_step",
+               "total_grad_evals")
 METRICS = ("train_acc", "test_acc", "train_loss", "test_loss")
 
 # Memory model of one batched cell, in tensor elements: ~12 parameter-sized tensors (θ, s, e, θ + e, g and up to
@@ -77,6 +78,8 @@ class Grid:
         lambda_max_residual: (seeds, ny, nx) its Ritz residual ‖H q − λ q‖.
         n_steps: (seeds, ny, nx) int64 steps completed (the diverged step counts).
         diverged: (seeds, ny, nx) bool, the batch loss became NaN/inf; diverged_step: that step, -1 otherwise.
+        total_grad_evals: (seeds, ny, nx) the gradient evaluations each cell's training took, in units of its
+            batch (``Run.grad_evals`` summed): the cost axis; NaN in grids saved before it existed.
         stopped: stopped early on request (what was computed is kept; cells never started have n_steps 0).
         wall_time: seconds for the whole grid (λ_max included).
         strategy: "batched", "process" or "sequential": what computed it.
@@ -113,6 +116,11 @@ class Grid:
     wall_time: float
     strategy: str
     device: str
+    total_grad_evals: np.ndarray = None  # type: ignore[assignment]  # NaN for grids saved before it existed
+
+    def __post_init__(self) -> None:
+        if self.total_grad_evals is None:
+            object.__setattr__(self, "total_grad_evals", np.full(self.n_steps.shape, np.nan))
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -425,6 +433,7 @@ class _Sink:
         self.final = {name: np.full(n_cells, np.nan) for name in FINAL_FIELDS}
         self.n_steps = np.zeros(n_cells, dtype=np.int64)
         self.diverged_step = np.full(n_cells, -1, dtype=np.int64)
+        self.total_grad_evals = np.full(n_cells, np.nan)
         self.theta: dict[int, np.ndarray] = {}  # θ_n of cells that did not diverge, for λ_max
         self.stopped = False
 
@@ -436,6 +445,7 @@ class _Sink:
         for name in FINAL_FIELDS:
             self.final[name][k] = getattr(r, name)
         self.n_steps[k], self.diverged_step[k] = n, r.diverged_step
+        self.total_grad_evals[k] = float(np.nansum(r.grad_evals)) if n else np.nan
         if not r.diverged:
             self.theta[k] = r.final_weights
 
@@ -452,7 +462,7 @@ class _Sink:
             lambda_max=lam_value.reshape(shape), lambda_max_residual=lam_res.reshape(shape),
             n_steps=self.n_steps.reshape(shape), diverged=(self.diverged_step >= 0).reshape(shape),
             diverged_step=self.diverged_step.reshape(shape), stopped=self.stopped, wall_time=wall_time,
-            strategy=strategy, device=device,
+            strategy=strategy, device=device, total_grad_evals=self.total_grad_evals.reshape(shape),
         )
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
 from streamlit.testing.v1 import AppTest
-from test_app import _assert_ok
+from test_app import _assert_ok, _figures
 from test_app import _page as app_page
 
 from sam_viz import landscape, plots, scene
@@ -314,3 +314,13 @@ def test_the_digits_preset_shows_the_measured_table():
     assert shown.index.tolist() == [r[0] for r in rows]
     assert shown.reset_index().astype(str).values.tolist() == rows
     assert any(ev.command in c.value for c in at.caption)
+
+
+def test_the_cost_chart_puts_every_cell_at_its_gradient_evaluations():
+    at = _page(runs="sam;lightsam1", **SMALL)
+    figures = {f["layout"]["uirevision"]: f for f in _figures(at)}
+    cost = figures["cost"]
+    steps = int(SMALL["steps"])
+    for trace in cost["data"]:
+        xs = _decode(trace["x"])
+        assert len(xs) > 0 and np.all(np.asarray(xs) == 2 * steps)  # both are two-pass methods

@@ -14,13 +14,16 @@ from ._boundary import decision_boundary_figure
 from ._common import PALETTE, SEQUENTIAL_SCALES, Style, param_title, readable_fonts, run_label, style, text_color
 from ._curvature import CURVATURE_METRICS, curvature_figure, hessian_series, spectrum_figure
 from ._export import describe, figure_to_csv_frames
+from ._method import cost_figure, layer_series_figure
 from ._series import (
+    EXTRA_PREFIX,
     METRICS,
     RUNNING_MEAN_METRICS,
     MetricInfo,
     cumulative_mean,
     fsam_decomposition_figure,
     fsam_parts,
+    metric_info,
     metric_series,
     metric_title,
     series_figure,
@@ -33,6 +36,7 @@ __all__ = [
     "CLICK_COLUMNS",
     "CURVATURE_METRICS",
     "CUSTOMDATA_COLUMNS",
+    "EXTRA_PREFIX",
     "METRICS",
     "MetricInfo",
     "PALETTE",
@@ -40,6 +44,7 @@ __all__ = [
     "SEQUENTIAL_SCALES",
     "Style",
     "TrajectoryTrace",
+    "cost_figure",
     "cumulative_mean",
     "curvature_figure",
     "decision_boundary_figure",
@@ -50,6 +55,8 @@ __all__ = [
     "fsam_decomposition_figure",
     "fsam_parts",
     "hessian_series",
+    "layer_series_figure",
+    "metric_info",
     "metric_series",
     "metric_title",
     "param_title",

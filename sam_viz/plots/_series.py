@@ -107,8 +107,27 @@ METRICS: dict[str, MetricInfo] = {
 _X_TITLES = {"step": "training step t", "elapsed": "wall-clock time (s)"}
 
 
+EXTRA_PREFIX = "extra:"  # a method's own series: ``extra:mask_density`` reads ``run.extra["mask_density"]``
+
+
+def metric_info(metric: str) -> MetricInfo | None:
+    """How ``metric`` is shown: a ``METRICS`` entry, or for ``extra:<name>`` the method's own (n,) series (NaN
+    for runs that do not record it); None for an unknown name."""
+    if metric.startswith(EXTRA_PREFIX):
+        name = metric[len(EXTRA_PREFIX):]
+
+        def compute(run: Any) -> np.ndarray:
+            values = getattr(run, "extra", {}).get(name)
+            return np.full(np.asarray(run.step).shape, np.nan) if values is None else np.asarray(values, np.float64)
+
+        return MetricInfo(name.replace("_", " "), f"The method's own per-step series {name!r}.", False, compute)
+    return METRICS.get(metric)
+
+
 def metric_title(metric: str) -> str:
     """Axis title of a metric name; ``final_*`` names (sweep results) read "final …"."""
+    if metric.startswith(EXTRA_PREFIX):
+        return metric_info(metric).title
     if metric in METRICS:
         return METRICS[metric].title
     if metric.startswith("final_") and metric[6:] in METRICS:
@@ -122,9 +141,9 @@ def metric_series(run: Any, metric: str) -> np.ndarray:
     Raises:
         ValueError: an unknown metric, or a series whose length differs from ``run.step``.
     """
-    info = METRICS.get(metric)
+    info = metric_info(metric)
     if info is None:
-        raise ValueError(f"Unknown metric: {metric!r}; valid: {', '.join(METRICS)}")
+        raise ValueError(f"Unknown metric: {metric!r}; valid: {', '.join(METRICS)} or extra:<name>")
     values = info.compute(run) if info.compute is not None else getattr(run, metric)
     arr = as_1d(metric, values, allow_empty=True)
     check_same_length(f"run series {metric!r}", step=np.asarray(run.step), **{metric: arr})
@@ -236,7 +255,8 @@ def _band_rgba(color: str, alpha: float) -> str:
 @doc
 def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | None = None, log_y: bool | None = None,
                   x: str = "step", title: str | None = None, uirevision: str | None = None,
-                  running_mean: bool | None = None, seed_runs: Sequence[Sequence[Run]] | None = None) -> go.Figure:
+                  running_mean: bool | None = None, seed_runs: Sequence[Sequence[Run]] | None = None,
+                  y_title: str | None = None) -> go.Figure:
     """One line per run of a per-step metric, with diverged runs marked; optionally seed means with ±1 std bands.
 
     NaN entries (metrics evaluated every k steps) are bridged (``connectgaps``). A run that diverged gets an "×"
@@ -264,6 +284,7 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
             (``RUNNING_MEAN_METRICS``: cos(e, ∇L)).
         seed_runs: one sequence of runs per entry of ``runs`` (the same setting with different seeds; it may
             include that run). None: each run is drawn on its own.
+        y_title: the y-axis title (default: the metric's title; a method's own series pass their registry label).
 
     Returns:
         {returns}
@@ -276,10 +297,11 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
     if x not in _X_TITLES:
         raise ValueError(f"Invalid x: {x!r}; valid: 'step', 'elapsed'")
     names = default_labels(runs, labels)
-    info = METRICS.get(metric)
+    info = metric_info(metric)
     if info is None:
-        raise ValueError(f"Unknown metric: {metric!r}; valid: {', '.join(METRICS)}")
+        raise ValueError(f"Unknown metric: {metric!r}; valid: {', '.join(METRICS)} or extra:<name>")
     groups = _check_groups(seed_runs, len(runs))
+    y_label = y_title or info.title
     show_mean = metric in RUNNING_MEAN_METRICS if running_mean is None else bool(running_mean)
 
     lines: list[_Line] = []
@@ -306,7 +328,7 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
         custom_cols: list[np.ndarray] = []
         columns: list[str] = []
         hover = [f"<b>{name}</b>", f"{_X_TITLES[x]} %{{x:.4~g}}",
-                 f"{info.title} %{{y:.4~g}}" if ln.std is None else f"mean {info.title} %{{y:.4~g}}"]
+                 f"{y_label} %{{y:.4~g}}" if ln.std is None else f"mean {y_label} %{{y:.4~g}}"]
         if ln.std is not None:
             n_max = int(ln.seeds.max()) if ln.seeds.size else 0
             legend += f" ({n_max} seed{'s' if n_max != 1 else ''}, ±1 std)"
@@ -363,14 +385,14 @@ def series_figure(runs: Sequence[Run], metric: str, *, labels: Sequence[str] | N
         if mean is not None and last_finite(mean):
             finals[-1] += f" (running mean {fmt(last_finite(mean)[1])})"
     what = "seed means" if groups is not None else "run(s)"
-    alt = (f"Line chart of {info.title} against {_X_TITLES[x]} for {len(runs)} {what}"
+    alt = (f"Line chart of {y_label} against {_X_TITLES[x]} for {len(runs)} {what}"
            + (" with ±1 std bands" if groups is not None else "") + f"; last values: {join_names(finals)}"
            + (f"; {join_names(notes)}" if notes else "") + ".")
-    yaxis = axis(info.title, type="log" if log else "linear")
+    yaxis = axis(y_label, type="log" if log else "linear")
     flat = _flat_range(series, log)
     if flat is not None:
         yaxis["range"] = flat
-    layout = base_layout(title=title or f"{info.title.split(' (')[0]} during training",
+    layout = base_layout(title=title or f"{y_label.split(' (')[0]} during training",
                          uirevision=uirevision or f"series:{metric}:{x}", alt=alt, hovermode="x unified",
                          xaxis=axis(_X_TITLES[x]), yaxis=yaxis)
     return go.Figure(data=data, layout=layout)

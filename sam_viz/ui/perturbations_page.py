@@ -6,6 +6,7 @@ import streamlit as st
 
 from .. import plots
 from .common import chart, exports, metric_chart, open_page, path_traces, seeds_or_none, surface_scene
+from .method_views import method_charts
 
 
 def render_perturbations() -> None:
@@ -41,6 +42,7 @@ def render_perturbations() -> None:
     f = plots.fsam_decomposition_figure(runs, labels=labels, seed_runs=bands)
     chart(f, "fsam_decomposition")
     figures.append(f)
+    figures += method_charts(runs, labels, bands)
     with st.expander("How to read these charts", icon=":material/help:"):
         st.markdown(
             "- **‖e_t‖**: how far each step probed. SAM keeps it at ρ; LightSAM-I's is ρ‖s‖/√u_t ≤ ρ and shrinks; "
@@ -49,5 +51,9 @@ def render_perturbations() -> None:
             "coordinates for the per-coordinate methods (LightSAM-II/III, AdaSAM).\n"
             "- **cos(e_t, ∇L)**: the share of the perturbation along the full-batch gradient. With full batches SAM's "
             "is 1; F-SAM removes that component, so its cosine falls towards 0 (Li et al., CVPR 2024).\n"
-            "- **Decomposition**: ‖e‖·cos is the full-gradient part and ‖e‖·√(1−cos²) the minibatch-noise part.")
+            "- **Decomposition**: ‖e‖·cos is the full-gradient part and ‖e‖·√(1−cos²) the minibatch-noise part.\n"
+            "- **Gradient evaluations per step**: the samples in the step's backward passes, in batches: 1 for SGD, "
+            "2 for SAM, less where a method backpropagates only some samples. Compare methods at equal cost.\n"
+            "- **Method diagnostics**: the series a method records about itself (a mask's density, a learned radius, "
+            "per-layer perturbation sizes), for the runs that have them.")
     exports("Perturbations", settings, runs, figures, [sc.note])

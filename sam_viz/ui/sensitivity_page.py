@@ -64,7 +64,8 @@ def render_sensitivity() -> None:
     event = chart(fig, "heatmaps", selectable=True)
     _open_selected(event, grids, settings)
     table = _robustness(settings, grids)
-    _export(settings, grids, fig, table)
+    cost = _cost(settings, grids)
+    _export(settings, grids, fig, table, cost)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -250,8 +251,24 @@ def _robustness(settings: Settings, grids: Sequence[tuple[str, Grid]]) -> pd.Dat
     return table
 
 
+def _cost(settings: Settings, grids: Sequence[tuple[str, Grid]]) -> go.Figure:
+    """Every cell's final metric against the gradient evaluations its training took: methods that probe less
+    (ESAM, LookSAM) or more (mSAM, SSAM's Fisher passes) than SAM compared at their cost."""
+    metric = scene.heatmap_metric(grids, settings.smetric)
+    final = metric if metric == "lambda_max" else f"final_{metric}"
+    points = [(label, g.total_grad_evals, getattr(g, final)) for label, g in grids]
+    fig = plots.cost_figure(points, metric_title=f"final {METRIC_LABELS[metric]}",
+                            higher_is_better=metric.endswith("acc"),
+                            title=f"Final {METRIC_LABELS[metric]} against the gradient evaluations of training")
+    with st.expander("Cost: the same cells against their gradient evaluations", icon=":material/speed:"):
+        chart(fig, "sweep_cost")
+        st.caption("One point per cell and seed; x is the number of gradient evaluations the training took, in units "
+                   "of its batch (SGD: one per step, SAM: two, ESAM: fewer samples per step).")
+    return fig
+
+
 def export_files(settings: Settings, grids: Sequence[tuple[str, Grid]], fig: go.Figure,
-                 table: pd.DataFrame) -> dict[str, tuple[str, str, Callable[[], bytes | str]]]:
+                 table: pd.DataFrame, cost: go.Figure | None = None) -> dict[str, tuple[str, str, Callable[[], bytes | str]]]:
     """The Export panel's downloads: label → (file name, MIME type, a function building the bytes)."""
     query = to_query(settings)
     link = "?" + urlencode(query)
@@ -263,14 +280,16 @@ def export_files(settings: Settings, grids: Sequence[tuple[str, Grid]], fig: go.
         "Every cell (CSV)": ("sam-viz-sweep-cells.csv", "text/csv",
                              lambda: scene.sweep_cells(grids).to_csv(index=False)),
         "HTML report of this view": ("sam-viz-radius-sensitivity.html", "text/html",
-                                     lambda: html_report("Radius sensitivity", [fig], query, link, notes)),
+                                     lambda: html_report("Radius sensitivity", [fig] + ([cost] if cost else []),
+                                                         query, link, notes)),
     }
 
 
-def _export(settings: Settings, grids: Sequence[tuple[str, Grid]], fig: go.Figure, table: pd.DataFrame) -> None:
+def _export(settings: Settings, grids: Sequence[tuple[str, Grid]], fig: go.Figure, table: pd.DataFrame,
+            cost: go.Figure) -> None:
     with st.expander("Export", icon=":material/ios_share:"):
         # deferred: each file is built only when its button is pressed
-        for k, (label, (name, mime, build)) in enumerate(export_files(settings, grids, fig, table).items()):
+        for k, (label, (name, mime, build)) in enumerate(export_files(settings, grids, fig, table, cost).items()):
             st.download_button(label, build, file_name=name, mime=mime, key=f"sweep_export_{k}",
                                icon=":material/download:", on_click="ignore")
         st.caption(f"Share this view: append `?{urlencode(to_query(settings))}` to the page's address (the URL bar "

@@ -14,6 +14,7 @@ from ..records import Run
 from ..settings import PLANES, Settings
 from . import state
 from .common import chart, exports, metric_chart, open_page, path_traces, surface_scene, view_key
+from .method_views import cost_note
 from .sidebar import view_option
 from .training import cached
 
@@ -53,6 +54,8 @@ def render_surface() -> None:
     st.caption(f"{sc.note}. Grid {sc.surface.loss.shape[1]}×{sc.surface.loss.shape[0]}, evaluator `{sc.surface.evaluator}`, "
                f"{sc.surface.seconds:.2f} s. Hover a path for its true loss, the loss at its projection and its "
                "distance from the plane: a contour is a slice, so a point off the plane need not sit on its contour.")
+    if note := cost_note(runs, labels):
+        st.caption(note)
     figures = [fig]
     if not analytic and runs[0].config.task != "digits":
         figures.append(_boundary(settings, runs, labels))
