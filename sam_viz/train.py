@@ -317,6 +317,7 @@ class _Runs:
         self.diverged_step = np.full(n, -1, dtype=np.int64)
         self.extra: dict[str, Tensor] = {}  # method-specific series (steps, runs[, L]), allocated on first sight
         self.extra_labels: dict[str, tuple[str, ...]] = {}
+        self._constants: dict[tuple[float, int], Tensor] = {}
         self.frozen: dict[int, Tensor] = {}  # θ at the diverged step, per diverged run
         self.snapshots: list[tuple[int, np.ndarray, Tensor, Tensor | None]] = []  # (t, runs, θ_t, e_t)
         self.t, self.stopped = 0, False
@@ -363,9 +364,12 @@ class _Runs:
         rows.update(self._cost(eps))
         self._write_extra(t, report.get("extra", {}), report.get("extra_labels", {}))
         if full_grad is not None:
-            rows["full_grad_norm"] = full_grad.norm(dim=1)
-            if eps is not None:
-                rows["cos_eps_fullgrad"] = torch.nn.functional.cosine_similarity(eps, full_grad, dim=1, eps=1e-30)
+            # full batch: θ_t's gradient is the full one, and the program has its norm already
+            full_norm = report["grad_norm"] if full_batch else full_grad.norm(dim=1)
+            rows["full_grad_norm"] = full_norm
+            if eps is not None:  # cos = ⟨e, ∇L⟩ / (‖e‖‖∇L‖) from the norms at hand: one kernel, not three
+                denominator = (_as(report["eps_norm"], self.dtype) * full_norm).clamp_min(1e-30)
+                rows["cos_eps_fullgrad"] = (eps * full_grad).sum(1) / denominator
         if theta is not None:
             self.snapshots.append((t, self.active.copy(), theta, None if eps is None else eps.clone()))
         self._write(t, rows, None)
@@ -432,10 +436,21 @@ class _Runs:
     def _cost(self, eps: Tensor | None) -> dict[str, Tensor]:
         """The step's cost as the oracle counted it: backward passes, samples in them, parameter entries moved."""
         oracle, n = self.oracle, len(self.active)
-        samples = torch.as_tensor(oracle.grad_samples, dtype=self.dtype, device=self.device).expand(n)
-        moved = torch.zeros(n, dtype=self.dtype, device=self.device) if eps is None else (eps != 0).sum(1)
-        return {"grad_calls": torch.full((n,), float(oracle.grad_calls), dtype=self.dtype, device=self.device),
-                "grad_samples": samples, "grad_evals": samples / oracle.step_batch_size(), "perturbed_params": moved}
+        moved = self._constant(0.0, n) if eps is None else torch.count_nonzero(eps, dim=1)
+        if isinstance(oracle.grad_samples, Tensor):  # masked requests: per-run sample counts
+            samples = oracle.grad_samples
+            evals = samples / oracle.step_batch_size()
+        else:  # the same for every run: cached device constants, no per-step allocation
+            samples = self._constant(oracle.grad_samples, n)
+            evals = self._constant(oracle.grad_samples / oracle.step_batch_size(), n)
+        return {"grad_calls": self._constant(float(oracle.grad_calls), n), "grad_samples": samples,
+                "grad_evals": evals, "perturbed_params": moved}
+
+    def _constant(self, value: float, n: int) -> Tensor:
+        key = (float(value), n)
+        if key not in self._constants:
+            self._constants[key] = torch.full((n,), float(value), dtype=self.dtype, device=self.device)
+        return self._constants[key]
 
     def _write_extra(self, t: int, extra: Mapping[str, Tensor], labels: Mapping[str, Sequence[str]]) -> None:
         """Store step t's method-specific series ((R,) or (R, L) per name) for the active runs."""
