@@ -24,7 +24,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import cpu_model  # noqa: E402  (beside this script)
 from sam_viz.config import Config  # noqa: E402
-from sam_viz.optim import make  # noqa: E402
+from sam_viz.optim import OPTIMIZERS, BatchClosure, make  # noqa: E402
 from sam_viz.train import run, setup  # noqa: E402
 
 try:
@@ -47,31 +47,34 @@ def _model(width: int, device: torch.device) -> nn.Module:
     return nn.Sequential(nn.Linear(2, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 2)).to(device)
 
 
+def _hparams(name: str) -> dict:
+    """The shared SGD base (lr 0.1, momentum 0.9, weight decay 5e-4) where the optimizer has those settings; its
+    registry defaults otherwise (Adam-type methods keep their own learning rate)."""
+    specs = OPTIMIZERS[name].hparams
+    if specs.get("base") is None and name != "sgd":
+        return {}
+    return {key: value for key, value in BASE.items() if key in specs}
+
+
 def _factories() -> dict[str, callable]:
-    f = {
-        "ours sam": lambda p: make("sam", p, rho=0.05, **BASE),
-        "ours fsam": lambda p: make("fsam", p, rho=0.05, sigma=1.0, lmbda=0.9, **BASE),
-        "ours lightsam1": lambda p: make("lightsam1", p, rho=0.1, lr=0.1),
-        "ours lightsam2": lambda p: make("lightsam2", p, rho=0.1, lr=0.1),
-        "ours lightsam3": lambda p: make("lightsam3", p, rho=0.01, lr=1e-3),
-        "ours sgd": lambda p: make("sgd", p, **BASE),
-    }
+    """Every registry optimizer through ``make``, then the pytorch-optimizer peers of SAM and F-SAM."""
+    f = {f"ours {name}": (lambda p, name=name: make(name, p, **_hparams(name))) for name in OPTIMIZERS}
     if po is not None:
         f["pytorch-optimizer SAM"] = lambda p: po.SAM(p, torch.optim.SGD, rho=0.05, **BASE)
         f["pytorch-optimizer FriendlySAM"] = lambda p: po.FriendlySAM(p, torch.optim.SGD, rho=0.05, sigma=1.0, lmbda=0.9, **BASE)
     return f
 
 
-def _time_steps(factory, x, y, width: int, steps: int, device: torch.device) -> float:
+def _time_steps(factory, x, y, width: int, steps: int, device: torch.device) -> tuple[float, float]:
+    """Seconds per step, and gradient evaluations per step in units of the batch (our optimizers count them; NaN
+    for the peers)."""
     model = _model(width, device)
     opt = factory(model.parameters())
     loss_fn = nn.functional.cross_entropy
+    # every optimizer gets a closure that knows its batch (the ones needing only the mean loss call it plainly)
+    batch = BatchClosure(model, lambda out, t: loss_fn(out, t, reduction="none"), x, y, heldout=(x[:256], y[:256]))
 
-    def closure():
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        return loss
+    closure = batch
 
     for _ in range(3):  # warm-up
         closure()
@@ -84,7 +87,10 @@ def _time_steps(factory, x, y, width: int, steps: int, device: torch.device) -> 
         opt.step(closure)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
+    seconds = (time.perf_counter() - start) / steps
+    last = getattr(opt, "last", None)
+    evals = last.grad_samples / x.shape[0] if last is not None else float("nan")
+    return seconds, evals
 
 
 
@@ -156,14 +162,16 @@ def main() -> None:
     x, y = _data(args.n, device)
     factories = _factories()
     times: dict[str, list[float]] = {name: [] for name in factories}
+    evals: dict[str, float] = {}
     for _ in range(args.repeats):  # interleaved: each repeat times every method once
         for name, factory in factories.items():
-            times[name].append(_time_steps(factory, x, y, args.width, args.steps, device))
+            seconds, evals[name] = _time_steps(factory, x, y, args.width, args.steps, device)
+            times[name].append(seconds)
     med = {name: statistics.median(t) for name, t in times.items()}
     print(f"# bench_optim: MLP 2-{args.width}-{args.width}-2 (tanh), N={args.n} full batch, {args.steps} steps x "
           f"{args.repeats} interleaved repeats, device={device}, torch {torch.__version__}, threads "
           f"{torch.get_num_threads()}, {cpu_model()}")
-    print(f"{'method':<32}{'ms/step':>10}{'ratio':>10}  vs")
+    print(f"{'method':<32}{'ms/step':>10}{'ratio':>10}{'grad evals/step':>17}  vs")
     rows = []
     for name, t in med.items():
         ref_name = {"ours sam": "pytorch-optimizer SAM", "ours fsam": "pytorch-optimizer FriendlySAM"}.get(name, "ours sam")
@@ -171,8 +179,9 @@ def main() -> None:
             ref_name = "ours sgd"
         ratio = t / med[ref_name] if ref_name in med and ref_name != name else float("nan")
         vs = ref_name if ref_name != name else ""
-        print(f"{name:<32}{t * 1e3:>10.3f}{ratio:>10.3f}  {vs}")
-        rows.append({"method": name, "ms_per_step": t * 1e3, "ratio": ratio, "vs": vs})
+        print(f"{name:<32}{t * 1e3:>10.3f}{ratio:>10.3f}{evals[name]:>17.3g}  {vs}")
+        rows.append({"method": name, "ms_per_step": t * 1e3, "ratio": ratio, "grad_evals_per_step": evals[name],
+                     "vs": vs})
     print(json.dumps(rows))
 
 

@@ -259,7 +259,7 @@ class SAMOptimizer(torch.optim.Optimizer):
         params, names, positions, hp = self._active()
         state = self._rule_state(params, positions, hp)
         oracle = ClosureOracle(params, closure if self.program.two_pass else None, self.name,
-                               previous=self._previous_closure)
+                               previous=self._previous_closure, sized=closure)
         report = self.program.step([p.unsqueeze(0) for p in params], state, hp, oracle, names)
         self._save_core(state)
         self.last = _report(report, oracle)

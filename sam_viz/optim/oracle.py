@@ -126,11 +126,14 @@ class ClosureOracle:
         closure: the user's closure, or None (then only θ_t's gradient can be asked for).
         name: the optimizer's name, for error messages.
         previous: the previous step's ``BatchClosure``, or None.
+        sized: the caller's closure when ``closure`` is None (one-pass methods never call it): a ``BatchClosure``
+            there still tells how many samples θ_t's gradient took.
     """
 
     def __init__(self, params: Sequence[Tensor], closure: Callable[[], Tensor] | None, name: str,
-                 previous: BatchClosure | None = None) -> None:
+                 previous: BatchClosure | None = None, sized: Callable[[], Tensor] | None = None) -> None:
         self.params, self.closure, self.name, self.previous = list(params), closure, name, previous
+        self._sized = closure if closure is not None else sized
         self.last_loss: Tensor | float | None = None  # the closure's return value at the last point evaluated
         self.grad_calls, self.grad_samples = 0, 0.0
         self._theta: list[Tensor] | None = None
@@ -143,7 +146,7 @@ class ClosureOracle:
         self._at_theta = [g.unsqueeze(0) for g in grads]
 
     def step_batch_size(self) -> int:
-        return self.closure.size() if isinstance(self.closure, BatchClosure) else 1
+        return self._sized.size() if isinstance(self._sized, BatchClosure) else 1
 
     def grad(self, point: Sequence[Tensor] | None = None, *, batch: Batch = "step",
              per_sample: bool = False, mask: Tensor | None = None) -> Probe:
