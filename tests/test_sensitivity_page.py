@@ -324,3 +324,18 @@ def test_the_cost_chart_puts_every_cell_at_its_gradient_evaluations():
     for trace in cost["data"]:
         xs = _decode(trace["x"])
         assert len(xs) > 0 and np.all(np.asarray(xs) == 2 * steps)  # both are two-pass methods
+
+
+def test_the_fsam_preset_shows_its_measured_table_and_says_the_claim_is_not_reproduced():
+    ev = EVIDENCE["fsam_claim_digits"]
+    header, rows = _benchmark_table(ROOT / ev.source, ev.command)
+    assert list(ev.columns) == header and [list(r) for r in ev.rows] == rows
+    gaps = [r[4] for r in rows if r[4]]
+    assert len(gaps) == 8  # two F-SAM settings × two radii × two models
+    for gap in gaps:  # the explanation's "within one seed standard deviation" holds for every row
+        mean, std = (float(v) for v in gap.split(" ± "))
+        assert abs(mean) <= std
+    preset = PRESETS["fsam_claim_digits"]
+    assert "not reproduced" in preset.explanation
+    at = _page({"_sync_wait_s": 0.0}, preset=preset.name, **preset.query)
+    assert at.table[0].value.index.tolist() == [r[0] for r in rows]
