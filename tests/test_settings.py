@@ -10,6 +10,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from sam_viz.config import Config
+from sam_viz.optim import OPTIMIZERS
 from sam_viz.presets import PRESETS
 from sam_viz.settings import (
     DEFAULTS,
@@ -78,6 +79,30 @@ def test_garbage_never_raises_and_always_gives_trainable_configs(query):
     assert isinstance(notes, list)
     for config in s.configs():  # every config the app would train passes the engine's own validation
         assert config.steps == s.steps
+    assert from_query(to_query(s))[0] == s
+
+
+_VALUE_TEXT = st.one_of(st.text(max_size=8), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                        st.integers(-10**6, 10**6).map(str), st.sampled_from(["true", "false", "sgd", "adam", "fisher",
+                                                                              "dynamic", "0.9,0.999", "1/2", ""]))
+
+
+@st.composite
+def _run_spec(draw) -> str:
+    """One ``runs`` entry over the registry: a real optimizer name (any case) and some of its hyperparameters, or
+    a made-up one, each with a value that may be anything."""
+    name = draw(st.sampled_from(list(OPTIMIZERS)))
+    keys = draw(st.lists(st.sampled_from([*OPTIMIZERS[name].hparams, "junk"]), max_size=4))
+    items = ",".join(f"{key}={draw(_VALUE_TEXT)}" for key in keys)
+    return f"{name.upper() if draw(st.booleans()) else name}:{items}" if items else name
+
+
+@given(st.lists(_run_spec(), min_size=1, max_size=MAX_RUNS + 1).map(";".join))
+@hsettings(max_examples=300, deadline=None)
+def test_every_registry_optimizer_and_hyperparameter_survives_any_url_value(runs):
+    s, notes = from_query({"runs": runs})
+    for config in s.configs():  # the engine's own validation accepts whatever the URL parsing kept
+        assert config.optimizer in OPTIMIZERS
     assert from_query(to_query(s))[0] == s
 
 
