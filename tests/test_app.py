@@ -13,6 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 from sam_viz import landscape, scene
 from sam_viz.jobs import REGISTRY
+from sam_viz.optim import OPTIMIZERS
+from sam_viz.optim.registry import NEW_METHODS
 from sam_viz.presets import PRESETS
 from sam_viz.settings import DEFAULTS, from_query
 from sam_viz.train import run
@@ -87,7 +89,26 @@ def test_every_page_renders_with_figures(page):
     if page != "Learn":
         assert len(at.get("plotly_chart")) >= 1
     else:
-        assert len(at.get("latex")) == 10  # one update rule per optimizer
+        assert len(at.get("latex")) == len(OPTIMIZERS)  # one update rule per optimizer
+
+
+# the methods added after the first release, MAX_RUNS - 1 at a time beside SAM: every one on every page
+_NEW_GROUPS = [[v.name for v in NEW_METHODS[i:i + 3]] for i in range(0, len(NEW_METHODS), 3)]
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != "Learn"])
+@pytest.mark.parametrize("group", _NEW_GROUPS, ids=["+".join(g) for g in _NEW_GROUPS])
+def test_every_new_optimizer_trains_and_renders_on_every_page(page, group):
+    runs = ";".join(["sam", *group])
+    at = _page(PAGES[page], steps="20", batch="32", runs=runs, sxv="0.01,0.1", syv="0.1").run()
+    _assert_ok(at)
+    assert not any("unknown optimizer" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) >= 1
+    if page == "Perturbations":  # every method's own series gets its chart
+        revisions = {f["layout"]["uirevision"] for f in _figures(at)}
+        for name in group:
+            for series in OPTIMIZERS[name].series:
+                assert any(series in r for r in revisions), (name, series)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
