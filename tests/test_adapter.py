@@ -11,7 +11,7 @@ import pytorch_optimizer as po
 import torch
 from torch import nn
 
-from sam_viz.optim import OPTIMIZERS, make
+from sam_viz.optim import OPTIMIZERS, BatchClosure, make
 
 STEPS = 6
 
@@ -68,15 +68,34 @@ def _flat(params) -> np.ndarray:
     return torch.cat([p.detach().reshape(-1) for p in params]).numpy().copy()
 
 
+def _heldout(seed: int = 99) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed held-out batch (LETS' validation gradient)."""
+    return _batches(1, seed=seed)[0]
+
+
+def _per_sample_ce(out, y):
+    return nn.functional.cross_entropy(out, y, reduction="none")
+
+
+def _closure(model, opt, x, y, set_to_none=True):
+    """The step's closure: a ``BatchClosure`` for the methods that ask for sub-batches, per-sample losses or a
+    held-out batch (``Variant.batch_closure``), else a plain one."""
+    if getattr(opt, "name", None) in OPTIMIZERS and OPTIMIZERS[opt.name].batch_closure:
+        return BatchClosure(model, _per_sample_ce, x, y, heldout=_heldout())
+
+    def closure():
+        opt.zero_grad(set_to_none=set_to_none)
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+    return closure
+
+
 def _train(model, opt, batches, before_step=None, set_to_none=True) -> list[np.ndarray]:
     """The documented convention: backward at θ, then step(closure); ``before_step(t)`` runs before each step."""
     path = [_flat(model.parameters())]
     for t, (x, y) in enumerate(batches):
-        def closure(x=x, y=y):
-            opt.zero_grad(set_to_none=set_to_none)
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            return loss
+        closure = _closure(model, opt, x, y, set_to_none)
         closure()
         if before_step is not None:
             before_step(t)

@@ -10,7 +10,7 @@ import pytorch_optimizer as po
 import torch
 from torch import nn
 
-from sam_viz.optim import OPTIMIZERS, SAMOptimizer, make, make_rule, validate
+from sam_viz.optim import OPTIMIZERS, BatchClosure, SAMOptimizer, make, make_rule, validate
 
 STEPS = 6
 
@@ -347,6 +347,18 @@ def test_every_optimizer_decreases_a_parabola(name):
         loss = ((w - target) ** 2).sum()
         loss.backward()
         return loss
+
+    if OPTIMIZERS[name].batch_closure:  # the same parabola as a mean of 8 per-sample losses
+        class Parabola(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = w
+
+            def forward(self, x):
+                return ((self.w - target) ** 2).sum() * x
+
+        closure = BatchClosure(Parabola(), lambda out, y: out, torch.ones(8, dtype=torch.float64),
+                               torch.zeros(8), heldout=(torch.ones(8, dtype=torch.float64), torch.zeros(8)))
 
     first = float(closure().detach())
     for _ in range(100):

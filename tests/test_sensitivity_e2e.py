@@ -41,7 +41,7 @@ def test_clicking_a_heatmap_cell_opens_that_run(tmp_path):
         layer = page.evaluate("() => document.querySelector('.js-plotly-plot').data"
                               ".findIndex(t => t.type === 'scatter')")
         assert layer >= 0
-        points = page.locator(".js-plotly-plot .scatterlayer .trace .points path")
+        points = page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace .points path")  # the heatmaps, not the cost chart
         assert points.count() == 4
         box = points.nth(1).bounding_box()
         x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2

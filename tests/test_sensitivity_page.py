@@ -232,7 +232,7 @@ def test_a_slow_sweep_says_how_long_first_then_runs_with_one_bar_and_stops_keepi
     assert any("Not computed (stopped before they started): LightSAM-I, LightSAM-II" in i.value for i in at.info)
     (grid,) = [g for _, g in job.result]
     assert grid.stopped and grid.n_steps.max() > 0  # the computed steps are kept and drawn
-    assert len(at.get("plotly_chart")) == 1
+    assert [c.key for c in at.get("plotly_chart")] == ["heatmaps", "sweep_cost"]
     # Train restarts the stopped sweep (one press, one job); it can be stopped again
     at.button(key="train").click().run()
     _assert_ok(at)
