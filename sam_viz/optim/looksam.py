@@ -11,6 +11,12 @@ As pytorch-optimizer 4.1.0's ``LookSAM`` (the reference this rule is checked aga
 the projection and of the reuse is taken **per parameter tensor**, not over the whole model (ŝ = s/max(‖s‖,
 1e-12) per tensor); the perturbation's norm is SAM's global one. The paper has no official code; pytorch-
 optimizer follows rollovd/LookSAM.
+
+A tensor whose gradients span one direction (the output bias of a two-class cross-entropy: entries (a, −a)) has
+g ∥ s, so its g_v is rounding noise; the 1e-8 in the reuse keeps that noise at ~‖s‖·1e-9.
+
+On the steps in between the report has ‖e‖ = 0, ρ_eff = 0, no perturbed loss (NaN) and, as the "perturbed"
+gradient norm, that of the reconstructed SAM gradient d the step descends with.
 """
 
 from __future__ import annotations
@@ -79,8 +85,6 @@ def looksam_step(params: list[Tensor], state: State, hp: dict, oracle: Oracle, n
     grad_norm = global_norm(s)
     lr = update(params, direction, state, hp)["effective_lr"]
     zero = torch.zeros_like(grad_norm)
-    # no perturbation this step: ‖e‖ = 0 and no loss away from θ; the "perturbed" gradient norm is that of the
-    # reconstructed SAM gradient d the step descends with
     return {"grad_norm": grad_norm, "eps_norm": zero, "effective_rho": zero, "perturbed_grad_norm": global_norm(direction),
             "effective_lr": lr, "perturbed_loss": torch.full_like(grad_norm, math.nan), "perturbation": None}
 
