@@ -3,6 +3,8 @@ tensor), its cost (two gradients every k-th step, one in between), stacked runs 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import pytorch_optimizer as po
@@ -10,8 +12,10 @@ import torch
 from test_optim import BASE_KW, _assert_paths_close, _batches, _model, _ours, _train
 from test_sweep import SMALL, assert_cell_equals_run
 
+from sam_viz.cli import main
 from sam_viz.optim import make
 from sam_viz.optim.looksam import orthogonal_part
+from sam_viz.records import Run
 from sam_viz.sweep import run_grid
 from sam_viz.train import run, setup, train
 
@@ -103,3 +107,13 @@ def test_every_sweep_cell_equals_its_single_run():
     grid = run_grid(base, ("rho", [0.02, 0.2]), ("alpha", [0.3, 0.9]), seeds=2, strategy="batched", lambda_max=False)
     for s, i, j in np.ndindex(grid.shape):
         assert_cell_equals_run(grid, s, i, j)
+
+
+def test_the_command_line_takes_k_and_hessian_keeps_its_own(tmp_path):
+    small = ["--optimizer", "looksam", "--steps", "4", "--n-samples", "64", "--width", "8", "--device", "cpu", "--quiet"]
+    assert main(["train", *small, "--k", "3", "--out", str(tmp_path / "run")]) == 0
+    assert Run.load(tmp_path / "run.npz").config.hp["k"] == 3
+    # hessian's --k is its number of eigenvalues; the hyperparameter is --hp-k there
+    assert main(["hessian", *small, "--k", "2", "--hp-k", "5", "--every", "0", "--out", str(tmp_path / "h")]) == 0
+    result = json.loads((tmp_path / "h.json").read_text())
+    assert len(result["eigenvalues"]) == 2 and result["config"]["k"] == 5
