@@ -117,3 +117,11 @@ def test_the_command_line_takes_k_and_hessian_keeps_its_own(tmp_path):
     assert main(["hessian", *small, "--k", "2", "--hp-k", "5", "--every", "0", "--out", str(tmp_path / "h")]) == 0
     result = json.loads((tmp_path / "h.json").read_text())
     assert len(result["eigenvalues"]) == 2 and result["config"]["k"] == 5
+
+
+def test_every_parameter_group_shares_k():
+    w, b = torch.nn.Parameter(torch.ones(2, 2)), torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match="k"):
+        make("looksam", [{"params": [w]}, {"params": [b], "k": 3}])
+    opt = make("looksam", [{"params": [w]}, {"params": [b], "alpha": 0.2}])  # α may differ by group
+    assert opt.param_groups[1]["alpha"] == 0.2

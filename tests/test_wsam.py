@@ -85,3 +85,23 @@ def test_a_user_loop_reports_the_step():
     path = _train(model, opt, _batches(3))
     assert np.abs(path[-1] - path[0]).max() > 1e-4
     assert opt.last.grad_calls == 2 and opt.last.eps_norm == pytest.approx(0.05, rel=1e-9)
+
+
+def test_every_parameter_group_shares_decouple():
+    w, b = torch.nn.Parameter(torch.ones(2, 2)), torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match="decouple"):
+        make("wsam", [{"params": [w]}, {"params": [b], "decouple": False}])
+
+
+
+def test_a_group_with_gamma_zero_steps_as_the_base_optimizer():
+    # decoupled, a group's sharpness step is its own α (g − s): with γ = 0 its tensors take plain SGD's first step
+    batches = _batches(1)
+    model = _model()
+    weights, biases = [model[0].weight, model[2].weight], [model[0].bias, model[2].bias]
+    _train(model, make("wsam", [{"params": weights}, {"params": biases, "gamma": 0.0}], **BASE_KW), batches)
+    reference = _model()
+    _train(reference, make("sgd", reference.parameters(), **BASE_KW), batches)
+    for ours, plain in ((model[0].bias, reference[0].bias), (model[2].bias, reference[2].bias)):
+        torch.testing.assert_close(ours, plain, rtol=1e-12, atol=0)
+    assert (model[0].weight - reference[0].weight).abs().max() > 1e-4
