@@ -41,23 +41,27 @@ def gsam_radius(state: State, hp: dict) -> Tensor | PerTensor:
     """ρ_t = ρ − (ρ − ρ_min)(1 − η_t/η_max) per run, after raising η_max to η_t (the schedule in the module
     docstring); one (R,) tensor, or a ``PerTensor`` where parameter groups differ in lr, ρ or ρ_min.
 
-    Written as ρ − (ρ − ρ_min)(1 − ratio) rather than ρ_min + (ρ − ρ_min) ratio so that a constant learning rate
-    (ratio exactly 1) gives exactly ρ. A group whose learning rate has always been 0 keeps ρ.
+    1 − η_t/η_max is computed as (η_max − η_t)/η_max, so that a constant learning rate gives exactly ρ; a group
+    whose learning rate has always been 0 (η_max = 0) keeps ρ.
     """
     lr, rho, rho_min = hp["lr"], hp["rho"], hp["rho_min"]
-    radii = []
-    for i, lr_max in enumerate(state[_LR_MAX]):
-        lr_i = at(lr, i)
-        if isinstance(lr_i, Tensor):
-            torch.maximum(lr_max, lr_i.to(lr_max.dtype), out=lr_max)
-        else:
-            lr_max.clamp_(min=lr_i)
-        ratio = torch.where(lr_max > 0, lr_i / lr_max, torch.ones_like(lr_max))
+    maxima = state[_LR_MAX]
+    if isinstance(lr, (Tensor, PerTensor)):
+        for i, lr_max in enumerate(maxima):
+            lr_i = at(lr, i)
+            torch.maximum(lr_max, torch.as_tensor(lr_i, dtype=lr_max.dtype, device=lr_max.device), out=lr_max)
+    else:  # one learning rate for every tensor (the training loop, a one-group optimizer): one fused kernel
+        torch._foreach_clamp_min_(maxima, lr)
+
+    def radius(i: int) -> Tensor:
+        lr_max = maxima[i]
+        decay = (lr_max - at(lr, i)) / lr_max.clamp_min(torch.finfo(lr_max.dtype).tiny)
         rho_i = at(rho, i)
-        radii.append(rho_i - (rho_i - at(rho_min, i)) * (1 - ratio))
+        return rho_i - (rho_i - at(rho_min, i)) * decay
+
     if not any(isinstance(h, PerTensor) for h in (lr, rho, rho_min)):
-        return radii[0]  # one radius for every tensor: SAM's fused perturbation and closed-form ‖e‖ apply
-    return PerTensor(radii)
+        return radius(0)  # one radius for every tensor: SAM's fused perturbation and closed-form ‖e‖ apply
+    return PerTensor(radius(i) for i in range(len(maxima)))
 
 
 def decompose(s: Tensors, g: Tensors, alpha: object, s_norm: Tensor, g_norm: Tensor) -> list[Tensor]:
@@ -68,9 +72,17 @@ def decompose(s: Tensors, g: Tensors, alpha: object, s_norm: Tensor, g_norm: Ten
         alpha: α, a number, (R,) tensor or ``PerTensor``.
         s_norm, g_norm: their global norms, (R,).
     """
-    inner = sum((a * b).reshape(a.shape[0], -1).sum(1) for a, b in zip(s, g))
+    runs = s[0].shape[0]
+    if runs == 1:  # one run: one dot product over the concatenated tensors
+        inner = torch.dot(torch.cat([a.reshape(-1) for a in s]), torch.cat([b.reshape(-1) for b in g])).reshape(1)
+    else:
+        inner = sum((a * b).reshape(runs, -1).sum(1) for a, b in zip(s, g))
     cosine = inner / (g_norm * s_norm + NORM_EPS)
     parallel = cosine * s_norm / (g_norm + NORM_EPS)  # s_∥ = parallel · g
+    if runs == 1 and not isinstance(alpha, (Tensor, PerTensor)):  # fused kernels, pytorch-optimizer's order
+        vertical = torch._foreach_mul(list(g), -parallel.reshape(()))
+        torch._foreach_add_(vertical, list(s))
+        return list(torch._foreach_add(list(g), vertical, alpha=-alpha))
     return [g_i - per_run(at(alpha, i), g_i) * (s_i - per_run(parallel, g_i) * g_i)
             for i, (s_i, g_i) in enumerate(zip(s, g))]
 
