@@ -52,9 +52,13 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         default = f.default
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar=type(default).__name__.upper()
                            if default is not None else "FLOAT", help=f"{f.metadata['help']} (default: {default})")
-    hp = parser.add_argument_group("optimizer hyperparameters (unset ones take the optimizer's default)")
+    hp = parser.add_argument_group("optimizer hyperparameters (unset ones take the optimizer's default; each also "
+                                   "as --hp-NAME, the only spelling where the command has its own --NAME)")
     for key, text in _hparam_help().items():
-        hp.add_argument(f"--{key.replace('_', '-')}", dest=f"hp_{key}", metavar="VALUE", default=None, help=text)
+        flag = key.replace("_", "-")
+        # a command's own flag wins (hessian's --k, LookSAM's k): the hyperparameter is then --hp-k only
+        flags = [f for f in (f"--{flag}", f"--hp-{flag}") if f not in parser._option_string_actions]
+        hp.add_argument(*flags, dest=f"hp_{key}", metavar="VALUE", default=None, help=text)
 
 
 def _config(args: argparse.Namespace) -> Config:

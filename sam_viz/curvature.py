@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,40 +59,79 @@ def over_training(run: Run, *, every: int = 1, with_trace: bool = False, exact: 
         ValueError: more than ``MAX_SNAPSHOTS_EVALUATED`` snapshots requested, or ``exact`` on a model that is
             too large.
     """
-    if every < 1:
-        raise ValueError(f"Invalid every: {every} (at least 1)")
-    idx = sorted(set(range(0, len(run.snapshot_step), every)) | {len(run.snapshot_step) - 1})
-    if len(idx) > MAX_SNAPSHOTS_EVALUATED:
-        raise ValueError(f"Invalid every: {every} evaluates {len(idx)} snapshots (at most {MAX_SNAPSHOTS_EVALUATED})")
-    if exact and run.n_params > MAX_DENSE_PARAMS:
-        raise ValueError(f"Invalid exact: the dense Hessian is limited to {MAX_DENSE_PARAMS:,} parameters ({run.n_params:,} here)")
-    s = setup(run.config)
-    batch = (s.x_train, s.y_train)
-    n = int(batch[0].shape[0]) if max_samples is None else min(max_samples, int(batch[0].shape[0]))
-    out = {name: np.full(len(idx), np.nan) for name in ("lambda_max", "residual", "trace", "trace_stderr")}
-    converged = np.zeros(len(idx), dtype=bool)
-    n_done = len(idx)
-    for row, i in enumerate(idx):
-        if should_stop is not None and should_stop():
-            n_done = row
-            break
-        weights = run.weights[i]
-        if not np.all(np.isfinite(weights)):
+    return interleaved([run], every=every, with_trace=with_trace, exact=exact, max_samples=max_samples,
+                       matvecs=matvecs, seed=seed, lambda_max=lambda_max, progress=progress,
+                       should_stop=should_stop)[0]
+
+
+def interleaved(runs: Sequence[Run], *, every: int = 1, progress: Callable[[int, int], None] | None = None,
+                should_stop: Callable[[], bool] | None = None, **options: Any) -> list[CurvatureTrace]:
+    """``over_training`` of several runs, a snapshot of each in turn (snapshot 0 of every run, then snapshot 1,
+    ...), so that a stop leaves every run's curve covering the same part of training.
+
+    Args:
+        runs: finished runs.
+        every, options: as ``over_training``.
+        progress: ``progress(done, total)`` in snapshots over all runs.
+        should_stop: polled before each snapshot.
+    """
+    curves = [_SnapshotCurvature(r, every, **options) for r in runs]
+    total, done = sum(len(c.idx) for c in curves), 0
+    for row in range(max(len(c.idx) for c in curves)):
+        for c in curves:
+            if row >= len(c.idx):
+                continue
+            if should_stop is not None and should_stop():
+                return [c.result() for c in curves]
+            c.evaluate(row)
+            done += 1
             if progress is not None:
-                progress(row + 1, len(idx))
-            continue  # a diverged run's last snapshot
-        op = make_hvp(s.model, s.loss, batch, weights=weights, max_samples=max_samples, seed=seed)
-        if lambda_max and exact:
-            out["lambda_max"][row] = dense_eigenvalues(op)[0]
-            out["residual"][row], converged[row] = 0.0, True
-        elif lambda_max:
-            eig = top_eigenvalues(op, k=1, seed=seed)
-            out["lambda_max"][row], out["residual"][row], converged[row] = eig.eigenvalues[0], eig.residuals[0], eig.converged[0]
-        if with_trace:
-            t = trace(op, matvecs=matvecs, seed=seed)
-            out["trace"][row], out["trace_stderr"][row] = t.estimate, t.stderr
-        if progress is not None:
-            progress(row + 1, len(idx))
-    kept = slice(0, n_done)
-    return CurvatureTrace(run.snapshot_step[idx][kept], out["lambda_max"][kept], out["residual"][kept], converged[kept],
-                          out["trace"][kept], out["trace_stderr"][kept], "dense" if exact else "lanczos", n)
+                progress(done, total)
+    return [c.result() for c in curves]
+
+
+class _SnapshotCurvature:
+    """One run's curvature at its chosen snapshots, evaluated one snapshot at a time."""
+
+    def __init__(self, run: Run, every: int, *, with_trace: bool = False, exact: bool = False,
+                 max_samples: int | None = None, matvecs: int = 99, seed: int = 0, lambda_max: bool = True) -> None:
+        if every < 1:
+            raise ValueError(f"Invalid every: {every} (at least 1)")
+        self.idx = sorted(set(range(0, len(run.snapshot_step), every)) | {len(run.snapshot_step) - 1})
+        if len(self.idx) > MAX_SNAPSHOTS_EVALUATED:
+            raise ValueError(f"Invalid every: {every} evaluates {len(self.idx)} snapshots (at most {MAX_SNAPSHOTS_EVALUATED})")
+        if exact and run.n_params > MAX_DENSE_PARAMS:
+            raise ValueError(f"Invalid exact: the dense Hessian is limited to {MAX_DENSE_PARAMS:,} parameters ({run.n_params:,} here)")
+        self.run, self.with_trace, self.exact, self.lambda_max = run, with_trace, exact, lambda_max
+        self.max_samples, self.matvecs, self.seed = max_samples, matvecs, seed
+        s = setup(run.config)
+        self.model, self.loss, self.batch = s.model, s.loss, (s.x_train, s.y_train)
+        n = int(self.batch[0].shape[0])
+        self.n = n if max_samples is None else min(max_samples, n)
+        self.out = {name: np.full(len(self.idx), np.nan) for name in ("lambda_max", "residual", "trace", "trace_stderr")}
+        self.converged = np.zeros(len(self.idx), dtype=bool)
+        self.done = 0
+
+    def evaluate(self, row: int) -> None:
+        weights = self.run.weights[self.idx[row]]
+        self.done = row + 1
+        if not np.all(np.isfinite(weights)):
+            return  # a diverged run's last snapshot
+        op = make_hvp(self.model, self.loss, self.batch, weights=weights, max_samples=self.max_samples, seed=self.seed)
+        if self.lambda_max and self.exact:
+            self.out["lambda_max"][row] = dense_eigenvalues(op)[0]
+            self.out["residual"][row], self.converged[row] = 0.0, True
+        elif self.lambda_max:
+            eig = top_eigenvalues(op, k=1, seed=self.seed)
+            self.out["lambda_max"][row], self.out["residual"][row] = eig.eigenvalues[0], eig.residuals[0]
+            self.converged[row] = eig.converged[0]
+        if self.with_trace:
+            t = trace(op, matvecs=self.matvecs, seed=self.seed)
+            self.out["trace"][row], self.out["trace_stderr"][row] = t.estimate, t.stderr
+
+    def result(self) -> CurvatureTrace:
+        kept = slice(0, self.done)
+        out = self.out
+        return CurvatureTrace(self.run.snapshot_step[self.idx][kept], out["lambda_max"][kept], out["residual"][kept],
+                              self.converged[kept], out["trace"][kept], out["trace_stderr"][kept],
+                              "dense" if self.exact else "lanczos", self.n)

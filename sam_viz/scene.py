@@ -21,7 +21,7 @@ import torch
 
 from . import landscape as L
 from .config import Config
-from .curvature import CurvatureTrace, over_training
+from .curvature import CurvatureTrace, interleaved
 from .data import TASKS, analytic_loss
 from .hessian import MAX_DENSE_PARAMS, EigenResult, make_hvp, spectral_density, top_eigenvalues
 from .models import split_parameters
@@ -244,14 +244,9 @@ def trace_curves(runs: Sequence[Run], *, progress: Callable[[int, int], None] | 
 
 
 def _per_run(runs: Sequence[Run], every: int, progress, should_stop, **options) -> list[CurvatureTrace]:
-    """``over_training`` of each run in turn with one progress count over all their snapshots."""
-    counts = [len(set(range(0, len(r.snapshot_step), every)) | {len(r.snapshot_step) - 1}) for r in runs]
-    out, offset = [], 0
-    for r, count in zip(runs, counts):
-        report = None if progress is None else (lambda done, _total, base=offset: progress(base + done, sum(counts)))
-        out.append(over_training(r, every=every, progress=report, should_stop=should_stop, **options))
-        offset += count
-    return out
+    """``over_training`` of every run, a snapshot of each in turn, with one progress count over all their snapshots
+    (a stop leaves every run's curve over the same part of training)."""
+    return interleaved(runs, every=every, progress=progress, should_stop=should_stop, **options)
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,6 +27,12 @@ HP = {
     "lightsam3": {"lr": 1e-2, "rho": 0.01, "weight_decay": 1e-3},
     "adasam": {"lr": 1e-2, "rho": 0.05, "weight_decay": 1e-3},
     "msam": {"lr": 0.1, "rho": 0.05, "base": "adam", "weight_decay": 1e-3},
+    "gsam": {"lr": 0.1, "rho": 0.05, "rho_min": 0.01, "alpha": 0.4, "momentum": 0.9, "weight_decay": 5e-4},
+    "looksam": {"lr": 0.1, "rho": 0.1, "k": 2, "alpha": 0.7, "momentum": 0.9, "weight_decay": 5e-4},  # both kinds of step
+    "wsam": {"lr": 0.1, "rho": 0.05, "gamma": 0.9, "momentum": 0.9, "weight_decay": 5e-4},
+    "ssam": {"lr": 0.1, "rho": 0.05, "sparsity": 0.5, "update_every": 2, "num_samples": 4, "momentum": 0.9},
+    "esam": {"lr": 0.1, "rho": 0.05, "beta": 0.6, "gamma": 0.5, "momentum": 0.9, "weight_decay": 5e-4},
+    "mbsam": {"lr": 0.1, "rho": 0.05, "m": 4, "momentum": 0.9, "weight_decay": 5e-4},
 }
 NAMES = list(OPTIMIZERS)
 TWO_PASS = [name for name in NAMES if OPTIMIZERS[name].two_pass]

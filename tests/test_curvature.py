@@ -11,7 +11,7 @@ from sam_viz import hessian as H
 from sam_viz import landscape as L
 from sam_viz.cli import main
 from sam_viz.config import Config
-from sam_viz.curvature import over_training
+from sam_viz.curvature import interleaved, over_training
 from sam_viz.train import run, setup
 
 CONFIG = Config(n_samples=100, width=8, steps=30, snapshot_every=10, device="cpu", dtype="float64")
@@ -33,6 +33,20 @@ def test_lambda_max_over_training_matches_the_dense_spectrum(trained):
         assert exact.lambda_max[i] == pytest.approx(dense[-1], rel=1e-10)
         assert abs(lanczos.trace[i] - dense.sum()) < 4 * lanczos.trace_stderr[i] + 1e-8
     assert lanczos.method == "lanczos" and exact.method == "dense" and lanczos.n_samples == 75
+
+
+def test_several_runs_are_evaluated_a_snapshot_each_in_turn_so_a_stop_keeps_every_run(trained):
+    other = run(CONFIG.with_optimizer("sgd"))
+    alone = [over_training(r) for r in (trained, other)]
+    together = interleaved([trained, other])
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a.step, b.step)
+        np.testing.assert_allclose(a.lambda_max, b.lambda_max, rtol=1e-12)
+    calls = []
+    stopped = interleaved([trained, other], progress=lambda done, total: calls.append((done, total)),
+                          should_stop=lambda: len(calls) >= 5)
+    assert calls[-1] == (5, 8)
+    assert [len(c.step) for c in stopped] == [3, 2]  # 0, 10, 20 of the first; 0, 10 of the second
 
 
 def test_every_and_limits(trained):

@@ -9,6 +9,7 @@ Screenshots of the key views go to ``$SAM_VIZ_SHOTS`` (``scripts/screenshots.py`
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -171,3 +172,48 @@ def test_researcher_stops_a_long_run_and_opens_every_export(server, tmp_path):
         page.wait_for_timeout(2500)
         assert page.evaluate(CONTOUR_PATHS) > 0, "the report opens with its contour drawn"
         _shot(page, "researcher_report")
+
+
+def test_researcher_compares_three_optimizers_on_the_digits_cnn_stops_the_hessian_and_opens_the_figures(server, tmp_path):
+    with browser_page() as page:
+        page.goto(f"{server}/Hessian?task=digits&n=1797&model=cnn&batch=64&steps=100&runs=sgd;sam;fsam&trace=1")
+        # training first (its own bar), then λ_max over training: a job with progress and a Stop
+        page.get_by_text("λ_max over training").first.wait_for(timeout=240_000)
+        stop = page.get_by_role("button", name="Stop")
+        stop.wait_for(timeout=60_000)
+        # a few snapshots of every run first (they are evaluated a snapshot of each run in turn)
+        page.get_by_text(re.compile(r"\b([4-9]|\d\d+) / \d+ snapshots")).first.wait_for(timeout=120_000)
+        _shot(page, "researcher_hessian_progress")
+        stop.click()
+        page.get_by_text("was stopped after").first.wait_for(timeout=120_000)
+        _no_exception(page)
+        wait_idle(page)
+        # the snapshots computed before Stop are drawn, for every optimizer
+        wait_charts(page, 1)
+        legend = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')[0].data].map(t => t.name)")
+        for label in ("SGD", "SAM", "F-SAM"):
+            assert any(label == (n or "").split(" (")[0] for n in legend), (label, legend)
+        # Train again finishes the curves; the figures export holds a PNG and a PDF of each figure
+        page.get_by_role("button", name="Train", exact=True).first.click()
+        page.get_by_text("Spectral density").first.wait_for(timeout=400_000)
+        wait_charts(page, 3)
+        wait_idle(page)
+        _no_exception(page)
+        _shot(page, "researcher_hessian_cnn")
+        page.get_by_text("Export").last.click()
+        with page.expect_download(timeout=120_000) as info:
+            page.get_by_role("button", name="Figures for a paper (PNG + PDF, zip)").click()
+        zpath = tmp_path / "figures.zip"
+        info.value.save_as(zpath)
+        with zipfile.ZipFile(zpath) as zf:
+            names = zf.namelist()
+            pngs, pdfs = [n for n in names if n.endswith(".png")], [n for n in names if n.endswith(".pdf")]
+            assert len(pngs) == len(pdfs) == 3, names  # λ_max, trace, spectrum
+            for name in pngs:
+                assert zf.read(name)[:8] == b"\x89PNG\r\n\x1a\n" and len(zf.read(name)) > 10_000
+            for name in pdfs:
+                assert zf.read(name)[:5] == b"%PDF-"
+            shown = tmp_path / pngs[0]
+            shown.write_bytes(zf.read(pngs[0]))
+        page.goto(shown.as_uri())
+        assert page.evaluate("() => document.images[0].naturalWidth") > 400

@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+from sam_viz.plots._common import HEATMAP_TEXT_SIZE
 from sam_viz import plots as P
 from sam_viz.config import Config
 from sam_viz.hessian import Density, EigenResult, TraceResult
@@ -934,3 +935,12 @@ def test_every_figure_serialises_and_has_alt_text(runs):
         assert alt.endswith(".") and len(alt) > 40
     assert "SAM" in P.describe(figs[0]) and "lowest loss 0.1" in P.describe(figs[0])
     assert P.describe(go.Figure(go.Bar(x=[1], y=[2], name="b"))).startswith("Figure: a chart with 1 series (bar)")
+
+
+def test_heatmap_cell_numbers_are_projector_sized_in_the_app():
+    small = P.sweep_heatmaps([("SAM", np.ones((3, 3)), None), ("SGD", np.ones((3, 3)), None)], x_name="rho",
+                             y_name="lr", x_values=[1, 2, 3], y_values=[4, 5, 6], metric="acc")
+    assert {t.textfont.size for t in small.data if t.texttemplate and t.meta["z"] == "acc"} == {HEATMAP_TEXT_SIZE}
+    wide = P.sweep_heatmaps([("SAM", np.ones((3, 15)), None), ("SGD", np.ones((3, 15)), None)], x_name="rho",
+                            y_name="lr", x_values=list(range(1, 16)), y_values=[4, 5, 6], metric="acc")
+    assert all(11 <= t.textfont.size < HEATMAP_TEXT_SIZE for t in wide.data if t.texttemplate and t.meta["z"] == "acc")

@@ -229,6 +229,11 @@ def _variants(name: str) -> list[Config]:
     return out
 
 
+# LookSAM rescales g_v by ‖s‖/(‖g_v‖ + 1e-8); for a tensor with g ∥ s (the two-class output bias) g_v is rounding
+# noise, so a different summation order in a stack moves d by ~‖s‖·1e-17/1e-8 ≈ 1e-9 relative (seen on a Xeon).
+STACK_RTOL = {"looksam": 1e-7}
+
+
 @pytest.mark.parametrize("batch_size", [0, 32])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_stacked_runs_equal_single_runs(name, batch_size):
@@ -236,7 +241,7 @@ def test_stacked_runs_equal_single_runs(name, batch_size):
     stacked = train(configs)
     for config, r in zip(configs, stacked):
         assert r.config == config
-        _assert_same_run(r, run(config))
+        _assert_same_run(r, run(config), rtol=STACK_RTOL.get(name, 1e-10))
 
 
 def test_a_diverged_run_is_frozen_and_the_others_go_on():

@@ -283,7 +283,8 @@ def _report(report: dict[str, Any], oracle: ClosureOracle) -> StepReport:
 
 
 # hyperparameters a rule reads once for all tensors (beyond "base", which picks the rule)
-_GLOBAL_HPARAMS: dict[str, tuple[str, ...]] = {"lightsam1": ("eps",)}
+# (LookSAM's k paces one step counter; WSAM's decouple picks the form of the whole step, as in pytorch-optimizer)
+_GLOBAL_HPARAMS: dict[str, tuple[str, ...]] = {"lightsam1": ("eps",), "looksam": ("k",), "wsam": ("decouple",)}
 # bookkeeping entries of state["core"] that are not the rule's
 _CORE_KEYS = ("active", "tensor_keys")
 

@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from ._common import (
     DIVERGED_COLOR,
+    HEATMAP_TEXT_SIZE,
     as_1d,
     as_2d,
     base_layout,
@@ -154,6 +155,8 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
     spread = f" ± %{{customdata[5]:.2~g}} (std over {seeds} seeds)" if seeds > 1 and spreads is not None else ""
     if seeds > 1 and spreads is None:
         spread = f" (mean of {seeds} seeds)"
+    # the numbers stay readable from the back of a room: full size while a row of panels has room for them
+    cell_text = HEATMAP_TEXT_SIZE if len(checked) * len(x_labels) <= 16 else HEATMAP_TEXT_SIZE - 3
     for k, (name, values, mask) in enumerate(checked):
         axes = {} if k == 0 else dict(xaxis=f"x{k + 1}", yaxis=f"y{k + 1}")
         custom = np.stack([ii, jj, np.full(ii.shape, k), xv[jj], yv[ii], stds[k]], axis=-1).astype(np.float64)
@@ -164,7 +167,7 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
                  f"<br>{z_title} %{{z:.4~g}}{spread}<br>(row %{{customdata[0]}}, column %{{customdata[1]}})")
         data.append(go.Heatmap(
             x=x_labels, y=y_labels, z=shown, coloraxis="coloraxis", zmin=zmin, zmax=zmax, name=name,
-            text=text, texttemplate="%{text}", textfont=dict(size=10), customdata=custom, xgap=1, ygap=1,
+            text=text, texttemplate="%{text}", textfont=dict(size=cell_text), customdata=custom, xgap=1, ygap=1,
             hoverongaps=False, hovertemplate=hover + _EXTRA,
             meta={"key": name, "x": x_name, "y": y_name, "z": metric, "customdata": list(CUSTOMDATA_COLUMNS)},
             **axes))

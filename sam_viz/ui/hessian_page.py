@@ -34,37 +34,40 @@ def render_hessian() -> None:
                           "λ_max over training (Lanczos at each snapshot)", unit="snapshots")
     if curvature is None:
         return
-    traces = []
+    # each chart is drawn as soon as its job is done: a slow trace or spectrum never hides λ_max
+    drawn = _computed(curvature, labels)  # a Stop may leave runs without a single snapshot
+    if not drawn:
+        return
+    fig = plots.curvature_figure([curvature[k].step for k in drawn], [curvature[k].lambda_max for k in drawn],
+                                 labels=[labels[k] for k in drawn], errors=[curvature[k].residual for k in drawn],
+                                 metric="λ_max",
+                                 # 2/η is plain gradient descent's limit: drawn only for momentum-free SGD-type runs
+                                 learning_rates=[_gd_limit_lr(runs[k]) for k in drawn],
+                                 title="Largest Hessian eigenvalue over training")
+    chart(fig, "lambda_max")
+    method = "dense eigendecomposition (exact)" if scene.exact_hessian(settings, runs) else "Lanczos with full re-orthogonalisation"
+    worst = max(float(np.nanmax(curvature[k].residual)) for k in drawn)
+    st.caption(f"Estimator: {method} on the full train set; error bars are Ritz residuals ‖Hq − λq‖ (a true eigenvalue "
+               f"lies within them; largest here {worst:.1e}). Dotted lines (momentum-free SGD-type runs): 2/η, gradient "
+               "descent's stability limit.")
+    figures = [fig]
     if settings.trace:
         traces = await_job("trace:" + runs_key(settings), lambda p, s: scene.trace_curves(runs, progress=p, should_stop=s),
                            "tr H over training (Hutch++ at each snapshot)", unit="snapshots")
         if traces is None:
             return
+        kept = _computed(traces, labels)
+        if kept:
+            f = plots.curvature_figure([traces[k].step for k in kept], [traces[k].trace for k in kept],
+                                       labels=[labels[k] for k in kept], errors=[traces[k].trace_stderr for k in kept],
+                                       metric="tr H", title="Hessian trace over training (Hutch++ ± standard error)")
+            chart(f, "trace")
+            figures.append(f)
     hs = await_job("spectra:" + view_key(settings, "k", "snap", "exact"),
                    lambda p, s: scene.hessian_spectra(settings, runs, progress=p, should_stop=s),
                    "Spectra at the snapshot", unit="runs")
     if hs is None:
         return
-    lrs = [r.config.hp.get("lr") for r in runs]
-    fig = plots.curvature_figure([c.step for c in curvature], [c.lambda_max for c in curvature], labels=labels,
-                                 errors=[c.residual for c in curvature], metric="λ_max",
-                                 # 2/η is plain gradient descent's limit: drawn only for momentum-free SGD-type runs
-                                 learning_rates=[lr if OPTIMIZERS[r.config.optimizer].gd_stability_limit(r.config.hp)
-                                                 else None for lr, r in zip(lrs, runs)],
-                                 title="Largest Hessian eigenvalue over training")
-    chart(fig, "lambda_max")
-    method = "dense eigendecomposition (exact)" if hs.exact else "Lanczos with full re-orthogonalisation"
-    worst = max(float(np.nanmax(c.residual)) for c in curvature)
-    st.caption(f"Estimator: {method} on the full train set; error bars are Ritz residuals ‖Hq − λq‖ (a true eigenvalue "
-               f"lies within them; largest here {worst:.1e}). Dotted lines (momentum-free SGD-type runs): 2/η, gradient "
-               "descent's stability limit.")
-    figures = [fig]
-    if traces:
-        f = plots.curvature_figure([c.step for c in traces], [c.trace for c in traces], labels=labels,
-                                   errors=[c.trace_stderr for c in traces], metric="tr H",
-                                   title="Hessian trace over training (Hutch++ ± standard error)")
-        chart(f, "trace")
-        figures.append(f)
     density = list(zip(hs.density_grid, hs.density))
     f = plots.spectrum_figure(hs.spectra, density, labels=labels,
                               title=f"Top-{settings.k} eigenvalues and the spectral density at step {hs.snapshot_step}")
@@ -73,3 +76,18 @@ def render_hessian() -> None:
     st.caption("Spectral density: stochastic Lanczos quadrature of each run (Gaussian-smoothed). "
                f"Model size: {hs.n_params:,} parameters" + (" (the exact mode works up to 5,000)." if not hs.exact else "."))
     exports("Hessian", settings, runs, figures)
+
+
+def _computed(curves: list, labels: list[str]) -> list[int]:
+    """The runs with at least one computed snapshot; a note names the others (a Stop came before them)."""
+    kept = [k for k, c in enumerate(curves) if len(c.step)]
+    missing = [labels[k] for k in range(len(curves)) if k not in kept]
+    if missing:
+        st.info(f"Not computed (stopped before their first snapshot): {', '.join(missing)}.",
+                icon=":material/info:")
+    return kept
+
+
+def _gd_limit_lr(run) -> float | None:
+    lr = run.config.hp.get("lr")
+    return lr if OPTIMIZERS[run.config.optimizer].gd_stability_limit(run.config.hp) else None
