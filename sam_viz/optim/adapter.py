@@ -283,8 +283,10 @@ def _report(report: dict[str, Any], oracle: ClosureOracle) -> StepReport:
 
 
 # hyperparameters a rule reads once for all tensors (beyond "base", which picks the rule)
-# (LookSAM's k paces one step counter; WSAM's decouple picks the form of the whole step, as in pytorch-optimizer)
-_GLOBAL_HPARAMS: dict[str, tuple[str, ...]] = {"lightsam1": ("eps",), "looksam": ("k",), "wsam": ("decouple",)}
+# (LookSAM's k paces one step counter; WSAM's decouple picks the form of the whole step, as in pytorch-optimizer;
+# LETS learns one ρ per run, from one starting value)
+_GLOBAL_HPARAMS: dict[str, tuple[str, ...]] = {"lightsam1": ("eps",), "looksam": ("k",), "wsam": ("decouple",),
+                                               "lets": ("rho", "rho_lr", "every", "rho_min", "rho_max")}
 # bookkeeping entries of state["core"] that are not the rule's
 _CORE_KEYS = ("active", "tensor_keys")
 
