@@ -29,7 +29,7 @@ from .optim import OPTIMIZERS
 from .records import Run
 from .settings import SWEEP_METRICS, Settings
 from .sweep import MAX_CELL_STEPS, Grid, robustness, run_grid
-from .train import lockstep, run, setup
+from .train import lockstep, setup
 
 
 def runs_key(configs: Sequence[Config]) -> str:

@@ -6,11 +6,11 @@ import numpy as np
 import streamlit as st
 
 from .. import plots, scene
+from ..jobs import REGISTRY
 from ..optim import OPTIMIZERS
 from . import state
 from .common import chart, exports, open_page, runs_key, view_key
 from .sidebar import view_option
-from ..jobs import REGISTRY
 from .training import await_job, cached, cost_gate
 
 
