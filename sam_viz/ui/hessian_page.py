@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from .. import plots, scene
-from ..jobs import REGISTRY
+from ..curvature import LANCZOS_PRODUCTS
 from ..optim import OPTIMIZERS
 from . import state
 from .common import chart, exports, open_page, runs_key, view_key
@@ -86,16 +86,19 @@ def render_hessian() -> None:
 
 def _announced(key: str, settings, runs, with_trace: bool = False) -> bool:
     """The job's cost before it starts (timed products × the products planned), and a go-ahead when it is slow."""
-    if REGISTRY.get(key) is not None:
-        return True
-    est = cached("curvature estimate", key, lambda: scene.curvature_estimate(settings, runs, with_trace=with_trace))
-    what = "tr H (Hutch++)" if with_trace else ("the exact λ_max" if scene.exact_hessian(settings, runs) else "λ_max")
-    work = (f"Computing {what} at {est.snapshots:,} snapshots: ~{est.products:,} Hessian-vector products of "
-            f"{est.product_seconds * 1e3:.1f} ms")
-    hint = ("Switch off Exact (Lanczos needs about 20 products a snapshot, not one per parameter) or compare fewer "
-            "runs." if scene.exact_hessian(settings, runs) and not with_trace
-            else "Fewer runs, or fewer steps between snapshots, make it faster.")
-    return cost_gate(key, est.seconds, work, hint)
+    def plan() -> tuple[float, str, str]:
+        est = cached("curvature estimate", key,
+                     lambda: scene.curvature_estimate(settings, runs, with_trace=with_trace))
+        exact = scene.exact_hessian(settings, runs) and not with_trace
+        what = "tr H (Hutch++)" if with_trace else ("the exact λ_max" if exact else "λ_max")
+        work = (f"Computing {what} at {est.snapshots:,} snapshots: ~{est.products:,} Hessian-vector products of "
+                f"{est.product_seconds * 1e3:.1f} ms")
+        hint = (f"Switch off Exact (Lanczos needs about {LANCZOS_PRODUCTS} products a snapshot, not one per "
+                "parameter) or compare fewer runs." if exact
+                else "Fewer runs, or fewer steps between snapshots, make it faster.")
+        return est.seconds, work, hint
+
+    return cost_gate(key, plan)
 
 
 def _computed(curves: list, labels: list[str]) -> list[int]:

@@ -14,7 +14,6 @@ import streamlit as st
 
 from .. import plots, scene
 from ..evidence import EVIDENCE
-from ..jobs import REGISTRY
 from ..report import html_report
 from ..settings import SWEEP_METRICS, Settings, cell_settings, spec, to_query
 from ..sweep import Grid
@@ -117,28 +116,32 @@ def _grid_values(name: str) -> None:
 # ------------------------------------------------------------------------------------------------ the sweep
 
 
+def _sweep_cost(settings: Settings, todo: Sequence[tuple[str, Any]]) -> tuple[float, str, str]:
+    """``cost_gate``'s plan of a sweep: its time from a few timed steps per optimizer still to compute."""
+    x, y, seeds = (settings.sx, settings.sxv), (settings.sy, settings.syv), settings.sseeds
+    with st.spinner("Timing a few steps to estimate how long the sweep takes…"):
+        try:
+            seconds = sum(cached("sweep estimate", scene.grid_key(config, x, y, seeds),
+                                 lambda config=config: scene.sweep_estimate(config, x, y, seeds))
+                          for _, config in todo)
+        except ValueError:  # the sweep itself will fail with the same error, and say so
+            seconds = 0.0
+    n_cells = seeds * len(settings.sxv) * len(settings.syv)
+    size = (f"{len(todo)} optimizer{'s' if len(todo) > 1 else ''} × {n_cells} cells × {settings.steps:,} steps "
+            f"= {len(todo) * n_cells * settings.steps:,} cell-steps")
+    return (seconds, f"This sweep trains {size}",
+            f"(From {scene.PROBE_STEPS} timed steps; λ_max adds a little.) Fewer values, seeds or steps make it faster.")
+
+
 def _sweep(settings: Settings, entries: Sequence[tuple[str, Any]]) -> list[tuple[str, Grid]] | None:
     """Every optimizer's grid as one job (one bar with time left, one Stop); grids computed before are reused."""
     x, y, seeds = (settings.sx, settings.sxv), (settings.sy, settings.syv), settings.sseeds
     keys = [scene.grid_key(config, x, y, seeds) for _, config in entries]
     known = [peek("grid", k) for k in keys]
     key = "sweep:" + json.dumps(keys)
-    n_cells = seeds * len(settings.sxv) * len(settings.syv)
     todo = [e for e, g in zip(entries, known) if g is None]
-    if todo and REGISTRY.get(key) is None:
-        with st.spinner("Timing a few steps to estimate how long the sweep takes…"):
-            try:
-                seconds = sum(cached("sweep estimate", scene.grid_key(config, x, y, seeds),
-                                     lambda config=config: scene.sweep_estimate(config, x, y, seeds))
-                              for _, config in todo)
-            except ValueError:  # the sweep itself will fail with the same error, and say so
-                seconds = 0.0
-        size = (f"{len(todo)} optimizer{'s' if len(todo) > 1 else ''} × {n_cells} cells × {settings.steps:,} steps "
-                f"= {len(todo) * n_cells * settings.steps:,} cell-steps")
-        if not cost_gate(key, seconds, f"This sweep trains {size}",
-                         f"(From {scene.PROBE_STEPS} timed steps; λ_max adds a little.) Fewer values, seeds or steps "
-                         "make it faster."):
-            return None
+    if todo and not cost_gate(key, functools.partial(_sweep_cost, settings, todo)):
+        return None
     labels = [label for label, _ in entries]
     work = functools.partial(scene.sweep_all, entries, x, y, seeds, known)
     result = await_job(key, work, "Sweeping " + ", ".join(labels), unit="cell-steps")

@@ -21,18 +21,19 @@ SYNC_WAIT_S = 30.0  # a page waits this long for its job before it polls instead
 SLOW_S = 90.0  # a job estimated to take longer than this waits for the user's go-ahead
 
 
-def cost_gate(key: str, seconds: float, work: str, hint: str) -> bool:
+def cost_gate(key: str, plan: Callable[[], tuple[float, str, str]]) -> bool:
     """Before the job ``key`` starts: say how long it will take, and, when that is over ``SLOW_S``, wait for a
     "Run it anyway" press. True when the job may run (it already exists, is cheap, or was agreed to).
 
     Args:
         key: the job's key.
-        seconds: the estimate.
-        work: what the job does, e.g. "This sweep trains 2 optimizers × 9 cells × 200 steps".
-        hint: how to make it faster, one sentence.
+        plan: ``plan() -> (seconds, work, hint)``, called only while the job has not started: the estimate, what
+            the job does ("This sweep trains 2 optimizers × 9 cells × 200 steps") and, in one sentence, how to make
+            it faster.
     """
     if REGISTRY.get(key) is not None:
         return True
+    seconds, work, hint = plan()
     if seconds > SLOW_S and key not in st.session_state.get("slow_go_ahead", ()):
         st.warning(f"{work}: about {estimate_text(seconds)} on this machine now. {hint}", icon=":material/timer:")
         st.button(f"Run it anyway (about {estimate_text(seconds)})", on_click=_consent, args=(key,),
