@@ -34,7 +34,8 @@ def render_hessian() -> None:
     if not _announced(key, settings, runs):
         return
     curvature = await_job(key, lambda p, s: scene.curvature_curves(settings, runs, progress=p, should_stop=s),
-                          "λ_max over training (Lanczos at each snapshot)", unit="snapshots")
+                          "λ_max over training (" + ("dense eigendecomposition" if scene.exact_hessian(settings, runs)
+                                                    else "Lanczos") + " at each snapshot)", unit="snapshots")
     if curvature is None:
         return
     # each chart is drawn as soon as its job is done: a slow trace or spectrum never hides λ_max
