@@ -21,7 +21,7 @@ import torch
 
 from . import landscape as L
 from .config import Config
-from .curvature import CurvatureTrace, interleaved
+from .curvature import CurvatureEstimate, CurvatureTrace, estimate, interleaved
 from .data import TASKS, analytic_loss
 from .hessian import MAX_DENSE_PARAMS, EigenResult, make_hvp, spectral_density, top_eigenvalues
 from .models import split_parameters
@@ -29,7 +29,7 @@ from .optim import OPTIMIZERS
 from .records import Run
 from .settings import SWEEP_METRICS, Settings
 from .sweep import MAX_CELL_STEPS, Grid, robustness, run_grid
-from .train import lockstep, run, setup
+from .train import lockstep, setup
 
 
 def runs_key(configs: Sequence[Config]) -> str:
@@ -232,15 +232,27 @@ def curvature_curves(settings: Settings, runs: Sequence[Run], *, progress: Calla
                      should_stop: Callable[[], bool] | None = None) -> list[CurvatureTrace]:
     """λ_max over training per run, about 25 snapshots each; progress counts snapshots over all runs and a stop
     keeps the snapshots evaluated (runs not reached get empty curves)."""
-    every = max(1, math.ceil(len(runs[0].snapshot_step) / 25))
-    return _per_run(runs, every, progress, should_stop, exact=exact_hessian(settings, runs))
+    return _per_run(runs, _every(runs, LAMBDA_POINTS), progress, should_stop, exact=exact_hessian(settings, runs))
+
+
+def curvature_estimate(settings: Settings, runs: Sequence[Run], with_trace: bool = False) -> CurvatureEstimate:
+    """What ``curvature_curves`` (or, ``with_trace``, ``trace_curves``) will cost, before it starts."""
+    if with_trace:
+        return estimate(runs, every=_every(runs, TRACE_POINTS), with_trace=True, lambda_max=False)
+    return estimate(runs, every=_every(runs, LAMBDA_POINTS), exact=exact_hessian(settings, runs))
 
 
 def trace_curves(runs: Sequence[Run], *, progress: Callable[[int, int], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> list[CurvatureTrace]:
     """Hutch++ tr H over training per run: ~99 products a point, so about 12 points per run."""
-    every = max(1, math.ceil(len(runs[0].snapshot_step) / 12))
-    return _per_run(runs, every, progress, should_stop, with_trace=True, lambda_max=False)
+    return _per_run(runs, _every(runs, TRACE_POINTS), progress, should_stop, with_trace=True, lambda_max=False)
+
+
+LAMBDA_POINTS, TRACE_POINTS = 25, 12  # snapshots per run on the curves over training (a trace costs ~99 products)
+
+
+def _every(runs: Sequence[Run], points: int) -> int:
+    return max(1, math.ceil(len(runs[0].snapshot_step) / points))
 
 
 def _per_run(runs: Sequence[Run], every: int, progress, should_stop, **options) -> list[CurvatureTrace]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from pathlib import Path
 
@@ -188,6 +189,38 @@ def test_moving_the_snapshot_recomputes_only_the_spectra(monkeypatch):
     assert calls == ["hessian_spectra"] and _q(at, "snap") == "0"
     spectrum = _figures(at)[-1]
     assert "step 0" in spectrum["layout"]["title"]["text"]
+
+
+def test_the_hessian_page_says_what_its_jobs_cost_before_they_start():
+    at = _page(PAGES["Hessian"], trace="true", steps="120").run()  # settings no other test has started jobs for
+    _assert_ok(at)
+    captions = [c.value for c in at.caption]
+    lam = [c for c in captions if c.startswith("Computing λ_max at ")]
+    tr = [c for c in captions if c.startswith("Computing tr H (Hutch++) at ")]
+    assert len(lam) == 1 and len(tr) == 1, captions
+    assert re.search(r"~[\d,]+ Hessian-vector products of [\d.]+ ms: about \d+ s on this machine now", lam[0]), lam
+
+
+def test_a_slow_exact_hessian_waits_for_a_go_ahead_and_says_how_to_make_it_faster():
+    # 3,610 parameters × 4 runs: several minutes of dense Hessians here, so still over the gate on a machine 3× faster
+    at = _page(PAGES["Hessian"], task="digits", n="1797", width="48", depth="1", steps="100",
+               batch="64", runs="sgd;sam;asam;fsam", exact="true")
+    at.run()
+    _assert_ok(at)
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and warnings[0].startswith("Computing the exact λ_max at "), warnings
+    assert "Switch off Exact" in warnings[0] and re.search(r"about \d+ (minutes|hours)", warnings[0]), warnings
+    assert not [k for k in REGISTRY._jobs if k.startswith("curvature:") and '"digits"' in k]  # nothing started yet
+    assert not _figures(at)
+    (go,) = [b for b in at.button if b.label.startswith("Run it anyway")]
+    at.session_state["_sync_wait_s"] = 0.0  # see the job running rather than wait for it
+    go.click().run()
+    _assert_ok(at)
+    (job,) = [j for k, j in REGISTRY._jobs.items() if k.startswith("curvature:") and '"digits"' in k]
+    assert job.running or job.done_units > 0
+    job.stop()
+    job.wait(120)
+    assert not job.running
 
 
 def test_train_button_applies_the_form_and_updates_the_figure():

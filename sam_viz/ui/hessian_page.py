@@ -6,11 +6,12 @@ import numpy as np
 import streamlit as st
 
 from .. import plots, scene
+from ..curvature import LANCZOS_PRODUCTS
 from ..optim import OPTIMIZERS
 from . import state
 from .common import chart, exports, open_page, runs_key, view_key
 from .sidebar import view_option
-from .training import await_job
+from .training import await_job, cached, cost_gate
 
 
 def render_hessian() -> None:
@@ -29,9 +30,12 @@ def render_hessian() -> None:
         view_option("trace", st.toggle)
     settings = state.current()
     # three jobs: moving the snapshot or k recomputes only the spectra, not the curves over training
-    curvature = await_job("curvature:" + view_key(settings, "exact"),
-                          lambda p, s: scene.curvature_curves(settings, runs, progress=p, should_stop=s),
-                          "λ_max over training (Lanczos at each snapshot)", unit="snapshots")
+    key = "curvature:" + view_key(settings, "exact")
+    if not _announced(key, settings, runs):
+        return
+    curvature = await_job(key, lambda p, s: scene.curvature_curves(settings, runs, progress=p, should_stop=s),
+                          "λ_max over training (" + ("dense eigendecomposition" if scene.exact_hessian(settings, runs)
+                                                    else "Lanczos") + " at each snapshot)", unit="snapshots")
     if curvature is None:
         return
     # each chart is drawn as soon as its job is done: a slow trace or spectrum never hides λ_max
@@ -52,7 +56,10 @@ def render_hessian() -> None:
                "descent's stability limit.")
     figures = [fig]
     if settings.trace:
-        traces = await_job("trace:" + runs_key(settings), lambda p, s: scene.trace_curves(runs, progress=p, should_stop=s),
+        key = "trace:" + runs_key(settings)
+        if not _announced(key, settings, runs, with_trace=True):
+            return
+        traces = await_job(key, lambda p, s: scene.trace_curves(runs, progress=p, should_stop=s),
                            "tr H over training (Hutch++ at each snapshot)", unit="snapshots")
         if traces is None:
             return
@@ -76,6 +83,23 @@ def render_hessian() -> None:
     st.caption("Spectral density: stochastic Lanczos quadrature of each run (Gaussian-smoothed). "
                f"Model size: {hs.n_params:,} parameters" + (" (the exact mode works up to 5,000)." if not hs.exact else "."))
     exports("Hessian", settings, runs, figures)
+
+
+def _announced(key: str, settings, runs, with_trace: bool = False) -> bool:
+    """The job's cost before it starts (timed products × the products planned), and a go-ahead when it is slow."""
+    def plan() -> tuple[float, str, str]:
+        est = cached("curvature estimate", key,
+                     lambda: scene.curvature_estimate(settings, runs, with_trace=with_trace))
+        exact = scene.exact_hessian(settings, runs) and not with_trace
+        what = "tr H (Hutch++)" if with_trace else ("the exact λ_max" if exact else "λ_max")
+        work = (f"Computing {what} at {est.snapshots:,} snapshots: ~{est.products:,} Hessian-vector products of "
+                f"{est.product_seconds * 1e3:.1f} ms")
+        hint = (f"Switch off Exact (Lanczos needs about {LANCZOS_PRODUCTS} products a snapshot, not one per "
+                "parameter) or compare fewer runs." if exact
+                else "Fewer runs, or fewer steps between snapshots, make it faster.")
+        return est.seconds, work, hint
+
+    return cost_gate(key, plan)
 
 
 def _computed(curves: list, labels: list[str]) -> list[int]:

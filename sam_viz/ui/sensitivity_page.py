@@ -14,16 +14,14 @@ import streamlit as st
 
 from .. import plots, scene
 from ..evidence import EVIDENCE
-from ..jobs import REGISTRY
 from ..report import html_report
 from ..settings import SWEEP_METRICS, Settings, cell_settings, spec, to_query
 from ..sweep import Grid
 from . import state
 from .common import chart, preset_banner
 from .sidebar import PAGE_FILES, page_frame, view_option
-from .training import await_job, cached, peek
+from .training import await_job, cached, cost_gate, peek
 
-SLOW_S = 90.0  # a sweep estimated to train longer than this waits for the user's go-ahead
 AXIS_LABELS = {"rho": "ρ (rho)", "lr": "learning rate (lr)"}
 METRIC_LABELS = {"test_acc": "test accuracy", "test_loss": "test loss", "train_loss": "train loss",
                  "lambda_max": "λ_max (top Hessian eigenvalue)"}
@@ -118,16 +116,21 @@ def _grid_values(name: str) -> None:
 # ------------------------------------------------------------------------------------------------ the sweep
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} minutes"
-    return f"{seconds / 3600:.1f} hours"
-
-
-def _consent(key: str) -> None:
-    st.session_state.setdefault("sweep_go_ahead", set()).add(key)
+def _sweep_cost(settings: Settings, todo: Sequence[tuple[str, Any]]) -> tuple[float, str, str]:
+    """``cost_gate``'s plan of a sweep: its time from a few timed steps per optimizer still to compute."""
+    x, y, seeds = (settings.sx, settings.sxv), (settings.sy, settings.syv), settings.sseeds
+    with st.spinner("Timing a few steps to estimate how long the sweep takes…"):
+        try:
+            seconds = sum(cached("sweep estimate", scene.grid_key(config, x, y, seeds),
+                                 lambda config=config: scene.sweep_estimate(config, x, y, seeds))
+                          for _, config in todo)
+        except ValueError:  # the sweep itself will fail with the same error, and say so
+            seconds = 0.0
+    n_cells = seeds * len(settings.sxv) * len(settings.syv)
+    size = (f"{len(todo)} optimizer{'s' if len(todo) > 1 else ''} × {n_cells} cells × {settings.steps:,} steps "
+            f"= {len(todo) * n_cells * settings.steps:,} cell-steps")
+    return (seconds, f"This sweep trains {size}",
+            f"(From {scene.PROBE_STEPS} timed steps; λ_max adds a little.) Fewer values, seeds or steps make it faster.")
 
 
 def _sweep(settings: Settings, entries: Sequence[tuple[str, Any]]) -> list[tuple[str, Grid]] | None:
@@ -136,26 +139,9 @@ def _sweep(settings: Settings, entries: Sequence[tuple[str, Any]]) -> list[tuple
     keys = [scene.grid_key(config, x, y, seeds) for _, config in entries]
     known = [peek("grid", k) for k in keys]
     key = "sweep:" + json.dumps(keys)
-    n_cells = seeds * len(settings.sxv) * len(settings.syv)
     todo = [e for e, g in zip(entries, known) if g is None]
-    if todo and REGISTRY.get(key) is None:
-        with st.spinner("Timing a few steps to estimate how long the sweep takes…"):
-            try:
-                seconds = sum(cached("sweep estimate", scene.grid_key(config, x, y, seeds),
-                                     lambda config=config: scene.sweep_estimate(config, x, y, seeds))
-                              for _, config in todo)
-            except ValueError:  # the sweep itself will fail with the same error, and say so
-                seconds = 0.0
-        size = (f"{len(todo)} optimizer{'s' if len(todo) > 1 else ''} × {n_cells} cells × {settings.steps:,} steps "
-                f"= {len(todo) * n_cells * settings.steps:,} cell-steps")
-        if seconds > SLOW_S and key not in st.session_state.get("sweep_go_ahead", ()):
-            st.warning(f"This sweep trains {size}: about {_duration(seconds)} on this machine now (from {scene.PROBE_STEPS}"
-                       " timed steps; λ_max adds a little). Fewer values, seeds or steps make it faster.",
-                       icon=":material/timer:")
-            st.button(f"Run it anyway (about {_duration(seconds)})", on_click=_consent, args=(key,),
-                      icon=":material/play_arrow:", key="sweep_go")
-            return None
-        st.caption(f"Training {size}: about {_duration(seconds)} on this machine now.")
+    if todo and not cost_gate(key, functools.partial(_sweep_cost, settings, todo)):
+        return None
     labels = [label for label, _ in entries]
     work = functools.partial(scene.sweep_all, entries, x, y, seeds, known)
     result = await_job(key, work, "Sweeping " + ", ".join(labels), unit="cell-steps")

@@ -18,6 +18,42 @@ from ..settings import Settings
 from . import state
 
 SYNC_WAIT_S = 30.0  # a page waits this long for its job before it polls instead (defaults take a few seconds)
+SLOW_S = 90.0  # a job estimated to take longer than this waits for the user's go-ahead
+
+
+def cost_gate(key: str, plan: Callable[[], tuple[float, str, str]]) -> bool:
+    """Before the job ``key`` starts: say how long it will take, and, when that is over ``SLOW_S``, wait for a
+    "Run it anyway" press. True when the job may run (it already exists, is cheap, or was agreed to).
+
+    Args:
+        key: the job's key.
+        plan: ``plan() -> (seconds, work, hint)``, called only while the job has not started: the estimate, what
+            the job does ("This sweep trains 2 optimizers × 9 cells × 200 steps") and, in one sentence, how to make
+            it faster.
+    """
+    if REGISTRY.get(key) is not None:
+        return True
+    seconds, work, hint = plan()
+    if seconds > SLOW_S and key not in st.session_state.get("slow_go_ahead", ()):
+        st.warning(f"{work}: about {estimate_text(seconds)} on this machine now. {hint}", icon=":material/timer:")
+        st.button(f"Run it anyway (about {estimate_text(seconds)})", on_click=_consent, args=(key,),
+                  icon=":material/play_arrow:", key=f"go_{_short(key)}")
+        return False
+    st.caption(f"{work}: about {estimate_text(seconds)} on this machine now.")
+    return True
+
+
+def _consent(key: str) -> None:
+    st.session_state.setdefault("slow_go_ahead", set()).add(key)
+
+
+def estimate_text(seconds: float) -> str:
+    """A rounded duration for an estimate: "40 s", "3 minutes", "1.5 hours"."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} minutes"
+    return f"{seconds / 3600:.1f} hours"
 
 
 def trained_runs(settings: Settings) -> list[Run] | None:
