@@ -37,7 +37,7 @@ from torch import Tensor
 from .functional import BASES, _full, _normalized_ascent, at, global_norm, per_run, sam_perturb
 from .oracle import Oracle
 from .programs import Program, Report
-from .variant import SAM_STEP, HParamSpec, Variant, sam_hparams
+from .variant import SAM_STEP, HParamSpec, Variant, plain_gd, sam_hparams
 
 FD_STEP = 1e-3  # δ of the central difference in ρ: O(δ²) truncation, round-off still small in float32
 
@@ -132,5 +132,6 @@ VARIANT = Variant(
           "test split stays unseen.",
     series={"rho_t": "LETS: the learned radius ρ_t", "val_train_gap": "LETS: L_val − L_B after one unrolled step"},
     batch_closure=True,
+    gd_limit=plain_gd,
     needs_validation=True,
 )

@@ -38,11 +38,20 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .functional import (_full, _normalized_ascent, _normalized_norm, _zeros_like, at, global_norm, per_run,
-                         sgd_init, sgd_update)
+from .functional import (
+    _full,
+    _normalized_ascent,
+    _normalized_norm,
+    _zeros_like,
+    at,
+    global_norm,
+    per_run,
+    sgd_init,
+    sgd_update,
+)
 from .oracle import Oracle
 from .programs import Program, Report
-from .variant import MOMENTUM, HParamSpec, Variant, lr_spec, rho_spec
+from .variant import MOMENTUM, HParamSpec, Variant, lr_spec, plain_gd, rho_spec
 
 
 def sampa_init(params: Sequence[Tensor], hp: dict) -> dict:
@@ -108,4 +117,6 @@ VARIANT = Variant(
           "gradient evaluations per step, like SAM, but independent ones: on two devices a step takes one SGD "
           "step's time. The sequential form and its first step are this project's reading of the official code.",
     batch_closure=True,
+    uses_previous_batch=True,
+    gd_limit=plain_gd,
 )

@@ -74,6 +74,8 @@ class Variant:
         needs_validation: whether a step asks for the ``"heldout"`` batch (LETS learns ρ on it): the training loop
             then carves a validation split out of the training set (``Config.val_fraction``), and runs compared
             with it in the app train on the same remaining samples.
+        uses_previous_batch: whether a step asks for the ``"previous"`` batch (SAMPa): the ``torch.optim`` adapter
+            then keeps that batch in its ``state_dict``, so that a resumed run goes on exactly.
         gd_limit: ``gd_limit(hp) -> bool``, whether plain gradient descent's 2/η stability limit applies to a run
             with these hyperparameters (read it through ``gd_stability_limit``).
     """
@@ -93,6 +95,7 @@ class Variant:
     series: Mapping[str, str] = field(default_factory=dict)
     batch_closure: bool = False
     needs_validation: bool = False
+    uses_previous_batch: bool = False
     gd_limit: Callable[[Mapping[str, Any]], bool] = never
 
     @property
