@@ -16,6 +16,9 @@ from typing import Any
 from .optim import OPTIMIZERS, validate
 
 MAX_STEPS = 20_000
+# the validation share a run gets when its optimizer learns on a validation split (LETS) and none was set
+DEFAULT_VAL_FRACTION = 0.2
+MAX_VAL_FRACTION = 0.9
 MAX_SNAPSHOTS = 2_001
 DTYPES = ("float32", "float64")
 
@@ -38,6 +41,11 @@ class Config:
     n_samples: int = _f(512, "Samples generated (analytic tasks: simulated noise vectors); digits caps at 1,797.")
     noise: float = _f(0.2, "Input noise of the 2-D generators; analytic tasks: std of the simulated gradient noise.")
     test_fraction: float = _f(0.25, "Share of the samples held out for test metrics (analytic tasks have none).")
+    val_fraction: float | None = _f(None, "Share of the training samples moved into a validation split, never "
+                                          "trained on (LETS learns ρ on it; the test split stays unseen). Unset: "
+                                          f"{DEFAULT_VAL_FRACTION} for optimizers that learn on a validation split, "
+                                          "none (0) for the others. Runs compared side by side should share it (the "
+                                          "app and run_many do), so that they train on the same samples.")
     n_classes: int = _f(3, "Classes of the blobs task.")
     data_seed: int = _f(0, "Seed of the data generator, apart from `seed` so one data set serves many seeds.")
     model: str = _f("mlp", "logistic, mlp, cnn (digits) or point (analytic tasks: the parameters are the plane).")
@@ -84,6 +92,27 @@ class Config:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not math.isfinite(float(value))):
                 raise ValueError(f"Invalid {name}: {value!r} is not a finite number")
+        value = self.val_fraction
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not (math.isfinite(value) and 0.0 <= value <= MAX_VAL_FRACTION)):
+            raise ValueError(f"Invalid val_fraction: {value!r} (valid: unset, or a number in [0, {MAX_VAL_FRACTION}])")
+        # canonical, so that Configs that train alike compare alike: an optimizer that learns on a validation
+        # split gets the default share when none is set; for the others 0 and unset are the same (no split)
+        if OPTIMIZERS[self.optimizer].needs_validation:
+            if value is None:
+                object.__setattr__(self, "val_fraction", DEFAULT_VAL_FRACTION)
+            elif value == 0:
+                raise ValueError(f"Invalid val_fraction for {self.optimizer}: 0 leaves no validation split, and "
+                                 f"{self.optimizer} learns on one (use a share in (0, {MAX_VAL_FRACTION}])")
+        elif value == 0:
+            object.__setattr__(self, "val_fraction", None)
+        elif value is not None:
+            object.__setattr__(self, "val_fraction", float(value))
+
+    @property
+    def validation_share(self) -> float:
+        """The share of the training samples held out for validation (0: no validation split)."""
+        return 0.0 if self.val_fraction is None else float(self.val_fraction)
 
     @property
     def hp(self) -> dict[str, Any]:
@@ -145,6 +174,17 @@ class Config:
         return cls(**kwargs, hparams=hparams)
 
 
+def shared_validation(configs: list[Config]) -> list[Config]:
+    """Configs to compare side by side, made to train on the same samples: where one optimizer learns on a
+    validation split (LETS), every config without a split of its own gets that optimizer's share, so SGD and SAM
+    beside LETS lose the same validation samples from their training set. Without such an optimizer the configs
+    are returned unchanged."""
+    shares = [c.val_fraction for c in configs if OPTIMIZERS[c.optimizer].needs_validation]
+    if not shares:
+        return list(configs)
+    return [c if c.val_fraction is not None else dataclasses.replace(c, val_fraction=shares[0]) for c in configs]
+
+
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"Invalid {name}: {value!r} (valid: integers in [{low}, {high}])")
@@ -171,7 +211,7 @@ def _parse_bool(key: str, raw: Any) -> bool:
 
 def _parse_field(key: str, default: Any, raw: Any) -> Any:
     try:
-        if key in ("start_x", "start_y"):
+        if key in ("start_x", "start_y", "val_fraction"):
             return None if raw in (None, "", "none", "None") else float(raw)
         if isinstance(default, bool):
             return _parse_bool(key, raw)

@@ -17,6 +17,7 @@ Nothing is downloaded; every array is a deterministic function of the arguments.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Callable
@@ -80,6 +81,9 @@ class Dataset:
         y_test: Test labels, int64 of shape (M,).
         n_classes: Number of classes, 0 for analytic tasks.
         input_dim: Number of input features d.
+        x_val: Validation inputs carved out of the training set, float64 of shape
+            (V, d); V is 0 unless ``make_dataset`` was asked for a validation split.
+        y_val: Validation labels, int64 of shape (V,).
     """
 
     name: str
@@ -90,6 +94,13 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int
     input_dim: int
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.x_val is None:  # no validation split: empty arrays, so every caller sees the same types
+            object.__setattr__(self, "x_val", np.zeros((0, self.x_train.shape[1])))
+            object.__setattr__(self, "y_val", np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -222,6 +233,7 @@ def make_dataset(
     test_fraction: float = 0.25,
     seed: int = 0,
     n_classes: int = 3,
+    val_fraction: float = 0.0,
 ) -> Dataset:
     """Builds a task's data set deterministically.
 
@@ -235,6 +247,9 @@ def make_dataset(
             ignored by analytic tasks, whose test arrays are always empty.
         seed: Seed for every random choice, in [0, 2**32 - 1].
         n_classes: Number of blobs for ``blobs``, in [2, 10]; ignored otherwise.
+        val_fraction: Share of the *training* examples moved into a validation split
+            (``x_val``, ``y_val``), in [0, 0.9]; the test split is untouched. 0 (the
+            default) leaves the training set exactly as it is without the option.
 
     Returns:
         The data set; the same arguments always give identical arrays.
@@ -249,12 +264,38 @@ def make_dataset(
     _check_real("test_fraction", test_fraction, 0.0, MAX_TEST_FRACTION)
     check_int("seed", seed, 0, MAX_SEED)
     check_int("n_classes", n_classes, MIN_CLASSES, MAX_CLASSES)
+    _check_real("val_fraction", val_fraction, 0.0, MAX_TEST_FRACTION)
 
     if TASKS[name].kind == ANALYTIC:
-        return _analytic_dataset(name, n_samples, noise, seed)
-    x, y, classes = _generate(name, n_samples, noise, seed, n_classes)
-    x_train, y_train, x_test, y_test = _split(x, y, _n_test(len(y), test_fraction), seed)
-    return Dataset(name, CLASSIFICATION, x_train, y_train, x_test, y_test, classes, x.shape[1])
+        dataset = _analytic_dataset(name, n_samples, noise, seed)
+    else:
+        x, y, classes = _generate(name, n_samples, noise, seed, n_classes)
+        x_train, y_train, x_test, y_test = _split(x, y, _n_test(len(y), test_fraction), seed)
+        dataset = Dataset(name, CLASSIFICATION, x_train, y_train, x_test, y_test, classes, x.shape[1])
+    return _with_validation(dataset, val_fraction, seed) if val_fraction > 0 else dataset
+
+
+def _with_validation(dataset: Dataset, val_fraction: float, seed: int) -> Dataset:
+    """``dataset`` with a share of its training examples moved into a validation split (stratified as the test
+    split is). Analytic tasks: the remaining noise vectors are centred again, so the full-batch training loss is
+    still exactly f(w); the validation vectors are a finite sample of the noise, as a held-out set would be.
+
+    Raises:
+        ValueError: no training example would be left.
+    """
+    n_train = len(dataset.y_train)
+    n_val = _n_test(n_train, val_fraction)
+    if n_val >= n_train:
+        raise ValueError(f"Invalid val_fraction: {val_fraction!r} leaves none of the {n_train} training samples "
+                         "to train on")
+    if dataset.kind == ANALYTIC:
+        order = np.random.default_rng([seed, 1]).permutation(n_train)  # its own stream: the noise stays as drawn
+        x_val, y_val = dataset.x_train[order[:n_val]], dataset.y_train[order[:n_val]]
+        x_train, y_train = dataset.x_train[order[n_val:]], dataset.y_train[order[n_val:]]
+        x_train = x_train - x_train.mean(axis=0)
+    else:
+        x_train, y_train, x_val, y_val = _split(dataset.x_train, dataset.y_train, n_val, seed)
+    return dataclasses.replace(dataset, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val)
 
 
 def class_count(name: str, n_classes: int = 3) -> int:
@@ -264,13 +305,15 @@ def class_count(name: str, n_classes: int = 3) -> int:
     return {"blobs": n_classes, "digits": 10}.get(name, 2)
 
 
-def train_size(name: str, n_samples: int, test_fraction: float) -> int:
-    """How many training examples ``make_dataset(name, n_samples=…, test_fraction=…)`` holds, without building it
-    (e.g. to check a batch size before training)."""
+def train_size(name: str, n_samples: int, test_fraction: float, val_fraction: float = 0.0) -> int:
+    """How many training examples ``make_dataset(name, n_samples=…, test_fraction=…, val_fraction=…)`` holds,
+    without building it (e.g. to check a batch size before training)."""
     if TASKS[name].kind == ANALYTIC:
-        return n_samples
-    total = min(n_samples, DIGITS_IMAGES) if name == "digits" else n_samples
-    return total - _n_test(total, test_fraction)
+        n_train = n_samples
+    else:
+        total = min(n_samples, DIGITS_IMAGES) if name == "digits" else n_samples
+        n_train = total - _n_test(total, test_fraction)
+    return n_train - _n_test(n_train, val_fraction)
 
 
 def _n_test(total: int, test_fraction: float) -> int:

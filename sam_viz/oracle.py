@@ -38,7 +38,8 @@ class ModelOracle:
         model: the architecture; with one run its parameters are overwritten by each point evaluated.
         loss: ``loss(outputs, y)``, the mean training loss.
         kind: the data set's kind (``models.loss_fn``), for per-sample losses.
-        train, heldout: the whole training set and a held-out set, as ``(x, y)``.
+        train, heldout: the whole training set and a held-out set, as ``(x, y)`` (the training loop passes the
+            validation split carved out of the training set, ``Config.val_fraction``; empty without one).
     """
 
     def __init__(self, model: torch.nn.Module, loss: Callable[[Tensor, Tensor], Tensor], kind: str,
@@ -212,7 +213,8 @@ class ModelOracle:
             return self.train
         if batch == "heldout":
             if self.heldout[0].shape[0] == 0:
-                raise ValueError("no held-out batch: this task has no test split")
+                raise ValueError("no held-out batch: this run has no validation split (set Config.val_fraction > 0; "
+                                 "the test split is never used for training decisions)")
             return self.heldout
         if batch == "previous":
             if self.previous_batch is None:

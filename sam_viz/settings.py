@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config, bool_from_text
+from .config import DEFAULT_VAL_FRACTION, Config, bool_from_text
 from .data import TASKS, train_size
 from .models import ACTIVATIONS
 from .optim import OPTIMIZERS
@@ -64,6 +64,7 @@ class Settings:
     seeds: int = _f(1, FieldSpec("int", 1, 5, label="Seeds", help="Runs per optimizer with seeds seed, seed + 1, …: the curves show their mean ± std (the paths on the surface are the first seed's)."))
     start_x: float = _f(math.nan, FieldSpec("float", -10.0, 10.0, label="Start w1", help="Analytic tasks: starting point (blank: the task's default)."))
     start_y: float = _f(math.nan, FieldSpec("float", -10.0, 10.0, label="Start w2"))
+    val: float = _f(DEFAULT_VAL_FRACTION, FieldSpec("float", 0.05, 0.5, label="Validation share", help="Share of the training samples held out as a validation split when a compared optimizer learns on one (LETS); every compared run then trains on the same remaining samples. Ignored otherwise."))
     # view options: changing these never retrains
     plane: str = _f("pca", FieldSpec("choice", choices=PLANES, label="Plane", help="pca: the trajectories' top-2 principal components; random: filter-normalised directions (Li et al.); hessian: top-2 Hessian eigenvectors; three_points: through the final weights of the first three runs."))
     span: float = _f(1.0, FieldSpec("float", 0.05, 5.0, label="Span", help="Half-width of the grid, as a multiple of the trajectories' extent (pca, three_points) or in direction units."))
@@ -93,13 +94,25 @@ class Settings:
         """One engine Config per compared run: same data, θ_0 and batch order (one seed)."""
         analytic = TASKS[self.task].kind == "analytic"
         common = dict(task=self.task, n_samples=self.n, noise=self.noise, steps=self.steps, batch_size=self.batch,
-                      seed=self.seed, snapshot_every=max(1, self.steps // 100), test_fraction=self.test_fraction)
+                      seed=self.seed, snapshot_every=max(1, self.steps // 100), test_fraction=self.test_fraction,
+                      val_fraction=self.val_fraction)
         if analytic:
             common.update(model="point", start_x=None if math.isnan(self.start_x) else self.start_x,
                           start_y=None if math.isnan(self.start_y) else self.start_y, dtype="float64")
         else:  # model and batch fit the task: from_query made them so
             common.update(model=self.model, depth=self.depth, width=self.width, activation=self.act)
         return [Config(optimizer=name, hparams=dict(hp), **common) for name, hp in self.runs]
+
+    @property
+    def needs_validation(self) -> bool:
+        """Whether a compared optimizer learns on a validation split (LETS)."""
+        return any(OPTIMIZERS[name].needs_validation for name, _ in self.runs)
+
+    @property
+    def val_fraction(self) -> float | None:
+        """The validation share of every compared run: ``val`` when one of them learns on a validation split
+        (so SGD and SAM beside LETS train on the same samples as LETS), else none (the training set is whole)."""
+        return self.val if self.needs_validation else None
 
     @property
     def test_fraction(self) -> float:
@@ -312,7 +325,7 @@ def _consistent(settings: Settings, notes: list[str]) -> Settings:
     if settings.model == "cnn" and settings.task != "digits":
         notes.append("model=cnn needs the digits task; using mlp")
         changes["model"] = "mlp"
-    n_train = train_size(settings.task, settings.n, settings.test_fraction)
+    n_train = train_size(settings.task, settings.n, settings.test_fraction, settings.val_fraction or 0.0)
     if settings.batch > n_train:
         notes.append(f"batch={settings.batch} exceeds the {n_train} training samples; using full batch")
         changes["batch"] = 0

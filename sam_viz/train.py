@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import Config
+from .config import Config, shared_validation
 from .data import TASKS, Dataset, make_dataset
 from .models import accuracy, build_model, loss_fn
-from .optim import OPTIMIZERS, REPORT_FIELDS, validate
+from .optim import OPTIMIZERS, REPORT_FIELDS, global_norm, validate
 from .oracle import ModelOracle
 from .records import STEP_FIELDS, Run
 
@@ -70,6 +70,8 @@ class Setup:
     x_test: Tensor
     y_test: Tensor
     device: torch.device
+    x_val: Tensor | None = None  # the validation split carved out of the training set (empty without one)
+    y_val: Tensor | None = None
 
     @property
     def classification(self) -> bool:
@@ -85,7 +87,8 @@ def setup(config: Config) -> Setup:
     """
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
     dataset = make_dataset(config.task, n_samples=config.n_samples, noise=config.noise,
-                           test_fraction=config.test_fraction, seed=config.data_seed, n_classes=config.n_classes)
+                           test_fraction=config.test_fraction, seed=config.data_seed, n_classes=config.n_classes,
+                           val_fraction=config.validation_share)
     start = None if config.start_x is None and config.start_y is None else _start(config, dataset)
     model = build_model(dataset, config.model, depth=config.depth, width=config.width, activation=config.activation,
                         seed=config.seed, dtype=dtype, device=device, start=start)
@@ -103,7 +106,8 @@ def setup(config: Config) -> Setup:
 
     return Setup(config, dataset, model, loss_fn(dataset.kind),
                  tensor(dataset.x_train, False), tensor(dataset.y_train, True),
-                 tensor(dataset.x_test, False), tensor(dataset.y_test, True), device)
+                 tensor(dataset.x_test, False), tensor(dataset.y_test, True), device,
+                 tensor(dataset.x_val, False), tensor(dataset.y_val, True))
 
 
 def _start(config: Config, dataset: Dataset) -> tuple[float | None, float | None]:
@@ -234,7 +238,8 @@ def lockstep(configs: Sequence[Config], *, progress: Callable[[int, int], None] 
 
 
 def run_many(config: Config, optimizers: Sequence[tuple[str, Mapping[str, Any]]], **kwargs: Any) -> list[Run]:
-    """Runs of several optimizers from the same θ_0 and the same minibatch order (same ``config.seed``).
+    """Runs of several optimizers from the same θ_0 and the same minibatch order (same ``config.seed``), on the
+    same training samples (with LETS among them, every run leaves out its validation split: ``shared_validation``).
 
     The runs are grouped by optimizer (and its bool/choice hyperparameters); each group is one stacked ``train``
     call, the groups one after another.
@@ -244,7 +249,7 @@ def run_many(config: Config, optimizers: Sequence[tuple[str, Mapping[str, Any]]]
         optimizers: (registry name, hyperparameters) pairs; unspecified hyperparameters take their defaults.
         **kwargs: passed to each group's ``train`` (progress, should_stop).
     """
-    configs = [config.with_optimizer(name, **dict(hp)) for name, hp in optimizers]
+    configs = shared_validation([config.with_optimizer(name, **dict(hp)) for name, hp in optimizers])
     return _ungroup(len(configs), [(members, train([configs[i] for i in members], **kwargs))
                                    for members in _groups(configs)])
 
@@ -304,7 +309,8 @@ class _Runs:
         self.hp = validate(self.config.optimizer, _stacked_hp(configs, self.dtype, self.device))
         with torch.no_grad():
             self.state = self.variant.program.init(self.params, self.hp)
-        self.oracle = ModelOracle(s.model, s.loss, s.dataset.kind, (s.x_train, s.y_train), (s.x_test, s.y_test))
+        # "heldout" is the validation split (LETS), never the test split the runs are judged on
+        self.oracle = ModelOracle(s.model, s.loss, s.dataset.kind, (s.x_train, s.y_train), (s.x_val, s.y_val))
         self.params = self.oracle.adopt(self.params)
         n = len(configs)
         self.orders = {seed: BatchOrder(s.x_train.shape[0], self.config.batch_size, seed, s.device) for seed in seeds}
@@ -358,14 +364,16 @@ class _Runs:
         snapshot = t % c.snapshot_every == 0 if self.diagnostics else t == 0
         theta = _flat(self.params).clone() if snapshot else None
         full_grad = _flat(probe.grads if full_batch else full[0].grads) if with_full else None
+        # full batch: θ_t's gradient is the full one; its norm as the programs take it (the same numbers as their
+        # grad_norm, which for SAMPa is another gradient's), before a program could touch it
+        full_norm = global_norm(probe.grads) if with_full and full_batch else None
         report = self.variant.program.step(self.params, self.state, self.hp, self.oracle, self.names)
         rows.update({k: report[k] for k in REPORT_FIELDS})
         eps = None if report["perturbation"] is None else _flat(report["perturbation"])
         rows.update(self._cost(eps))
         self._write_extra(t, report.get("extra", {}), report.get("extra_labels", {}))
         if full_grad is not None:
-            # full batch: θ_t's gradient is the full one, and the program has its norm already
-            full_norm = report["grad_norm"] if full_batch else full_grad.norm(dim=1)
+            full_norm = full_grad.norm(dim=1) if full_norm is None else full_norm
             rows["full_grad_norm"] = full_norm
             if eps is not None:  # cos = ⟨e, ∇L⟩ / (‖e‖‖∇L‖) from the norms at hand: one kernel, not three
                 denominator = (_as(report["eps_norm"], self.dtype) * full_norm).clamp_min(1e-30)

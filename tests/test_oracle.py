@@ -90,7 +90,7 @@ def test_the_registry_says_where_two_over_eta_applies():
     # every rule whose step is θ ← θ − η·(some gradient) with the SGD base; not Adam's, LightSAM's or AdaSAM's
     # preconditioned steps, nor Monge-SAM's metric
     assert {n for n, ok in limit.items() if ok} == {"sgd", "sam", "asam", "fsam", "msam", "ssam", "esam", "mbsam",
-                                                    "gsam", "looksam", "wsam"}
+                                                    "sampa", "lets", "gsam", "looksam", "wsam"}
     assert not OPTIMIZERS["sgd"].gd_stability_limit()  # momentum 0.9 by default
     assert not OPTIMIZERS["sam"].gd_stability_limit({"momentum": 0.0, "base": "adam"})
 

@@ -77,7 +77,8 @@ class SAMOptimizer(torch.optim.Optimizer):
     ``requires_grad=False``, or unused by the loss) are neither perturbed nor updated, as if absent; the set of
     parameters with gradients must stay the same from step to step. ``state_dict`` holds per-parameter tensors
     under ``state[i]`` (``momentum_buffer``, ``exp_avg``, ``ema``, ...) and the rule's global entries (step
-    counters, LightSAM-I's accumulators) under ``state["core"]``; loading it into an optimizer from ``make`` with
+    counters, LightSAM-I's accumulators) under ``state["core"]`` (SAMPa: also the previous step's batch, under
+    ``state["previous_batch"]``, which its next step probes on); loading it into an optimizer from ``make`` with
     the same parameters resumes the run exactly.
 
     Args:
@@ -259,13 +260,22 @@ class SAMOptimizer(torch.optim.Optimizer):
         params, names, positions, hp = self._active()
         state = self._rule_state(params, positions, hp)
         oracle = ClosureOracle(params, closure if self.program.two_pass else None, self.name,
-                               previous=self._previous_closure, sized=closure)
+                               previous=self._previous(closure), sized=closure)
         report = self.program.step([p.unsqueeze(0) for p in params], state, hp, oracle, names)
         self._save_core(state)
         self.last = _report(report, oracle)
         if isinstance(closure, BatchClosure):  # SAMPa's "previous" batch at the next step
             self._previous_closure = closure
+            if self.info.uses_previous_batch:  # in the checkpoint too, so that a resumed run probes on it
+                self.state[PREVIOUS_BATCH] = (closure.x, closure.y)
         return oracle.last_loss
+
+    def _previous(self, closure: Callable[[], Tensor] | None) -> BatchClosure | None:
+        """The previous step's closure; after ``load_state_dict``, one rebuilt from the checkpoint's batch."""
+        if self._previous_closure is None and PREVIOUS_BATCH in self.state and isinstance(closure, BatchClosure):
+            x, y = self.state[PREVIOUS_BATCH]
+            self._previous_closure = BatchClosure(closure.model, closure.loss_fn, x, y, heldout=closure.heldout)
+        return self._previous_closure
 
 
 def _report(report: dict[str, Any], oracle: ClosureOracle) -> StepReport:
@@ -283,8 +293,12 @@ def _report(report: dict[str, Any], oracle: ClosureOracle) -> StepReport:
 
 
 # hyperparameters a rule reads once for all tensors (beyond "base", which picks the rule)
-# (LookSAM's k paces one step counter; WSAM's decouple picks the form of the whole step, as in pytorch-optimizer)
-_GLOBAL_HPARAMS: dict[str, tuple[str, ...]] = {"lightsam1": ("eps",), "looksam": ("k",), "wsam": ("decouple",)}
+# (LookSAM's k paces one step counter; WSAM's decouple picks the form of the whole step, as in pytorch-optimizer;
+# LETS learns one ρ per run, from one starting value)
+_GLOBAL_HPARAMS: dict[str, tuple[str, ...]] = {"lightsam1": ("eps",), "looksam": ("k",), "wsam": ("decouple",),
+                                               "lets": ("rho", "rho_lr", "every", "rho_min", "rho_max")}
+# SAMPa's previous step's batch (x, y) in ``state``: its next step probes on it, so a checkpoint must hold it
+PREVIOUS_BATCH = "previous_batch"
 # bookkeeping entries of state["core"] that are not the rule's
 _CORE_KEYS = ("active", "tensor_keys")
 

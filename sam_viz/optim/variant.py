@@ -71,6 +71,11 @@ class Variant:
             line per column).
         batch_closure: whether the ``torch.optim`` adapter needs a ``BatchClosure`` (a closure that knows its batch:
             sub-batches, per-sample losses, a held-out or the previous batch) rather than a plain closure.
+        needs_validation: whether a step asks for the ``"heldout"`` batch (LETS learns ρ on it): the training loop
+            then carves a validation split out of the training set (``Config.val_fraction``), and runs compared
+            with it in the app train on the same remaining samples.
+        uses_previous_batch: whether a step asks for the ``"previous"`` batch (SAMPa): the ``torch.optim`` adapter
+            then keeps that batch in its ``state_dict``, so that a resumed run goes on exactly.
         gd_limit: ``gd_limit(hp) -> bool``, whether plain gradient descent's 2/η stability limit applies to a run
             with these hyperparameters (read it through ``gd_stability_limit``).
     """
@@ -89,6 +94,8 @@ class Variant:
     where: str = ""
     series: Mapping[str, str] = field(default_factory=dict)
     batch_closure: bool = False
+    needs_validation: bool = False
+    uses_previous_batch: bool = False
     gd_limit: Callable[[Mapping[str, Any]], bool] = never
 
     @property
