@@ -203,6 +203,24 @@ def _assert_runs_equal(a, b, rtol=1e-10, atol=1e-12):
 @pytest.mark.parametrize("mask", ["fisher", "dynamic"])
 def test_stacked_runs_equal_separate_runs(mask):
     configs = [SMALL.replace(seed=s, rho=r, sparsity=k, mask=mask, update_every=3, num_samples=4, drop_horizon=8)
+               for s, r, k in zip([0, 1, 0], [0.05, 0.1, 0.2], [0.5, 0.9, 0.99])]
+    for stacked, config in zip(train(configs), configs):
+        _assert_runs_equal(stacked, run(config))
+
+
+def test_a_dense_run_stacked_with_sparse_ones_equals_its_single_run():
+    """Dynamic masks: a sparsity-0 run beside sparse ones takes an all-ones mask that no refresh changes."""
+    configs = [SMALL.replace(seed=s, rho=r, sparsity=k, mask="dynamic", update_every=3, drop_horizon=8)
+               for s, r, k in zip([0, 1, 0], [0.05, 0.1, 0.2], [0.5, 0.9, 0.0])]
+    for stacked, config in zip(train(configs), configs):
+        _assert_runs_equal(stacked, run(config))
+
+
+@pytest.mark.xfail(strict=True, reason="engine: a stack counts one set of backward passes for all its runs, so the "
+                                       "sparse runs' Fisher passes are charged to a sparsity-0 run stacked with them "
+                                       "(grad_calls 6 at refreshes, SAM's single run: 2)")
+def test_a_dense_fisher_run_stacked_with_sparse_ones_records_sams_cost():
+    configs = [SMALL.replace(seed=s, rho=r, sparsity=k, update_every=3, num_samples=4)
                for s, r, k in zip([0, 1, 0], [0.05, 0.1, 0.2], [0.5, 0.9, 0.0])]
     for stacked, config in zip(train(configs), configs):
         _assert_runs_equal(stacked, run(config))
@@ -216,8 +234,16 @@ def test_every_sweep_cell_equals_its_single_run(mask):
         assert_cell_equals_run(grid, s, i, j)
 
 
-def test_every_sparsity_cell_equals_its_single_run():
-    grid = run_grid(SMALL.replace(steps=6, update_every=2, num_samples=4), ("sparsity", [0.0, 0.9]),
+@pytest.mark.parametrize("sparsities", [
+    [0.5, 0.9],
+    pytest.param([0.0, 0.9], marks=pytest.mark.xfail(strict=True, reason="engine: the sparse cells' Fisher passes "
+                                                                         "are charged to the sparsity-0 cells")),
+])
+def test_every_sparsity_cell_equals_its_single_run(sparsities):
+    """Also in cost (``total_grad_evals``, which ``assert_cell_equals_run`` leaves out)."""
+    grid = run_grid(SMALL.replace(steps=6, update_every=2, num_samples=4), ("sparsity", sparsities),
                     ("rho", [0.05, 0.2]), seeds=1, strategy="batched", lambda_max=False)
     for s, i, j in np.ndindex(grid.shape):
-        assert_cell_equals_run(grid, s, i, j)
+        r = run(grid.cell_config(s, i, j))
+        assert_cell_equals_run(grid, s, i, j, r)
+        assert grid.total_grad_evals[s, i, j] == pytest.approx(float(np.nansum(r.grad_evals)), rel=1e-12)
