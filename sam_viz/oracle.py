@@ -58,8 +58,9 @@ class ModelOracle:
         self.previous_batch: Data | None = None
         self._cache: dict[str, tuple[Probe, Tensor]] = {}
         self._loaded: list[tuple[Tensor, int]] | None = None  # the point the probe model's parameters hold
-        # the step's cost, as the program asked for it: backward passes and the samples in them, per run
-        self.grad_calls = 0
+        # the step's cost, as the program asked for it: backward passes and the samples in them, per run (numbers
+        # while every pass serves every run; (R,) tensors once a pass serves only some, ``for_runs``)
+        self.grad_calls: Tensor | int = 0
         self.grad_samples: Tensor | float = 0.0
         self._counted: set[str] = set()  # θ_t's shared probes already counted this step
 
@@ -110,6 +111,8 @@ class ModelOracle:
         self.params = params
         if isinstance(self.grad_samples, Tensor):
             self.grad_samples = self.grad_samples[keep]
+        if isinstance(self.grad_calls, Tensor):
+            self.grad_calls = self.grad_calls[keep]
         self.step_batch = _take_batch(self.step_batch, keep)
         self.previous_batch = _take_batch(self.previous_batch, keep)
         self._cache = {key: (_take_probe(probe, keep), None if out is None else out[keep])
@@ -138,13 +141,13 @@ class ModelOracle:
     # ------------------------------------------------------------------ the program's side (``optim.Oracle``)
 
     def grad(self, point: Sequence[Tensor] | None = None, *, batch: Batch = "step",
-             per_sample: bool = False, mask: Tensor | None = None) -> Probe:
+             per_sample: bool = False, mask: Tensor | None = None, for_runs: Tensor | None = None) -> Probe:
         if mask is not None:
-            return self._masked(self.params if point is None else point, batch, mask)
+            return self._masked(self.params if point is None else point, batch, mask, for_runs)
         data = self._data(batch)
         shared = point is None and not per_sample and isinstance(batch, str) and batch in ("step", "train")
         if not shared or batch not in self._counted:
-            self._count(data, None)
+            self._count(data, None, for_runs)
             if shared:
                 self._counted.add(batch)
         if shared:
@@ -170,19 +173,26 @@ class ModelOracle:
 
     # ------------------------------------------------------------------ internals
 
-    def _count(self, data: Data, mask: Tensor | None) -> None:
-        self.grad_calls += 1
+    def _count(self, data: Data, mask: Tensor | None, for_runs: Tensor | None = None) -> None:
+        """One backward pass, and the samples in it, for every run or (``for_runs``) only the runs it serves: the
+        others' share of a stacked pass is computed and thrown away, which a run of its own would not do."""
         x, _, in_dim = data
-        self.grad_samples = self.grad_samples + (
-            mask.sum(1).to(self.params[0].dtype) if mask is not None else float(x.shape[1] if in_dim == 0 else x.shape[0]))
+        samples = mask.sum(1).to(self.params[0].dtype) if mask is not None else float(x.shape[1] if in_dim == 0 else x.shape[0])
+        if for_runs is None:
+            self.grad_calls = self.grad_calls + 1
+            self.grad_samples = self.grad_samples + samples
+        else:
+            served = for_runs.to(self.params[0].dtype)
+            self.grad_calls = self.grad_calls + served
+            self.grad_samples = self.grad_samples + served * samples
 
-    def _masked(self, point: Sequence[Tensor], batch: Batch, mask: Tensor) -> Probe:
+    def _masked(self, point: Sequence[Tensor], batch: Batch, mask: Tensor, for_runs: Tensor | None = None) -> Probe:
         """The loss over the samples of ``batch`` selected by ``mask`` ((R, B) bool, per run), and its gradient:
         one run differentiates only its selected samples (the saving ESAM's selection is for); several runs take
         the masked mean of per-sample losses (the same numbers; stacked runs need one batch shape)."""
         data = self._data(batch)
         x, y, in_dim = data
-        self._count(data, mask)
+        self._count(data, mask, for_runs)
         if point[0].shape[0] == 1:
             index = torch.nonzero(mask[0]).squeeze(1)
             xs, ys = (x[0], y[0]) if in_dim == 0 else (x, y)

@@ -451,7 +451,8 @@ class _Runs:
         else:  # the same for every run: cached device constants, no per-step allocation
             samples = self._constant(oracle.grad_samples, n)
             evals = self._constant(oracle.grad_samples / oracle.step_batch_size(), n)
-        return {"grad_calls": self._constant(float(oracle.grad_calls), n), "grad_samples": samples,
+        calls = oracle.grad_calls if isinstance(oracle.grad_calls, Tensor) else self._constant(float(oracle.grad_calls), n)
+        return {"grad_calls": calls, "grad_samples": samples,
                 "grad_evals": evals, "perturbed_params": moved}
 
     def _constant(self, value: float, n: int) -> Tensor:

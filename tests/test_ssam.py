@@ -216,9 +216,6 @@ def test_a_dense_run_stacked_with_sparse_ones_equals_its_single_run():
         _assert_runs_equal(stacked, run(config))
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a stack counts one set of backward passes for all its runs, so the "
-                                       "sparse runs' Fisher passes are charged to a sparsity-0 run stacked with them "
-                                       "(grad_calls 6 at refreshes, SAM's single run: 2)")
 def test_a_dense_fisher_run_stacked_with_sparse_ones_records_sams_cost():
     configs = [SMALL.replace(seed=s, rho=r, sparsity=k, update_every=3, num_samples=4)
                for s, r, k in zip([0, 1, 0], [0.05, 0.1, 0.2], [0.5, 0.9, 0.0])]
@@ -236,8 +233,7 @@ def test_every_sweep_cell_equals_its_single_run(mask):
 
 @pytest.mark.parametrize("sparsities", [
     [0.5, 0.9],
-    pytest.param([0.0, 0.9], marks=pytest.mark.xfail(strict=True, reason="engine: the sparse cells' Fisher passes "
-                                                                         "are charged to the sparsity-0 cells")),
+    [0.0, 0.9],
 ])
 def test_every_sparsity_cell_equals_its_single_run(sparsities):
     """Also in cost (``total_grad_evals``, which ``assert_cell_equals_run`` leaves out)."""

@@ -46,6 +46,9 @@ def assert_cell_equals_run(grid: Grid, s: int, i: int, j: int, r=None) -> None:
         assert np.isnan(cell[n:]).all(), name
     for name in FINAL_FIELDS:
         np.testing.assert_allclose(getattr(grid, name)[s, i, j], getattr(r, name), err_msg=name, equal_nan=True, **tol)
+    # the cost axis: what the cell's training took is what its single run took
+    np.testing.assert_allclose(grid.total_grad_evals[s, i, j], np.nansum(r.grad_evals) if n else np.nan,
+                               err_msg="total_grad_evals", equal_nan=True, **tol)
 
 
 # ---- every cell is the single run of its config ----------------------------------------------------------------

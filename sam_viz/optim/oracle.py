@@ -45,12 +45,14 @@ class Oracle(Protocol):
     """Loss and gradient at any stacked point. ``point=None`` means θ_t itself; its step-batch gradient is computed
     once per step and shared (the loop needs it for the batch loss, a program for s_t)."""
 
-    grad_calls: int  # backward passes the program asked for this step (the step's cost)
+    grad_calls: int | Tensor  # backward passes the program asked for this step (the step's cost), per run
 
     def grad(self, point: Sequence[Tensor] | None = None, *, batch: Batch = "step",
-             per_sample: bool = False, mask: Tensor | None = None) -> Probe:
+             per_sample: bool = False, mask: Tensor | None = None, for_runs: Tensor | None = None) -> Probe:
         """Loss and gradient at ``point`` on ``batch`` (see the module docstring); ``mask`` ((R, B) bool) keeps,
-        per run, only the selected samples of the batch (the mean over them)."""
+        per run, only the selected samples of the batch (the mean over them). ``for_runs`` ((R,) bool): the runs
+        that need this pass; it is computed for the whole stack but counted only for them (SSAM-F's Fisher passes
+        are not a sparsity-0 run's cost)."""
         ...
 
     def step_batch_size(self) -> int:
@@ -149,23 +151,24 @@ class ClosureOracle:
         return self._sized.size() if isinstance(self._sized, BatchClosure) else 1
 
     def grad(self, point: Sequence[Tensor] | None = None, *, batch: Batch = "step",
-             per_sample: bool = False, mask: Tensor | None = None) -> Probe:
+             per_sample: bool = False, mask: Tensor | None = None, for_runs: Tensor | None = None) -> Probe:
         ref = self._at_theta[0]
+        counted = for_runs is None or bool(for_runs.reshape(-1)[0])  # one run: counted if it needs the pass
         plain = isinstance(batch, str) and batch == "step" and not per_sample and mask is None
         if point is None and plain:
             if not self._theta_counted:
                 self._theta_counted = True
-                self._count(self.step_batch_size())
+                self._count(self.step_batch_size(), counted)
             return Probe(self._at_theta, torch.full((1,), math.nan, dtype=ref.dtype, device=ref.device))
         if self.closure is None:
             raise ValueError(f"{self.name} needs a closure: step(closure) re-evaluates the loss at θ + e")
         if plain:
             loss, losses = self._at(point, lambda: (self.closure(), None))
-            self._count(self.step_batch_size())
+            self._count(self.step_batch_size(), counted)
         else:
             closure, indices, split = self._request(batch, per_sample, mask)
             loss, losses = self._at(point, lambda: closure.evaluate(indices, split=split, per_sample=per_sample))
-            self._count(closure.size() if indices is None else int(indices.numel()))
+            self._count(closure.size() if indices is None else int(indices.numel()), counted)
         grads = [g.unsqueeze(0) for g in torch._foreach_mul([p.grad.detach() for p in self.params], 1.0)]
         self.last_loss = loss
         value = float(loss.detach()) if isinstance(loss, Tensor) else math.nan
@@ -226,9 +229,10 @@ class ClosureOracle:
             indices = selected if indices is None else indices[selected]
         return closure, indices, split
 
-    def _count(self, samples: int) -> None:
-        self.grad_calls += 1
-        self.grad_samples += float(samples)
+    def _count(self, samples: int, counted: bool = True) -> None:
+        if counted:
+            self.grad_calls += 1
+            self.grad_samples += float(samples)
 
     def _unsupported(self, batch: Batch, per_sample: bool) -> None:
         raise NotImplementedError(

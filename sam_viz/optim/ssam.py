@@ -66,12 +66,13 @@ def top_entries(scores: Tensor, count: Tensor) -> Tensor:
     return ranks < count.unsqueeze(1)
 
 
-def fisher_scores(oracle: Oracle, n_samples: int, like: Tensor) -> list[Tensor]:
+def fisher_scores(oracle: Oracle, n_samples: int, like: Tensor, for_runs: Tensor | None = None) -> list[Tensor]:
     """The empirical Fisher Σ_i (∇ℓ_i)² per parameter entry over the first ``n_samples`` samples of the step's
-    batch, one single-sample gradient each (as the reference code's batch-size-1 loader): (R, *shape) per tensor."""
+    batch, one single-sample gradient each (as the reference code's batch-size-1 loader): (R, *shape) per tensor.
+    ``for_runs`` ((R,) bool): the runs whose mask needs the scores (the passes count only for them)."""
     scores: list[Tensor] | None = None
     for i in range(n_samples):
-        g = oracle.grad(batch=torch.tensor([i], device=like.device)).grads
+        g = oracle.grad(batch=torch.tensor([i], device=like.device), for_runs=for_runs).grads
         if scores is None:
             scores = [gi * gi for gi in g]
         else:
@@ -126,9 +127,10 @@ def ssam_step(params: list[Tensor], state: State, hp: dict, oracle: Oracle, name
     refresh = step % hp["update_every"] == 0 and not dense
     sparsity = _per_run64(hp["sparsity"], runs, device)
     overlap = state["ssam_overlap"].clone() if hp["mask"] == "dynamic" else torch.ones(runs, dtype=dtype, device=device)
-    if hp["mask"] == "fisher" and refresh:
+    sparse = sparsity > 0  # a sparsity-0 run among sparse ones keeps a full mask: SAM, at SAM's cost
+    if hp["mask"] == "fisher" and refresh and bool(sparse.any()):
         n_samples = min(hp["num_samples"], oracle.step_batch_size())
-        scores = _flat(fisher_scores(oracle, n_samples, s[0]))
+        scores = _flat(fisher_scores(oracle, n_samples, s[0], for_runs=None if bool(sparse.all()) else sparse))
         old = _flat(masks) > 0.5
         new = top_entries(scores, keep_count(scores.shape[1], sparsity))
         overlap = _overlap(old, new).to(dtype) if step > 0 else torch.full_like(overlap, math.nan)
