@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import header  # noqa: E402  (beside this script)
+
 from sam_viz.config import Config  # noqa: E402
 from sam_viz.sweep import Grid, run_grid  # noqa: E402
 from sam_viz.train import train  # noqa: E402
