@@ -30,6 +30,11 @@ class Evidence:
     setup: str
 
 
+_FAMILY_SETUP = ("Digits (all 1,797 images: 1,348 train / 449 test), MLP 64-32-32-10 tanh, minibatches of 64 "
+                 "(mSAM: 128), 600 steps, lr 0.1 with SGD momentum 0.9 as every method's base, 5 seeds paired across "
+                 "methods (same θ₀ and batches); LETS trains on the 80% of the training images its validation split "
+                 "leaves.")
+
 EVIDENCE: dict[str, Evidence] = {
     "lightsam_claim_digits": Evidence(
         title="LightSAM's robustness claim on digits: the full reproduction",
@@ -76,5 +81,80 @@ EVIDENCE: dict[str, Evidence] = {
         source="benchmarks/RESULTS.md",
         setup="Digits (1,348 train / 449 test images), minibatches of 64, 800 steps, lr 0.1 with SGD momentum 0.9, "
               "5 seeds paired across methods (same θ₀ and batches); one test image is 0.22 points.",
+    ),
+    "esam_cost": Evidence(
+        title="ESAM against SAM and SGD on digits: accuracy and gradient evaluations",
+        columns=('method', 'test acc % mean ± std', 'gradient evaluations (batches)', 'per step'),
+        rows=(
+            ('SGD', '97.24 ± 0.44', '600', '1.00'),
+            ('SAM', '97.19 ± 0.33', '1200', '2.00'),
+            ('ESAM (β 0.5, γ 0.5)', '97.02 ± 0.52', '896', '1.49'),
+        ),
+        command="python benchmarks/family_claims.py esam --threads 1",
+        source="benchmarks/RESULTS.md",
+        setup=_FAMILY_SETUP,
+    ),
+    "gsam_surrogate_gap": Evidence(
+        title="GSAM against SAM on digits: the surrogate gap by quarter of training",
+        columns=('method', 'gap, 1st quarter', '2nd', '3rd', '4th quarter', 'test acc %'),
+        rows=(
+            ('SAM', '0.0601 ± 0.0020', '0.0341 ± 0.0024', '0.0192 ± 0.0019', '0.0130 ± 0.0029', '97.24 ± 0.41'),
+            ('GSAM (α 0.4)', '0.0595 ± 0.0018', '0.0346 ± 0.0024', '0.0201 ± 0.0010', '0.0134 ± 0.0018', '97.10 ± 0.58'),
+        ),
+        command="python benchmarks/family_claims.py gsam --threads 1",
+        source="benchmarks/RESULTS.md",
+        setup=_FAMILY_SETUP,
+    ),
+    "ssam_sparsity": Evidence(
+        title="SSAM-F on digits: accuracy and final λ_max against sparsity",
+        columns=('sparsity', 'test acc % mean ± std', 'final λ_max mean ± std'),
+        rows=(
+            ('0', '97.19 ± 0.33', '0.37 ± 0.16'),
+            ('0.5', '97.15 ± 0.33', '0.38 ± 0.16'),
+            ('0.9', '97.19 ± 0.18', '0.60 ± 0.30'),
+            ('0.99', '97.37 ± 0.33', '0.61 ± 0.10'),
+        ),
+        command="python benchmarks/family_claims.py ssam --threads 1",
+        source="benchmarks/RESULTS.md",
+        setup=_FAMILY_SETUP,
+    ),
+    "msam_flatness": Evidence(
+        title="mSAM on digits: final λ_max and accuracy against the number of micro-batches",
+        columns=('m', 'micro-batch size', 'test acc % mean ± std', 'final λ_max mean ± std'),
+        rows=(
+            ('1', '128', '97.33 ± 0.24', '0.46 ± 0.03'),
+            ('2', '64', '97.37 ± 0.17', '0.44 ± 0.03'),
+            ('4', '32', '97.42 ± 0.30', '0.40 ± 0.03'),
+            ('8', '16', '97.42 ± 0.30', '0.36 ± 0.03'),
+            ('16', '8', '97.42 ± 0.30', '0.33 ± 0.03'),
+        ),
+        command="python benchmarks/family_claims.py mbsam --threads 1",
+        source="benchmarks/RESULTS.md",
+        setup=_FAMILY_SETUP,
+    ),
+    "sampa_parallel": Evidence(
+        title="SAMPa against SAM and SGD on digits: accuracy and sequential gradient evaluations",
+        columns=('method', 'test acc % mean ± std', 'gradient evaluations', 'sequential evaluations'),
+        rows=(
+            ('SGD', '97.24 ± 0.44', '600', '600'),
+            ('SAM', '97.19 ± 0.33', '1200', '1200'),
+            ('SAMPa (λ 0.2)', '97.42 ± 0.18', '1200', '600'),
+        ),
+        command="python benchmarks/family_claims.py sampa --threads 1",
+        source="benchmarks/RESULTS.md",
+        setup=_FAMILY_SETUP,
+    ),
+    "lets_learned_radius": Evidence(
+        title="LETS on digits: ρ_t from two initial radii, at two step sizes β",
+        columns=('β (rho_lr)', 'initial ρ', 'ρ_t step 0', 'step 150', 'step 300', 'step 599', 'test acc %'),
+        rows=(
+            ('1', '0.01', '0.010 ± 0.000', '0.031 ± 0.040', '0.000 ± 0.000', '0.000 ± 0.000', '97.33 ± 0.24'),
+            ('1', '0.5', '0.500 ± 0.000', '0.489 ± 0.009', '0.481 ± 0.007', '0.470 ± 0.011', '96.79 ± 0.57'),
+            ('30', '0.01', '0.010 ± 0.000', '0.660 ± 0.324', '0.619 ± 0.331', '0.456 ± 0.274', '96.61 ± 0.22'),
+            ('30', '0.5', '0.500 ± 0.000', '0.557 ± 0.194', '0.275 ± 0.337', '0.169 ± 0.212', '96.97 ± 0.33'),
+        ),
+        command="python benchmarks/family_claims.py lets --threads 1",
+        source="benchmarks/RESULTS.md",
+        setup=_FAMILY_SETUP,
     ),
 }

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+from test_sensitivity_page import _benchmark_table
 
 from sam_viz import scene
 from sam_viz.curvature import over_training
 from sam_viz.data import TASKS
+from sam_viz.evidence import EVIDENCE
 from sam_viz.presets import PRESETS
 from sam_viz.sweep import robustness, run_grid
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _runs(name: str, **changes):
@@ -136,3 +142,16 @@ def test_mup2_perturbs_the_input_layer_that_naive_sam_leaves_alone():
     first_naive, first_mup2 = naive.extra["layer_eps_ratio"][0], mup2.extra["layer_eps_ratio"][0]
     assert first_mup2[0] > 4 * first_naive[0]  # input: perturbed far more by μP²
     assert first_naive[-1] > 4 * first_mup2[-1]  # output: plain SAM puts its perturbation there
+
+
+# ---- the measured tables the presets quote -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(EVIDENCE))
+def test_a_presets_table_is_the_measured_one_and_its_text_quotes_it(name):
+    ev = EVIDENCE[name]
+    assert name in PRESETS
+    header, rows = _benchmark_table(ROOT / ev.source, ev.command)
+    assert list(ev.columns) == header and [list(r) for r in ev.rows] == rows
+    cells = " | ".join(" | ".join(r) for r in rows)
+    for quoted in re.findall(r"\d+\.\d+ ± \d+\.\d+", PRESETS[name].explanation):
+        assert quoted in cells, quoted  # every mean ± std the explanation states is in the table
