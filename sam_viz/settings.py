@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import DEFAULT_VAL_FRACTION, Config, bool_from_text
+from .config import DEFAULT_VAL_FRACTION, MAX_LABEL_NOISE, Config, bool_from_text
 from .data import TASKS, train_size
 from .models import ACTIVATIONS
 from .optim import OPTIMIZERS
@@ -53,6 +53,7 @@ class Settings:
     task: str = _f("moons", FieldSpec("choice", choices=tuple(TASKS), label="Task", help="Data set, or a 2-D analytic loss whose parameters are the plane."))
     n: int = _f(256, FieldSpec("int", 16, 4000, label="Samples", help="Samples generated (analytic tasks: simulated noise vectors)."))
     noise: float = _f(0.2, FieldSpec("float", 0.0, 3.0, label="Noise", help="Input noise of the data; for analytic tasks the std of simulated minibatch-gradient noise."))
+    lnoise: float = _f(0.0, FieldSpec("float", 0.0, MAX_LABEL_NOISE, label="Label noise", help="Share of the training labels flipped to another class (test and validation labels stay true): a network that fits them memorises noise. Classification tasks only."))
     model: str = _f("mlp", FieldSpec("choice", choices=("mlp", "logistic", "cnn"), label="Model", help="Network (analytic tasks always train the point itself)."))
     depth: int = _f(2, FieldSpec("int", 0, 4, label="Hidden layers"))
     width: int = _f(16, FieldSpec("int", 2, 128, label="Width", help="Units per hidden layer."))
@@ -100,7 +101,8 @@ class Settings:
             common.update(model="point", start_x=None if math.isnan(self.start_x) else self.start_x,
                           start_y=None if math.isnan(self.start_y) else self.start_y, dtype="float64")
         else:  # model and batch fit the task: from_query made them so
-            common.update(model=self.model, depth=self.depth, width=self.width, activation=self.act)
+            common.update(model=self.model, depth=self.depth, width=self.width, activation=self.act,
+                          label_noise=self.lnoise)
         return [Config(optimizer=name, hparams=dict(hp), **common) for name, hp in self.runs]
 
     @property
