@@ -322,10 +322,10 @@ class _Plan:
 
 
 def _cell_config(base: Config, x_name: str, x: float, y_name: str, y: float, s: int) -> Config:
-    return base.replace(**{x_name: _axis_value(x_name, x), y_name: _axis_value(y_name, y)}, seed=base.seed + s)
+    return base.replace(**{x_name: axis_value(x_name, x), y_name: axis_value(y_name, y)}, seed=base.seed + s)
 
 
-def _axis_value(name: str, value: float) -> float | int:
+def axis_value(name: str, value: float) -> float | int:
     """A swept value as its Config takes it: the width is a whole number (the grid keeps its values as floats)."""
     return int(round(value)) if name in CONFIG_AXES else value
 
