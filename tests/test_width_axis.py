@@ -38,7 +38,7 @@ def test_every_cell_of_a_width_by_lr_grid_equals_its_single_run(optimizer):
         np.testing.assert_allclose(grid.lambda_max[s, i, j], float(lam), rtol=1e-6)
 
 
-def test_width_on_the_y_axis_and_process_equal_the_batched_numbers():
+def test_width_on_the_y_axis_in_float32():
     base = SMALL.replace(optimizer="sam", dtype="float32")
     grid = run_grid(base, ("rho", [0.0, 0.1]), ("width", [3, 12]), strategy="batched", lambda_max=False)
     for s, i, j in np.ndindex(grid.shape):
