@@ -28,7 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from machine import cpu_model  # noqa: E402  (beside this script)
+from machine import header  # noqa: E402  (beside this script)
+
 from sam_viz.config import Config  # noqa: E402
 from sam_viz.sweep import Grid, run_grid  # noqa: E402
 from sam_viz.train import train  # noqa: E402
@@ -166,8 +167,7 @@ def main() -> None:
         measure, default_steps = CLAIMS[name]
         steps = args.steps or default_steps
         print(f"## {name}: digits (1,348 train / 449 test), MLP 64-32-32-10 tanh, {steps} steps, lr 0.1 SGD momentum "
-              f"0.9 base, {args.seeds} paired seeds; torch {torch.__version__}, threads {torch.get_num_threads()}, "
-              f"{cpu_model()}")
+              f"0.9 base, {args.seeds} paired seeds; {header()}")
         started = time.perf_counter()
         raw = measure(steps, args.seeds)
         print(f"# {time.perf_counter() - started:.0f} s")

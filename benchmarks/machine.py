@@ -15,3 +15,28 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def gemm_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """float32 GEMM rate of torch's matmul on n² matrices (best of ``repeats``), GFLOP/s: what the machine gives
+    the dense layers, printed beside every benchmark's numbers so that runs on different CPUs compare."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up: thread pool, kernels
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best / 1e9
+
+
+def header() -> str:
+    """One line for a benchmark's output: CPU model, torch threads and float32 GEMM rate."""
+    import torch
+
+    return (f"{cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"float32 GEMM 1024² {gemm_gflops():.0f} GFLOP/s")

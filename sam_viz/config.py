@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .data import ANALYTIC, TASKS
+from .models import DEFAULT_BASE_WIDTH, check_parameterization
 from .optim import OPTIMIZERS, validate
 
 MAX_STEPS = 20_000
@@ -57,6 +58,10 @@ class Config:
     depth: int = _f(2, "Hidden layers of the MLP.")
     width: int = _f(32, "Units per hidden layer of the MLP.")
     activation: str = _f("tanh", "MLP/CNN activation: tanh, relu, gelu, sigmoid, softplus, elu.")
+    parameterization: str = _f("sp", "sp (PyTorch's default initialisation) or mup (μP initialisation of an MLP "
+                                     "with hidden layers; mup2 trains with its per-layer learning rates).")
+    base_width: int = _f(DEFAULT_BASE_WIDTH, "μP's base width n₀: at width = n₀ the μP model and mup2 are the "
+                                             "standard ones (r = width/n₀ = 1).")
     start_x: float | None = _f(None, "Start of the point model, first coordinate (default: the task's start).")
     start_y: float | None = _f(None, "Start of the point model, second coordinate (default: the task's start).")
     optimizer: str = _f("sam", "Optimizer registry name (see `python -m sam_viz optimizers`).")
@@ -73,6 +78,13 @@ class Config:
 
     def __post_init__(self) -> None:
         given = dict(self.hparams)
+        variant = OPTIMIZERS.get(self.optimizer)
+        if variant is not None and "base_width" in variant.hparams:  # the model's n₀ is the optimizer's (μP²)
+            given["base_width"] = self.base_width
+        check_parameterization(self.parameterization, self.base_width, self.model, self.depth)
+        if variant is not None and variant.parameterization and variant.parameterization != self.parameterization:
+            raise ValueError(f"Invalid parameterization for {self.optimizer}: it trains a "
+                             f"parameterization={variant.parameterization!r} model, got {self.parameterization!r}")
         checked = validate(self.optimizer, given)
         object.__setattr__(self, "hparams", tuple(sorted(checked.items())))
         _check_int("steps", self.steps, 1, MAX_STEPS)

@@ -22,6 +22,9 @@ from .data import ANALYTIC, CLASSIFICATION, TASKS, Dataset, analytic_loss, check
 ACTIVATIONS = ("tanh", "relu", "gelu", "sigmoid", "softplus", "elu")
 MAX_DEPTH = 8
 MAX_WIDTH = 1024
+# sp: PyTorch's default initialisation; mup: the maximal-update parameterisation of an MLP (``mup_init_std``)
+PARAMETERIZATIONS = ("sp", "mup")
+DEFAULT_BASE_WIDTH = 32
 
 _ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -130,6 +133,8 @@ def build_model(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     start: tuple[float, float] | None = None,
+    parameterization: str = "sp",
+    base_width: int = DEFAULT_BASE_WIDTH,
 ) -> nn.Module:
     """Builds a freshly initialised model for a data set.
 
@@ -148,6 +153,9 @@ def build_model(
         dtype: Floating dtype of the parameters.
         device: Device of the parameters.
         start: Initial point of the ``point`` model; defaults to the task's start.
+        parameterization: ``"sp"`` (PyTorch's default initialisation) or ``"mup"`` (the MLP's μP initialisation,
+            ``mup_init_std``; needs ``model="mlp"`` and ``depth >= 1``).
+        base_width: The width n₀ at which the μP model's initialisation is the standard one (r = width/n₀ = 1).
 
     Returns:
         The model; classifiers map (N, d) inputs to (N, C) logits, ``point`` maps
@@ -157,12 +165,56 @@ def build_model(
         ValueError: If an argument is invalid or the model does not fit the task.
     """
     _validate(dataset, model, depth, width, activation, seed, dtype, start)
+    check_parameterization(parameterization, base_width, model, depth)
     if model == "point":
         net: nn.Module = PlanePoint(dataset.name, start if start is not None else TASKS[dataset.name].start)
     else:
         net = _network(dataset, model, depth, width, activation)
-        _initialise(net, seed)
+        if parameterization == "mup":
+            _initialise_mup(net, seed, width / base_width)
+        else:
+            _initialise(net, seed)
     return net.to(device=device, dtype=dtype)
+
+
+def check_parameterization(parameterization: str, base_width: int, model: str, depth: int) -> None:
+    """Raises ValueError unless the parameterisation fits the model (μP: an MLP with hidden layers)."""
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"Invalid parameterization: {parameterization!r}; valid: {', '.join(PARAMETERIZATIONS)}")
+    check_int("base_width", base_width, 1, MAX_WIDTH)
+    if parameterization == "mup" and (model != "mlp" or depth < 1):
+        raise ValueError(f"Invalid parameterization: 'mup' needs an MLP with at least one hidden layer "
+                         f"(got model={model!r}, depth={depth})")
+
+
+def mup_init_std(role: str, fan_in: int, width: int, width_ratio: float) -> float:
+    """The μP initialisation's standard deviation of a weight matrix (spec §6b, after Haas et al.'s code), with
+    r = width/n₀ so that the base width n₀ has the standard ones: input √2/√fan_in, hidden √2/√n, output
+    √2/√(n·r) (∝ 1/n as the width grows: the output layer starts small). Biases start at zero."""
+    if role == "input":
+        return math.sqrt(2.0 / fan_in)
+    if role == "hidden":
+        return math.sqrt(2.0 / width)
+    return math.sqrt(2.0 / (width * width_ratio))
+
+
+def layer_roles(n_layers: int) -> tuple[str, ...]:
+    """The μP role of each of an MLP's linear layers, in order: input, hidden …, output."""
+    if n_layers < 2:
+        raise ValueError(f"μP needs an input and an output layer, got {n_layers} layer(s)")
+    return ("input",) + ("hidden",) * (n_layers - 2) + ("output",)
+
+
+@torch.no_grad()
+def _initialise_mup(net: nn.Module, seed: int, width_ratio: float) -> None:
+    """Gaussian μP weights (``mup_init_std``) and zero biases, drawn from a private generator."""
+    generator = torch.Generator().manual_seed(seed)
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    width = linears[0].out_features
+    for role, module in zip(layer_roles(len(linears)), linears):
+        std = mup_init_std(role, module.in_features, width, width_ratio)
+        module.weight.normal_(0.0, std, generator=generator)
+        module.bias.zero_()
 
 
 def _validate(

@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import DEFAULT_VAL_FRACTION, MAX_LABEL_NOISE, Config, bool_from_text
 from .data import TASKS, train_size
-from .models import ACTIVATIONS
+from .models import ACTIVATIONS, PARAMETERIZATIONS
 from .optim import OPTIMIZERS
 
 MAX_RUNS = 4
@@ -61,6 +61,8 @@ class Settings:
     depth: int = _f(2, FieldSpec("int", 0, 4, label="Hidden layers"))
     width: int = _f(16, FieldSpec("int", 2, 128, label="Width", help="Units per hidden layer."))
     act: str = _f("tanh", FieldSpec("choice", choices=ACTIVATIONS, label="Activation"))
+    param: str = _f("sp", FieldSpec("choice", choices=PARAMETERIZATIONS, label="Parameterisation", help="sp: PyTorch's default initialisation; mup: μP (an MLP's input, hidden and output layers initialised at their μP scales; μP² adds per-layer learning rates and radii). At the base width both start alike."))
+    bw: int = _f(16, FieldSpec("int", 2, 128, label="Base width", help="μP's base width n₀: at Width = n₀, μP² is plain SAM; the ratio Width/n₀ scales its layers."))
     runs: tuple[RunSpec, ...] = _f((("sgd", ()), ("sam", ())), FieldSpec("runs", label="Optimizers"))
     steps: int = _f(150, FieldSpec("int", 5, 3000, label="Steps"))
     batch: int = _f(0, FieldSpec("int", 0, 4000, label="Batch size", help="0 = full batch; smaller batches add gradient noise."))
@@ -105,7 +107,7 @@ class Settings:
                           start_y=None if math.isnan(self.start_y) else self.start_y, dtype="float64")
         else:  # model and batch fit the task: from_query made them so
             common.update(model=self.model, depth=self.depth, width=self.width, activation=self.act,
-                          label_noise=self.lnoise)
+                          parameterization=self.param, base_width=self.bw, label_noise=self.lnoise)
         return [Config(optimizer=name, hparams=dict(hp), **common) for name, hp in self.runs]
 
     @property
@@ -395,11 +397,33 @@ def _consistent(settings: Settings, notes: list[str]) -> Settings:
     if settings.model == "cnn" and settings.task != "digits":
         notes.append("model=cnn needs the digits task; using mlp")
         changes["model"] = "mlp"
+    changes.update(_parameterization(settings, notes))
     n_train = train_size(settings.task, settings.n, settings.test_fraction, settings.val_fraction or 0.0)
     if settings.batch > n_train:
         notes.append(f"batch={settings.batch} exceeds the {n_train} training samples; using full batch")
         changes["batch"] = 0
     return dataclasses.replace(settings, **changes) if changes else settings
+
+
+def _parameterization(settings: Settings, notes: list[str]) -> dict[str, Any]:
+    """μP fits an MLP with hidden layers; a method defined on a μP model (μP²) makes the model μP."""
+    needs = {OPTIMIZERS[name].parameterization for name, _ in settings.runs} - {""}
+    if TASKS[settings.task].kind == "analytic":
+        if needs:
+            names = [name for name, _ in settings.runs if OPTIMIZERS[name].parameterization]
+            notes.append(f"{', '.join(names)} trains a μP network, not an analytic task's point; using sam instead")
+            return {"runs": tuple(("sam", ()) if OPTIMIZERS[n].parameterization else (n, hp)
+                                  for n, hp in settings.runs), "param": "sp"}
+        return {"param": "sp"} if settings.param != "sp" else {}
+    changes: dict[str, Any] = {}
+    if needs and settings.param not in needs:
+        names = [name for name, _ in settings.runs if OPTIMIZERS[name].parameterization]
+        notes.append(f"{', '.join(names)} trains a μP network; using param=mup")
+        changes["param"] = next(iter(needs))
+    if changes.get("param", settings.param) == "mup" and (settings.model != "mlp" or settings.depth < 1):
+        notes.append(f"μP needs an MLP with hidden layers; using model=mlp with depth {max(1, settings.depth)}")
+        changes.update(model="mlp", depth=max(1, settings.depth))
+    return changes
 
 
 def to_query(settings: Settings) -> dict[str, str]:

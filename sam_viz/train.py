@@ -91,7 +91,8 @@ def setup(config: Config) -> Setup:
                            val_fraction=config.validation_share, label_noise=config.label_noise)
     start = None if config.start_x is None and config.start_y is None else _start(config, dataset)
     model = build_model(dataset, config.model, depth=config.depth, width=config.width, activation=config.activation,
-                        seed=config.seed, dtype=dtype, device=device, start=start)
+                        seed=config.seed, dtype=dtype, device=device, start=start,
+                        parameterization=config.parameterization, base_width=config.base_width)
     n_train = dataset.x_train.shape[0]
     if config.batch_size > n_train:
         raise ValueError(f"Invalid batch_size: {config.batch_size} exceeds the {n_train} training samples (0 = full batch)")

@@ -35,6 +35,7 @@ HP = {
     "mbsam": {"lr": 0.1, "rho": 0.05, "m": 4, "momentum": 0.9, "weight_decay": 5e-4},
     "sampa": {"lr": 0.1, "rho": 0.1, "lmbda": 0.3, "momentum": 0.9, "weight_decay": 5e-4},
     "lets": {"lr": 0.1, "rho": 0.05, "rho_lr": 10.0, "every": 2, "momentum": 0.9, "weight_decay": 5e-4},
+    "mup2": {"lr": 0.1, "rho": 0.05, "base_width": 4, "momentum": 0.9, "weight_decay": 5e-4},  # r = 8/4 = 2
 }
 NAMES = list(OPTIMIZERS)
 TWO_PASS = [name for name in NAMES if OPTIMIZERS[name].two_pass]

@@ -285,3 +285,25 @@ def test_ctrl_c_stops_sweep_and_writes_the_partial_grid(tmp_path, strategy, grou
     assert grid.stopped and 0 < grid.n_steps.sum() < total
     assert json.loads(stdout)["stopped"] is True
     assert f"stopped after {int(grid.n_steps.sum()):,} of {total:,} cell-steps; wrote {out}.npz and {out}.csv" in stderr
+
+
+# ------------------------------------------------------------------------------------------------ listings
+
+THE_NINETEEN = ("sgd", "adam", "sam", "asam", "fsam", "lightsam1", "lightsam2", "lightsam3", "adasam", "msam",
+                "ssam", "esam", "mbsam", "sampa", "lets", "mup2", "gsam", "looksam", "wsam")
+
+
+def test_optimizers_lists_all_nineteen_with_their_papers(capsys):
+    assert main(["optimizers"]) in (0, None)
+    out = capsys.readouterr().out
+    listed = [line.split()[0] for line in out.splitlines() if line and not line[0].isspace()]
+    assert tuple(listed) == THE_NINETEEN
+    blocks: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        if line and not line[0].isspace():
+            blocks[line.split()[0]] = []
+        elif line:
+            blocks[list(blocks)[-1]].append(line)
+    for name in ("ssam", "esam", "mbsam", "sampa", "lets", "mup2", "gsam", "looksam", "wsam"):
+        text = "\n".join(blocks[name])
+        assert "arxiv.org" in text and "lr" in text, name  # its paper's link and its hyperparameters

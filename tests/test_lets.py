@@ -103,7 +103,7 @@ def _autograd_hypergradient(model: nn.Module, batch, heldout, rho: float, lr: fl
     ahead = [p - lr * gi for p, gi in zip(theta, g)]
     gap = loss(ahead, *heldout) - loss(ahead, x, y)
     (dh,) = torch.autograd.grad(0.5 * gap * gap, r)
-    return float(dh), float(gap)
+    return float(dh), float(gap.detach())
 
 
 @pytest.mark.parametrize("rho,lr", [(0.05, 0.1), (0.3, 0.5), (1.0, 0.05)])

@@ -340,11 +340,23 @@ def test_every_optimizer_decreases_a_parabola(name):
     target = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
     w = nn.Parameter(torch.zeros(3, dtype=torch.float64))
     lr = {"adam": 0.05, "adasam": 0.05, "lightsam3": 0.05, "lightsam1": 1.0, "lightsam2": 1.0}.get(name, 0.1)
-    opt = make(name, [w], lr=lr)
+    if name == "mup2":  # μP² perturbs layers: the same parabola in two weight matrices (input, output layer)
+        target = target.reshape(3, 1) * torch.ones(3, 2, dtype=torch.float64)
+        w = nn.Parameter(torch.zeros(3, 2, dtype=torch.float64))
+        v = nn.Parameter(torch.zeros(2, 3, dtype=torch.float64))
+        opt = make(name, [w, v], lr=lr, base_width=3)
+
+        def parabola():
+            return ((w - target) ** 2).sum() + ((v - target.T) ** 2).sum()
+    else:
+        opt = make(name, [w], lr=lr)
+
+        def parabola():
+            return ((w - target) ** 2).sum()
 
     def closure():
         opt.zero_grad()
-        loss = ((w - target) ** 2).sum()
+        loss = parabola()
         loss.backward()
         return loss
 

@@ -225,7 +225,8 @@ def _variants(name: str) -> list[Config]:
         hp = {"lr": lr * (1, 0.5, 2)[k]}
         if "rho" in specs:
             hp["rho"] = specs["rho"].default * (1, 3, 0)[k]
-        out.append(TINY.replace(optimizer=name, hparams=hp, seed=seed))
+        out.append(TINY.replace(optimizer=name, hparams=hp, seed=seed,
+                                parameterization=OPTIMIZERS[name].parameterization or "sp"))
     return out
 
 

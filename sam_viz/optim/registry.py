@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from . import esam, gsam, lets, looksam, mbsam, sampa, ssam, wsam
+from . import esam, gsam, lets, looksam, mbsam, mup2, sampa, ssam, wsam
 from .functional import (BASES, Rule, adam_init, adam_update, adasam_init, adasam_update, asam_perturb, fsam_init,
                          fsam_perturb, lightsam1_init, lightsam1_perturb, lightsam1_update, lightsam2_init,
                          lightsam2_perturb, lightsam2_update, lightsam3_init, lightsam3_perturb, lightsam3_update,
@@ -151,7 +151,7 @@ OPTIMIZERS: dict[str, Variant] = {
 # Methods added after the first release keep their rule and entry in their own module (``sam_viz/optim/<name>.py``,
 # each defining ``VARIANT``); they join the registry here, in display order.
 NEW_METHODS: tuple[Variant, ...] = (ssam.VARIANT, esam.VARIANT, mbsam.VARIANT, sampa.VARIANT, lets.VARIANT,
-                                    gsam.VARIANT, looksam.VARIANT, wsam.VARIANT)
+                                    mup2.VARIANT, gsam.VARIANT, looksam.VARIANT, wsam.VARIANT)
 OPTIMIZERS.update({variant.name: variant for variant in NEW_METHODS})
 
 def make_rule(name: str, base: str = "sgd") -> Rule:

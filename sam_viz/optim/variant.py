@@ -76,6 +76,8 @@ class Variant:
             with it in the app train on the same remaining samples.
         uses_previous_batch: whether a step asks for the ``"previous"`` batch (SAMPa): the ``torch.optim`` adapter
             then keeps that batch in its ``state_dict``, so that a resumed run goes on exactly.
+        parameterization: the model parameterisation the method is defined for (``"mup"``: μP²), or "" for any;
+            ``Config`` refuses another.
         gd_limit: ``gd_limit(hp) -> bool``, whether plain gradient descent's 2/η stability limit applies to a run
             with these hyperparameters (read it through ``gd_stability_limit``).
     """
@@ -96,6 +98,7 @@ class Variant:
     batch_closure: bool = False
     needs_validation: bool = False
     uses_previous_batch: bool = False
+    parameterization: str = ""
     gd_limit: Callable[[Mapping[str, Any]], bool] = never
 
     @property

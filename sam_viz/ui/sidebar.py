@@ -67,7 +67,8 @@ def _log_options(hp: HParamSpec, value: float) -> list[float]:
 def _seed_widgets(settings: Settings, page: str) -> None:
     """Write the settings into the widgets' session keys (first load, preset, reset)."""
     ss = st.session_state
-    for name in ("task", "n", "noise", "lnoise", "model", "depth", "width", "act", "steps", "batch", "seed", "seeds"):
+    for name in ("task", "n", "noise", "lnoise", "model", "depth", "width", "act", "param", "bw", "steps", "batch",
+                 "seed", "seeds"):
         ss[f"w_{name}"] = getattr(settings, name)
     ss["w_start_x"] = None if math.isnan(settings.start_x) else settings.start_x
     ss["w_start_y"] = None if math.isnan(settings.start_y) else settings.start_y
@@ -185,6 +186,11 @@ def _experiment_form(settings: Settings, page: str) -> None:
             c1, c2 = st.columns(2)
             c1.number_input("Hidden layers", 0, int(spec("depth").high), key="w_depth", **quiet)
             c2.number_input("Width", int(spec("width").low), int(spec("width").high), key="w_width", **quiet)
+            c1, c2 = st.columns(2)
+            c1.selectbox("Parameterisation", spec("param").choices, key="w_param", help=spec("param").help, **quiet)
+            if ss["w_param"] == "mup":
+                c2.number_input("Base width", int(spec("bw").low), int(spec("bw").high), key="w_bw",
+                                help=spec("bw").help, **quiet)
         if ss["w_model"] != "logistic":
             st.selectbox("Activation", ACTIVATIONS, key="w_act", **quiet)
     st.markdown("**Optimizers** (same start, same batches)")
@@ -241,7 +247,7 @@ def _submit() -> None:
                    **{k: math.nan if v is None else float(v) for k, v in start.items()})
     if not analytic:
         changes.update(model=ss["w_model"], depth=int(ss["w_depth"]), width=int(ss["w_width"]), act=ss["w_act"],
-                       lnoise=float(ss["w_lnoise"]))
+                       param=ss["w_param"], bw=int(ss["w_bw"]), lnoise=float(ss["w_lnoise"]))
     # the preset's explanation stays while its advice is followed (same task); another task leaves the preset
     candidate = dataclasses.replace(old, **changes, preset=old.preset if task == old.task else "")
     settings, notes = from_query(to_query(candidate))  # clamped and checked exactly as a URL is
