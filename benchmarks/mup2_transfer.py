@@ -11,8 +11,8 @@ is that only μP² keeps the best cell in place as n grows. Methods:
 
 μP models use base width n₀ = the first width, so there every μP method is the same SAM.
 
-Run: ``python benchmarks/mup2_transfer.py --threads 2`` (``--widths``, ``--steps``, ``--seeds``). Prints a table per
-method (best cell and its accuracy per width), how far the best cell moved (grid steps in ρ and in η, first to last
+Run: ``python benchmarks/mup2_transfer.py --threads 2`` (``--widths``, ``--steps``, ``--seeds``). Prints one table (the
+best cell and its accuracy per method and width), how far the best cell moved (grid steps in ρ and in η, first to last
 width), then the raw grids as JSON.
 """
 
@@ -80,17 +80,16 @@ def main() -> None:
     raw: dict = {}
     started = time.perf_counter()
     summary = []
+    print("| method | width | best ρ | best η | test acc % (mean over seeds) |")
+    print("|---|---|---|---|---|")
     for method in args.methods:
-        print(f"\n### {method}\n")
-        print("| width | best ρ | best η | test acc (mean over seeds) |")
-        print("|---|---|---|---|")
         cells = []
         for width in args.widths:
             acc, loss = grid(method, width, args.widths[0], args.steps, args.seeds)
             i, j = best(acc, loss)
             cells.append((i, j))
             raw[f"{method}/{width}"] = {"acc": acc.tolist(), "loss": np.where(np.isfinite(loss), loss, -1).tolist()}
-            print(f"| {width} | {RHOS[i]:g} | {LRS[j]:g} | {100 * acc[i, j]:.1f}% |")
+            print(f"| {method} | {width} | {RHOS[i]:g} | {LRS[j]:g} | {100 * acc[i, j]:.1f} |")
             sys.stdout.flush()
         moved_rho = max(i for i, _ in cells) - min(i for i, _ in cells)
         moved_lr = max(j for _, j in cells) - min(j for _, j in cells)

@@ -15,6 +15,7 @@ import streamlit as st
 
 from .. import plots, scene
 from ..data import TASKS
+from ..evidence import EVIDENCE
 from ..presets import PRESETS
 from ..records import Run
 from ..report import html_report
@@ -200,6 +201,11 @@ def preset_banner(settings: Settings) -> None:
         if changed:
             st.caption(":material/edit: Changed since the preset opened: " + ", ".join(changed)
                        + ". The explanation describes the preset's own settings.")
+    evidence = EVIDENCE.get(preset.name)
+    if evidence is not None:  # the measured table the explanation quotes, with the command that produced it
+        with st.expander(evidence.title, expanded=True, icon=":material/table_chart:"):
+            st.table(pd.DataFrame(list(evidence.rows), columns=list(evidence.columns)).set_index(evidence.columns[0]))
+            st.caption(f"{evidence.setup} Produced by `{evidence.command}`; full output in `{evidence.source}`.")
 
 
 def preset_changes(preset: Settings, settings: Settings) -> list[str]:

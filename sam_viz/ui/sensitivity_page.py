@@ -13,7 +13,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from .. import plots, scene
-from ..evidence import EVIDENCE
 from ..report import html_report
 from ..settings import AXIS_FIELDS, SWEEP_METRICS, Settings, axis_range, cell_settings, fit_axes, spec, to_query
 from ..sweep import Grid
@@ -31,7 +30,6 @@ def render_sensitivity() -> None:
     settings = page_frame("Radius sensitivity")
     st.title("Radius sensitivity")
     preset_banner(settings)
-    _evidence(settings)
     c = st.columns([1.4, 1, 1, 0.8])
     with c[0]:
         view_option("smetric", st.selectbox, options=SWEEP_METRICS, format_func=METRIC_LABELS.get)
@@ -71,16 +69,6 @@ def render_sensitivity() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-
-
-def _evidence(settings: Settings) -> None:
-    """The measured table a preset quotes, with the command that produced it."""
-    ev = EVIDENCE.get(settings.preset)
-    if ev is None:
-        return
-    with st.expander(ev.title, expanded=True, icon=":material/table_chart:"):
-        st.table(pd.DataFrame(list(ev.rows), columns=list(ev.columns)).set_index(ev.columns[0]))
-        st.caption(f"{ev.setup} Produced by `{ev.command}`; full output in `{ev.source}`.")
 
 
 def _values_box(name: str, label: str) -> None:
