@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .data import ANALYTIC, TASKS
 from .models import DEFAULT_BASE_WIDTH, check_parameterization
 from .optim import OPTIMIZERS, validate
 
@@ -20,6 +21,7 @@ MAX_STEPS = 20_000
 # the validation share a run gets when its optimizer learns on a validation split (LETS) and none was set
 DEFAULT_VAL_FRACTION = 0.2
 MAX_VAL_FRACTION = 0.9
+MAX_LABEL_NOISE = 0.9
 MAX_SNAPSHOTS = 2_001
 DTYPES = ("float32", "float64")
 
@@ -47,6 +49,9 @@ class Config:
                                           f"{DEFAULT_VAL_FRACTION} for optimizers that learn on a validation split, "
                                           "none (0) for the others. Runs compared side by side should share it (the "
                                           "app and run_many do), so that they train on the same samples.")
+    label_noise: float = _f(0.0, f"Share of the training labels flipped to another class (uniformly among the "
+                                 f"others, fixed by `data_seed`), in [0, {MAX_LABEL_NOISE}]; the test and "
+                                 "validation splits keep their true labels. Classification tasks only.")
     n_classes: int = _f(3, "Classes of the blobs task.")
     data_seed: int = _f(0, "Seed of the data generator, apart from `seed` so one data set serves many seeds.")
     model: str = _f("mlp", "logistic, mlp, cnn (digits) or point (analytic tasks: the parameters are the plane).")
@@ -96,7 +101,7 @@ class Config:
             raise ValueError(f"Invalid dtype: {self.dtype!r}; valid: {', '.join(DTYPES)}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"Invalid device: {self.device!r}; valid: auto, cpu, cuda, cuda:N")
-        for name in ("noise", "test_fraction"):
+        for name in ("noise", "test_fraction", "label_noise"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise ValueError(f"Invalid {name}: {value!r} is not a finite number")
@@ -104,6 +109,12 @@ class Config:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not math.isfinite(float(value))):
                 raise ValueError(f"Invalid {name}: {value!r} is not a finite number")
+        if not 0.0 <= self.label_noise <= MAX_LABEL_NOISE:
+            raise ValueError(f"Invalid label_noise: {self.label_noise!r} (valid: a share in [0, {MAX_LABEL_NOISE}])")
+        if self.label_noise > 0 and TASKS.get(self.task) is not None and TASKS[self.task].kind == ANALYTIC:
+            raise ValueError(f"Invalid label_noise: {self.label_noise!r} for the analytic task {self.task!r}, which has "
+                             "no labels; label noise applies to classification tasks only (use 0)")
+        object.__setattr__(self, "label_noise", float(self.label_noise))  # 0 and 0.0 compare and hash alike anyway
         value = self.val_fraction
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not (math.isfinite(value) and 0.0 <= value <= MAX_VAL_FRACTION)):

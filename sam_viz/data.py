@@ -35,6 +35,7 @@ MIN_SAMPLES = 8
 MAX_SAMPLES = 20_000
 DIGITS_IMAGES = 1797  # scikit-learn's bundled 8×8 digits
 MAX_TEST_FRACTION = 0.9
+MAX_LABEL_NOISE = 0.9
 MIN_CLASSES = 2
 MAX_CLASSES = 10
 # scikit-learn's ``random_state`` accepts seeds up to 2**32 - 1.
@@ -84,6 +85,10 @@ class Dataset:
         x_val: Validation inputs carved out of the training set, float64 of shape
             (V, d); V is 0 unless ``make_dataset`` was asked for a validation split.
         y_val: Validation labels, int64 of shape (V,).
+        flipped: Indices into ``y_train`` of the labels that label noise flipped, sorted int64 of shape (F,);
+            empty without label noise.
+        y_train_clean: The training labels before any flip, int64 of shape (N,) (``y_train`` itself without
+            label noise).
     """
 
     name: str
@@ -96,11 +101,16 @@ class Dataset:
     input_dim: int
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    flipped: np.ndarray | None = None
+    y_train_clean: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.x_val is None:  # no validation split: empty arrays, so every caller sees the same types
             object.__setattr__(self, "x_val", np.zeros((0, self.x_train.shape[1])))
             object.__setattr__(self, "y_val", np.zeros(0, dtype=np.int64))
+        if self.flipped is None:  # no label noise: nothing flipped, the clean labels are the labels
+            object.__setattr__(self, "flipped", np.zeros(0, dtype=np.int64))
+            object.__setattr__(self, "y_train_clean", self.y_train)
 
 
 @dataclass(frozen=True)
@@ -234,6 +244,7 @@ def make_dataset(
     seed: int = 0,
     n_classes: int = 3,
     val_fraction: float = 0.0,
+    label_noise: float = 0.0,
 ) -> Dataset:
     """Builds a task's data set deterministically.
 
@@ -250,12 +261,18 @@ def make_dataset(
         val_fraction: Share of the *training* examples moved into a validation split
             (``x_val``, ``y_val``), in [0, 0.9]; the test split is untouched. 0 (the
             default) leaves the training set exactly as it is without the option.
+        label_noise: Share of the *training* labels flipped, in [0, 0.9]: exactly
+            ``round(label_noise * N_train)`` of them (after the validation split is carved
+            out), each to another class drawn uniformly; which ones and to what follow
+            ``seed`` alone. The test and validation splits keep their true labels.
+            Classification tasks only.
 
     Returns:
         The data set; the same arguments always give identical arrays.
 
     Raises:
-        ValueError: If an argument is out of range or the task is unknown.
+        ValueError: If an argument is out of range or the task is unknown, or label
+            noise is asked of an analytic task.
     """
     if name not in TASKS:
         raise ValueError(f"Invalid name: {name!r}; valid: {', '.join(TASKS)}")
@@ -265,6 +282,10 @@ def make_dataset(
     check_int("seed", seed, 0, MAX_SEED)
     check_int("n_classes", n_classes, MIN_CLASSES, MAX_CLASSES)
     _check_real("val_fraction", val_fraction, 0.0, MAX_TEST_FRACTION)
+    _check_real("label_noise", label_noise, 0.0, MAX_LABEL_NOISE)
+    if label_noise > 0 and TASKS[name].kind == ANALYTIC:
+        raise ValueError(f"Invalid label_noise: {label_noise!r} for the analytic task {name!r}, which has no "
+                         "labels; label noise applies to classification tasks only (use 0)")
 
     if TASKS[name].kind == ANALYTIC:
         dataset = _analytic_dataset(name, n_samples, noise, seed)
@@ -272,7 +293,24 @@ def make_dataset(
         x, y, classes = _generate(name, n_samples, noise, seed, n_classes)
         x_train, y_train, x_test, y_test = _split(x, y, _n_test(len(y), test_fraction), seed)
         dataset = Dataset(name, CLASSIFICATION, x_train, y_train, x_test, y_test, classes, x.shape[1])
-    return _with_validation(dataset, val_fraction, seed) if val_fraction > 0 else dataset
+    if val_fraction > 0:
+        dataset = _with_validation(dataset, val_fraction, seed)
+    return _with_label_noise(dataset, label_noise, seed) if label_noise > 0 else dataset
+
+
+def _with_label_noise(dataset: Dataset, share: float, seed: int) -> Dataset:
+    """``dataset`` with ``round(share · N_train)`` training labels flipped, each to one of the other classes
+    uniformly. Applied after the validation split is carved out, so that split (and the test split) stay clean.
+    The draws have their own stream (``[seed, 2]``): the samples, the splits and the batches do not move."""
+    n_train = len(dataset.y_train)
+    n_flip = round(share * n_train)
+    rng = np.random.default_rng([seed, 2])
+    flipped = np.sort(rng.choice(n_train, size=n_flip, replace=False)).astype(np.int64)
+    # an offset in 1..C-1 added modulo C is a uniform draw among the other classes, never the label itself
+    offset = rng.integers(1, dataset.n_classes, size=n_flip)
+    y_train = dataset.y_train.copy()
+    y_train[flipped] = (y_train[flipped] + offset) % dataset.n_classes
+    return dataclasses.replace(dataset, y_train=y_train, flipped=flipped, y_train_clean=dataset.y_train)
 
 
 def _with_validation(dataset: Dataset, val_fraction: float, seed: int) -> Dataset:
@@ -295,7 +333,8 @@ def _with_validation(dataset: Dataset, val_fraction: float, seed: int) -> Datase
         x_train = x_train - x_train.mean(axis=0)
     else:
         x_train, y_train, x_val, y_val = _split(dataset.x_train, dataset.y_train, n_val, seed)
-    return dataclasses.replace(dataset, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val)
+    return dataclasses.replace(dataset, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
+                               y_train_clean=y_train)
 
 
 def class_count(name: str, n_classes: int = 3) -> int:

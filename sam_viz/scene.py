@@ -28,7 +28,7 @@ from .models import split_parameters
 from .optim import OPTIMIZERS
 from .records import Run
 from .settings import SWEEP_METRICS, Settings
-from .sweep import MAX_CELL_STEPS, Grid, robustness, run_grid
+from .sweep import CONFIG_AXES, MAX_CELL_STEPS, Grid, axis_value, robustness, run_grid, width_axis_problem
 from .train import lockstep, setup
 
 
@@ -301,7 +301,7 @@ def hessian_spectra(settings: Settings, runs: Sequence[Run], *, progress: Callab
 # ------------------------------------------------------------------------------------------------ sweep
 
 
-AXIS_NAMES = {"rho": "ρ", "lr": "learning rate"}
+AXIS_NAMES = {"rho": "ρ", "lr": "learning rate", "width": "width"}
 MAX_SWEEP_VALUES = 9  # per axis, as the URL accepts (settings: 1 to 9 values); a 9 × 9 map stays legible
 HEATMAP_FIELDS = {"test_acc": "final_test_acc", "test_loss": "final_test_loss", "train_loss": "final_train_loss",
                   "lambda_max": "lambda_max"}
@@ -320,7 +320,7 @@ def _count(n: int, one: str, many: str) -> str:
 
 
 def parse_sweep_values(text: str, low: float, high: float, previous: Sequence[float],
-                       max_values: int = MAX_SWEEP_VALUES) -> tuple[tuple[float, ...], str]:
+                       max_values: int = MAX_SWEEP_VALUES, whole: bool = False) -> tuple[tuple[float, ...], str]:
     """The values a typed list of numbers stands for, and one note on what was changed ("" when nothing was).
 
     Numbers may be separated by commas, semicolons or spaces. Words and NaN/inf are left out, values outside
@@ -333,6 +333,7 @@ def parse_sweep_values(text: str, low: float, high: float, previous: Sequence[fl
         low, high: the valid range.
         previous: the values in use before (kept when the text holds none).
         max_values: the most values an axis takes.
+        whole: the axis takes whole numbers (a width): others are rounded.
 
     Returns:
         (values, note).
@@ -346,6 +347,9 @@ def parse_sweep_values(text: str, low: float, high: float, previous: Sequence[fl
             bad.append(word)
             continue
         (numbers if math.isfinite(number) else infinite).append(number if math.isfinite(number) else word)
+    fractional = sum(n != round(n) for n in numbers) if whole else 0
+    if whole:
+        numbers = [float(round(n)) for n in numbers]
     below, above = sum(n < low for n in numbers), sum(n > high for n in numbers)
     clamped = [min(max(n, low), high) for n in numbers]
     distinct = list(dict.fromkeys(clamped))
@@ -357,6 +361,8 @@ def parse_sweep_values(text: str, low: float, high: float, previous: Sequence[fl
     if infinite:
         shown = ", ".join(repr(w) for w in infinite[:3]) + (f" and {len(infinite) - 3} more" if len(infinite) > 3 else "")
         problems.append(f"{shown} {'is not a finite number' if len(infinite) == 1 else 'are not finite numbers'}")
+    if fractional:
+        problems.append(_count(fractional, "value rounded to a whole number", "values rounded to whole numbers"))
     if below:
         problems.append(f"{_count(below, 'value', 'values')} below {low:g} raised to {low:g}")
     if above:
@@ -414,6 +420,10 @@ def sweep_plan(settings: Settings) -> SweepPlan:
         configs = settings.configs()
     except ValueError as err:
         return SweepPlan([], [], f"These settings cannot be trained: {err}")
+    for name, values in ((sx, settings.sxv), (sy, settings.syv)):
+        problem = width_axis_problem(configs[0], values) if name == "width" else ""  # the model is every run's
+        if problem:
+            return SweepPlan([], [], f"The width cannot be swept: {problem}.")
     entries, skipped = [], []
     for label, config in zip(settings.labels, configs):
         reason = _sweep_reason(config, ((sx, settings.sxv), (sy, settings.syv)))
@@ -427,10 +437,15 @@ def sweep_plan(settings: Settings) -> SweepPlan:
 def _sweep_reason(config: Config, axes: Sequence[tuple[str, Sequence[float]]]) -> str:
     """Why ``config`` cannot be swept over ``axes`` ("" when it can)."""
     specs = OPTIMIZERS[config.optimizer].hparams
-    missing = [_axis_name(name) for name, _ in axes if name not in specs]
+    missing = [_axis_name(name) for name, _ in axes if name not in specs and name not in CONFIG_AXES]
     if missing:
         return f"has no {' or '.join(missing)} hyperparameter"
     for name, values in axes:
+        if name == "width":
+            problem = width_axis_problem(config, values)
+            if problem:
+                return f"cannot be swept over widths: {problem}"
+            continue
         spec = specs[name]
         if spec.kind != "float":
             return f"cannot sweep {_axis_name(name)} (not a number)"
@@ -442,7 +457,7 @@ def _sweep_reason(config: Config, axes: Sequence[tuple[str, Sequence[float]]]) -
     for a in (min(xv), max(xv)):
         for b in (min(yv), max(yv)):
             try:
-                config.replace(**{x: a, y: b})
+                config.replace(**{x: axis_value(x, a), y: axis_value(y, b)})
             except ValueError as err:
                 return f"cannot train {_axis_name(x)} = {a:g}, {_axis_name(y)} = {b:g}: {err}"
     return ""

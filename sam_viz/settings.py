@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import DEFAULT_VAL_FRACTION, Config, bool_from_text
+from .config import DEFAULT_VAL_FRACTION, MAX_LABEL_NOISE, Config, bool_from_text
 from .data import TASKS, train_size
 from .models import ACTIVATIONS, PARAMETERIZATIONS
 from .optim import OPTIMIZERS
@@ -42,6 +42,9 @@ def _f(default: Any, spec: FieldSpec) -> Any:
 
 
 PLANES = ("pca", "random", "hessian", "three_points")
+SWEEP_AXES = ("rho", "lr", "width")  # the optimizer's ρ and η, and the MLP's width (whole numbers)
+# the values a width axis takes where a link or a switch of axis gives none that are widths
+WIDTH_AXIS_VALUES = (8.0, 16.0, 32.0, 64.0)
 SWEEP_METRICS = ("test_acc", "test_loss", "train_loss", "lambda_max")
 SERIES = ("test_acc", "test_loss", "train_loss", "batch_loss", "grad_norm", "eps_norm", "effective_rho", "effective_lr")
 
@@ -53,6 +56,7 @@ class Settings:
     task: str = _f("moons", FieldSpec("choice", choices=tuple(TASKS), label="Task", help="Data set, or a 2-D analytic loss whose parameters are the plane."))
     n: int = _f(256, FieldSpec("int", 16, 4000, label="Samples", help="Samples generated (analytic tasks: simulated noise vectors)."))
     noise: float = _f(0.2, FieldSpec("float", 0.0, 3.0, label="Noise", help="Input noise of the data; for analytic tasks the std of simulated minibatch-gradient noise."))
+    lnoise: float = _f(0.0, FieldSpec("float", 0.0, MAX_LABEL_NOISE, label="Label noise", help="Share of the training labels flipped to another class (test and validation labels stay true): a network that fits them memorises noise. Classification tasks only."))
     model: str = _f("mlp", FieldSpec("choice", choices=("mlp", "logistic", "cnn"), label="Model", help="Network (analytic tasks always train the point itself)."))
     depth: int = _f(2, FieldSpec("int", 0, 4, label="Hidden layers"))
     width: int = _f(16, FieldSpec("int", 2, 128, label="Width", help="Units per hidden layer."))
@@ -78,9 +82,9 @@ class Settings:
     k: int = _f(5, FieldSpec("int", 1, 20, label="Top-k eigenvalues"))
     trace: bool = _f(False, FieldSpec("bool", label="Also estimate tr H over training", help="Hutch++ at about 12 snapshots per run (slower)."))
     exact: bool = _f(False, FieldSpec("bool", label="Exact (dense) spectrum", help="Dense eigendecomposition for models up to 5,000 parameters."))
-    sx: str = _f("rho", FieldSpec("choice", choices=("rho", "lr"), label="x axis"))
+    sx: str = _f("rho", FieldSpec("choice", choices=SWEEP_AXES, label="x axis"))
     sxv: tuple[float, ...] = _f((0.01, 0.03, 0.1, 0.3, 1.0), FieldSpec("floats", 0.0, 10.0, label="x values"))
-    sy: str = _f("lr", FieldSpec("choice", choices=("lr", "rho"), label="y axis"))
+    sy: str = _f("lr", FieldSpec("choice", choices=("lr", "rho", "width"), label="y axis"))
     syv: tuple[float, ...] = _f((0.01, 0.03, 0.1, 0.3, 1.0), FieldSpec("floats", 1e-6, 10.0, label="y values"))
     smetric: str = _f("test_acc", FieldSpec("choice", choices=SWEEP_METRICS, label="Heatmap metric"))
     sseeds: int = _f(1, FieldSpec("int", 1, 5, label="Seeds", help="Seeds per cell (seed, seed + 1, …): the heatmaps show the mean over seeds, the hover its std."))
@@ -103,7 +107,7 @@ class Settings:
                           start_y=None if math.isnan(self.start_y) else self.start_y, dtype="float64")
         else:  # model and batch fit the task: from_query made them so
             common.update(model=self.model, depth=self.depth, width=self.width, activation=self.act,
-                          parameterization=self.param, base_width=self.bw)
+                          parameterization=self.param, base_width=self.bw, label_noise=self.lnoise)
         return [Config(optimizer=name, hparams=dict(hp), **common) for name, hp in self.runs]
 
     @property
@@ -152,12 +156,44 @@ def cell_settings(settings: Settings, config: Config) -> Settings:
     non-default hyperparameters; the view options start from the defaults."""
     defaults = OPTIMIZERS[config.optimizer].hparams
     hp = tuple(sorted((k, v) for k, v in config.hp.items() if v != defaults[k].default))
-    return Settings(**{**{name: getattr(settings, name) for name in EXPERIMENT_FIELDS}, "runs": ((config.optimizer, hp),)})
+    experiment = {name: getattr(settings, name) for name in EXPERIMENT_FIELDS}
+    if TASKS[settings.task].kind != "analytic":  # a cell of a width sweep has its own width
+        experiment["width"] = config.width
+    return Settings(**{**experiment, "runs": ((config.optimizer, hp),)})
 _SPECS: dict[str, FieldSpec] = {f.name: f.metadata["spec"] for f in dataclasses.fields(Settings)}
 
 
 def spec(name: str) -> FieldSpec:
     return _SPECS[name]
+
+
+AXIS_FIELDS = {"sxv": "sx", "syv": "sy"}  # a values box and the setting naming its axis
+
+
+def axis_range(axis: str, key: str) -> tuple[float, float]:
+    """The values the box ``key`` ("sxv" or "syv") takes on ``axis``: widths within the app's Width range, else
+    the box's own range (ρ may be 0 on x; a learning rate must be > 0, which the sweep view checks)."""
+    box = spec("width") if axis == "width" else spec(key)
+    return float(box.low), float(box.high)
+
+
+def axis_default(axis: str, key: str) -> tuple[float, ...]:
+    """What the box ``key`` holds on ``axis`` when nothing usable was given."""
+    return WIDTH_AXIS_VALUES if axis == "width" else getattr(DEFAULTS, key)
+
+
+def fits_axis(axis: str, key: str, values: Sequence[float]) -> bool:
+    """Whether ``values`` are values of ``axis`` as the box ``key`` takes them (widths: whole numbers in range)."""
+    low, high = axis_range(axis, key)
+    return all(low <= v <= high and (axis != "width" or v == round(v)) for v in values)
+
+
+def fit_axes(settings: Settings) -> Settings:
+    """``settings`` with each values box that does not hold values of its axis (after a switch from ρ to width, or
+    back) set to that axis's defaults."""
+    changes = {key: axis_default(getattr(settings, axis), key) for key, axis in AXIS_FIELDS.items()
+               if not fits_axis(getattr(settings, axis), key, getattr(settings, key))}
+    return dataclasses.replace(settings, **changes) if changes else settings
 
 
 # ---------------------------------------------------------------------------------------------- runs spec text
@@ -274,15 +310,48 @@ def from_query(query: Mapping[str, Any]) -> tuple[Settings, list[str]]:
     """
     notes: list[str] = []
     values: dict[str, Any] = {}
+    boxes: dict[str, str] = {}
     for key, raw in query.items():
         raw = raw[-1] if isinstance(raw, (list, tuple)) and raw else raw
         if key not in _SPECS:
             notes.append(f"{key}: not a setting; ignored")
             continue
+        if key in AXIS_FIELDS:  # the axis's values: read once the axis is known
+            boxes[key] = str(raw)
+            continue
         value = _coerce(key, str(raw), notes)
         if value is not None:
             values[key] = value
+    for key, axis_field in AXIS_FIELDS.items():
+        axis = values.get(axis_field, getattr(DEFAULTS, axis_field))
+        value = _axis_values(key, axis, boxes[key], notes) if key in boxes else None
+        if value is None and axis == "width":
+            value = WIDTH_AXIS_VALUES  # the ρ defaults are no widths
+        if value is not None:
+            values[key] = value
     return _consistent(dataclasses.replace(DEFAULTS, **values), notes), notes
+
+
+def _axis_values(key: str, axis: str, raw: str, notes: list[str]) -> tuple[float, ...] | None:
+    """A values box from URL text, on its axis: 1 to 9 finite numbers clamped to the axis's range, widths rounded
+    to whole numbers; None (and a note) when there are none."""
+    if axis != "width":
+        return _coerce(key, raw, notes)
+    low, high = axis_range(axis, key)
+    try:
+        numbers = [float(p) for p in raw.split(",") if p.strip()]
+    except ValueError:
+        numbers = []
+    numbers = [n for n in numbers if math.isfinite(n)]
+    if not 1 <= len(numbers) <= 9:
+        notes.append(f"{key}={raw!r} is not 1 to 9 widths; using {_text(key, WIDTH_AXIS_VALUES)}")
+        return None
+    whole = []
+    for n in numbers:
+        if n != round(n):
+            notes.append(f"{key}: width {n:g} is not a whole number; rounded to {round(n)}")
+        whole.append(float(round(n)))
+    return tuple(sorted({_clamp_number(n, low, high, f"{key} (width)", notes) for n in whole}))
 
 
 def _coerce(key: str, raw: str, notes: list[str]) -> Any:

@@ -26,10 +26,14 @@ from torch import Tensor
 
 from .config import Config
 from .hessian import top_eigenvalues
+from .models import MAX_WIDTH
 from .optim import OPTIMIZERS
 from .records import Run, json_ready, output_path
-from .train import ProgressFn, Setup, StopFn, resolve_device, run, setup, train
+from .train import ProgressFn, Setup, StopFn, group_key, resolve_device, run, setup, train
 
+# Config fields a grid can sweep besides the optimizer's float hyperparameters. Cells of different widths have
+# parameters of different shapes, so they cannot share a stack: each width is trained as its own stacked calls.
+CONFIG_AXES = ("width",)
 MAX_AXIS_VALUES = 15  # values per axis: a 15 × 15 heat map is the largest the view draws legibly
 MAX_SEEDS = 5
 MAX_CELL_STEPS = 1_000_000  # cells × steps: bounds the per-step records (11 float64 series: 88 MB) and the time
@@ -318,7 +322,25 @@ class _Plan:
 
 
 def _cell_config(base: Config, x_name: str, x: float, y_name: str, y: float, s: int) -> Config:
-    return base.replace(**{x_name: x, y_name: y}, seed=base.seed + s)
+    return base.replace(**{x_name: axis_value(x_name, x), y_name: axis_value(y_name, y)}, seed=base.seed + s)
+
+
+def axis_value(name: str, value: float) -> float | int:
+    """A swept value as its Config takes it: the width is a whole number (the grid keeps its values as floats)."""
+    return int(round(value)) if name in CONFIG_AXES else value
+
+
+def width_axis_problem(config: Config, values: Sequence[float]) -> str:
+    """Why ``config`` cannot be swept over these widths ("" when it can): only an MLP with hidden layers has a
+    width, and a width is a whole number in [1, ``MAX_WIDTH``]."""
+    if config.model != "mlp":
+        return f"the {config.model} model has no width to sweep (only the MLP has)"
+    if config.depth == 0:
+        return "an MLP without hidden layers (depth 0) has no width to sweep"
+    bad = [v for v in values if not (math.isfinite(v) and v == round(v) and 1 <= v <= MAX_WIDTH)]
+    if bad:
+        return (f"width takes whole numbers in [1, {MAX_WIDTH}], not {', '.join(f'{v:g}' for v in bad)}")
+    return ""
 
 
 def run_grid(base_config: Config, x: tuple[str, Sequence[float]] = ("rho", (0.01, 0.05, 0.1)),
@@ -344,7 +366,8 @@ def run_grid(base_config: Config, x: tuple[str, Sequence[float]] = ("rho", (0.01
 
     Args:
         base_config: everything but the two swept hyperparameters and the seed offset.
-        x: (name, values) of the columns: a float hyperparameter of ``base_config.optimizer``.
+        x: (name, values) of the columns: a float hyperparameter of ``base_config.optimizer``, or "width" (the
+            MLP's hidden width: whole numbers in [1, ``MAX_WIDTH``]; each width is trained as its own stack).
         y: (name, values) of the rows.
         seeds: seeds per cell, ``base_config.seed + s`` for s < seeds (θ_0 and minibatch order follow the seed).
         progress: called as ``progress(done, total, info)`` in cell-steps (total = cells × steps), after every
@@ -359,7 +382,8 @@ def run_grid(base_config: Config, x: tuple[str, Sequence[float]] = ("rho", (0.01
         The Grid (numpy arrays only).
 
     Raises:
-        ValueError: an axis that is not a float hyperparameter of the optimizer, a value outside its range,
+        ValueError: an axis that is not a float hyperparameter of the optimizer nor "width" (or a width axis on a
+            model without one), a value outside its range,
             more than ``MAX_AXIS_VALUES`` values per axis or ``MAX_SEEDS`` seeds, more than ``MAX_CELL_STEPS``
             cells × steps, an unknown strategy or a budget ≤ 0. Divergence never raises: it is recorded.
     """
@@ -370,7 +394,8 @@ def run_grid(base_config: Config, x: tuple[str, Sequence[float]] = ("rho", (0.01
         raise ValueError(f"Invalid memory_budget_mb: {memory_budget_mb!r} (must be > 0)")
     started = time.perf_counter()
     sink = _Sink(len(plan.cells), plan.steps)
-    chosen = choose_strategy(plan.base, len(plan.cells), memory_budget_mb)[0] if strategy == "auto" else strategy
+    chosen = (choose_strategy(_costliest(plan), len(plan.cells), memory_budget_mb)[0] if strategy == "auto"
+              else strategy)
     report = _Progress(progress, len(plan.cells) * plan.steps)
     if chosen == "batched":
         device = _train_batched(plan, sink, report, should_stop, memory_budget_mb)
@@ -405,11 +430,13 @@ def _axis(label: str, base: Config, axis: tuple[str, Sequence[float]]) -> tuple[
     except (TypeError, ValueError):
         raise ValueError(f"Invalid {label} axis: {axis!r} (expected (name, [numbers]))") from None
     specs = OPTIMIZERS[base.optimizer].hparams
-    valid = [key for key, spec in specs.items() if spec.kind == "float"]
+    valid = [key for key, spec in specs.items() if spec.kind == "float"] + list(CONFIG_AXES)
     if name not in valid:
         raise ValueError(f"Invalid {label} axis: {name!r}; {base.optimizer} can sweep {', '.join(valid)}")
     if not 1 <= len(values) <= MAX_AXIS_VALUES:
         raise ValueError(f"Invalid {label} axis: {len(values)} values of {name} (valid: 1 to {MAX_AXIS_VALUES})")
+    if name == "width" and (problem := width_axis_problem(base, values)):
+        raise ValueError(f"Invalid {label} axis: {problem}")
     return name, values
 
 
@@ -471,30 +498,51 @@ class _Sink:
 
 def _train_batched(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn | None,
                    memory_budget_mb: float) -> str:
-    """Train the grid chunk by chunk; each chunk's cells are one stacked ``train.train`` call."""
-    n = len(plan.cells)
-    size = chunk_size(plan.base, n, memory_budget_mb)
+    """Train the grid chunk by chunk; each chunk's cells are one stacked ``train.train`` call.
+
+    Cells that cannot share a stack (other widths: other parameter shapes) are grouped first (``group_key``), and
+    each group is cut into chunks that fit the budget at its own model size.
+    """
     if resolve_device(plan.base.device).type == "cpu":
         _retain_freed_memory(memory_budget_mb)
-    n_chunks = math.ceil(n / size)
-    size = math.ceil(n / n_chunks)  # even chunks: the last one is not a straggler of one or two cells
-    for c in range(n_chunks):
-        ks = list(range(c * size, min(n, (c + 1) * size)))
-        offset = ks[0] * plan.steps
+    chunks = _chunks(plan, memory_budget_mb)
+    offset = 0
+    for c, ks in enumerate(chunks):
         diverged_before = int((sink.diverged_step >= 0).sum())
 
         def tick(t: int, _total: int, row: Any, c: int = c, ks: list = ks, offset: int = offset,
                  before: int = diverged_before) -> None:
-            report(offset + t * len(ks), {"phase": "train", "chunk": c, "n_chunks": n_chunks, "active": row.active,
+            report(offset + t * len(ks), {"phase": "train", "chunk": c, "n_chunks": len(chunks), "active": row.active,
                                           "diverged": before + row.diverged})
 
         runs = train([plan.cells[k] for k in ks], progress=tick, should_stop=should_stop, diagnostics=False)
         for k, r in zip(ks, runs):
             sink.add_run(k, r)
+        offset += len(ks) * plan.steps
         if any(r.stopped for r in runs):
             sink.stopped = True
             break
     return str(resolve_device(plan.base.device))
+
+
+def _chunks(plan: _Plan, memory_budget_mb: float) -> list[list[int]]:
+    """The flat cell indices of each stacked call: cells grouped by what a stack must share (in grid order), each
+    group cut into even chunks within the budget (the last one is not a straggler of one or two cells)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for k, cell in enumerate(plan.cells):
+        groups.setdefault(group_key(cell), []).append(k)
+    chunks = []
+    for members in groups.values():
+        size = chunk_size(plan.cells[members[0]], len(members), memory_budget_mb)
+        n_chunks = math.ceil(len(members) / size)
+        size = math.ceil(len(members) / n_chunks)
+        chunks += [members[c * size:(c + 1) * size] for c in range(n_chunks)]
+    return chunks
+
+
+def _costliest(plan: _Plan) -> Config:
+    """The cell that sets the strategy's timing: the widest on a width axis, else any (all cost alike)."""
+    return max(plan.cells, key=lambda c: c.width) if "width" in (plan.x_name, plan.y_name) else plan.base
 
 
 _RETAINED_MB = 0.0  # the heap size glibc has been asked to keep (see _retain_freed_memory)
@@ -663,10 +711,13 @@ def _lambda_max(plan: _Plan, sink: _Sink, report: _Progress) -> tuple[np.ndarray
     value, residual = np.full(n, np.nan), np.full(n, np.nan)
     if not sink.theta:
         return value, residual
-    s = setup(plan.base.replace(steps=1))  # the architecture; every cell's own θ_n is passed in
-    batch = (s.x_train, s.y_train)
+    setups: dict[int, Setup] = {}  # the architecture of each width swept; every cell's own θ_n is passed in
     for count, k in enumerate(sorted(sink.theta)):
-        result = top_eigenvalues(s.model, s.loss, batch, k=1, weights=torch.as_tensor(sink.theta[k]))
+        width = plan.cells[k].width
+        if width not in setups:
+            setups[width] = setup(plan.base.replace(steps=1, width=width))
+        s = setups[width]
+        result = top_eigenvalues(s.model, s.loss, (s.x_train, s.y_train), k=1, weights=torch.as_tensor(sink.theta[k]))
         value[k], residual[k] = float(result.eigenvalues[0]), float(result.residuals[0])
         report(report.total, {"phase": "lambda_max", "cell": k, "done": count + 1, "n_cells": len(sink.theta)})
     return value, residual

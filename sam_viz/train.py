@@ -88,7 +88,7 @@ def setup(config: Config) -> Setup:
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
     dataset = make_dataset(config.task, n_samples=config.n_samples, noise=config.noise,
                            test_fraction=config.test_fraction, seed=config.data_seed, n_classes=config.n_classes,
-                           val_fraction=config.validation_share)
+                           val_fraction=config.validation_share, label_noise=config.label_noise)
     start = None if config.start_x is None and config.start_y is None else _start(config, dataset)
     model = build_model(dataset, config.model, depth=config.depth, width=config.width, activation=config.activation,
                         seed=config.seed, dtype=dtype, device=device, start=start,

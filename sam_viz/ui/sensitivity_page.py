@@ -14,14 +14,14 @@ import streamlit as st
 
 from .. import plots, scene
 from ..report import html_report
-from ..settings import SWEEP_METRICS, Settings, cell_settings, spec, to_query
+from ..settings import AXIS_FIELDS, SWEEP_METRICS, Settings, axis_range, cell_settings, fit_axes, spec, to_query
 from ..sweep import Grid
 from . import state
 from .common import chart, preset_banner
 from .sidebar import PAGE_FILES, page_frame, view_option
 from .training import await_job, cached, cost_gate, peek
 
-AXIS_LABELS = {"rho": "ρ (rho)", "lr": "learning rate (lr)"}
+AXIS_LABELS = {"rho": "ρ (rho)", "lr": "learning rate (lr)", "width": "width (hidden units)"}
 METRIC_LABELS = {"test_acc": "test accuracy", "test_loss": "test loss", "train_loss": "train loss",
                  "lambda_max": "λ_max (top Hessian eigenvalue)"}
 
@@ -41,6 +41,10 @@ def render_sensitivity() -> None:
         view_option("sseeds", st.number_input, min_value=int(spec("sseeds").low), max_value=int(spec("sseeds").high),
                     step=1)
     settings = state.current()
+    fitted = fit_axes(settings)
+    if fitted != settings:  # an axis was switched (ρ ↔ width): its box takes that axis's default values
+        state.change(sxv=fitted.sxv, syv=fitted.syv)
+        settings = fitted
     c = st.columns(2)
     with c[0]:
         _values_box("sxv", f"{scene.AXIS_NAMES.get(settings.sx, settings.sx)} values (x)")
@@ -76,9 +80,11 @@ def _values_box(name: str, label: str) -> None:
     if key not in ss or ss.get(shown_for) != values:  # first visit, another page, or changed elsewhere (preset, URL)
         ss[key] = _text(values)
         ss[shown_for] = values
+    low, high = axis_range(getattr(state.current(), AXIS_FIELDS[name]), name)
     st.text_input(label, key=key, on_change=_grid_values, args=(name,),
-                  help=f"Up to {scene.MAX_SWEEP_VALUES} numbers in [{spec(name).low:g}, {spec(name).high:g}], "
-                       "separated by commas or spaces.")
+                  help=f"Up to {scene.MAX_SWEEP_VALUES} numbers in [{low:g}, {high:g}], separated by commas or "
+                       "spaces" + (" (widths: whole numbers)." if getattr(state.current(), AXIS_FIELDS[name]) == "width"
+                                   else "."))
     note = ss.get(f"{name}_note")
     if note and note[0] == values:
         st.warning(note[1], icon=":material/edit_note:")
@@ -92,8 +98,10 @@ def _grid_values(name: str) -> None:
     """Box callback: parse, show the values used in the box, keep a note for what was changed."""
     ss = st.session_state
     current = state.current()
-    values, note = scene.parse_sweep_values(ss[f"{name}_text"], spec(name).low, spec(name).high,
-                                            getattr(current, name))
+    axis = getattr(current, AXIS_FIELDS[name])
+    low, high = axis_range(axis, name)
+    values, note = scene.parse_sweep_values(ss[f"{name}_text"], low, high, getattr(current, name),
+                                            whole=axis == "width")
     ss[f"{name}_text"] = _text(values)
     ss[f"{name}_text_for"] = values
     ss[f"{name}_note"] = (values, note) if note else None

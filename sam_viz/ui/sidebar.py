@@ -67,8 +67,8 @@ def _log_options(hp: HParamSpec, value: float) -> list[float]:
 def _seed_widgets(settings: Settings, page: str) -> None:
     """Write the settings into the widgets' session keys (first load, preset, reset)."""
     ss = st.session_state
-    for name in ("task", "n", "noise", "model", "depth", "width", "act", "param", "bw", "steps", "batch", "seed",
-                 "seeds"):
+    for name in ("task", "n", "noise", "lnoise", "model", "depth", "width", "act", "param", "bw", "steps", "batch",
+                 "seed", "seeds"):
         ss[f"w_{name}"] = getattr(settings, name)
     ss["w_start_x"] = None if math.isnan(settings.start_x) else settings.start_x
     ss["w_start_y"] = None if math.isnan(settings.start_y) else settings.start_y
@@ -179,6 +179,8 @@ def _experiment_form(settings: Settings, page: str) -> None:
                         help=spec("start_x").help, **quiet)
         c2.number_input("Start w2", key="w_start_y", value=None, min_value=-10.0, max_value=10.0, **quiet)
     else:
+        st.slider(spec("lnoise").label, 0.0, float(spec("lnoise").high), key="w_lnoise", step=0.01,
+                  help=spec("lnoise").help, **quiet)
         st.selectbox("Model", spec("model").choices, key="w_model", help=spec("model").help)
         if ss["w_model"] == "mlp":  # the logistic model and the CNN have a fixed architecture
             c1, c2 = st.columns(2)
@@ -245,7 +247,7 @@ def _submit() -> None:
                    **{k: math.nan if v is None else float(v) for k, v in start.items()})
     if not analytic:
         changes.update(model=ss["w_model"], depth=int(ss["w_depth"]), width=int(ss["w_width"]), act=ss["w_act"],
-                       param=ss["w_param"], bw=int(ss["w_bw"]))
+                       param=ss["w_param"], bw=int(ss["w_bw"]), lnoise=float(ss["w_lnoise"]))
     # the preset's explanation stays while its advice is followed (same task); another task leaves the preset
     candidate = dataclasses.replace(old, **changes, preset=old.preset if task == old.task else "")
     settings, notes = from_query(to_query(candidate))  # clamped and checked exactly as a URL is
