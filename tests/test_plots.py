@@ -944,3 +944,21 @@ def test_heatmap_cell_numbers_are_projector_sized_in_the_app():
     wide = P.sweep_heatmaps([("SAM", np.ones((3, 15)), None), ("SGD", np.ones((3, 15)), None)], x_name="rho",
                             y_name="lr", x_values=list(range(1, 16)), y_values=[4, 5, 6], metric="acc")
     assert all(11 <= t.textfont.size < HEATMAP_TEXT_SIZE for t in wide.data if t.texttemplate and t.meta["z"] == "acc")
+
+
+def test_best_per_column_rings_the_best_cell_of_each_column():
+    acc = np.array([[0.5, 0.9, np.nan], [0.7, 0.8, np.nan], [0.6, 0.95, np.nan]])
+    fig = P.sweep_heatmaps([("SAM", acc, np.isnan(acc)), ("SGD", acc[::-1].copy(), None)], x_name="width",
+                           y_name="rho", x_values=[16, 32, 64], y_values=[0.01, 0.1, 1.0], metric="final_test_acc",
+                           best_per_column=True)
+    rings = [t for t in fig.data if t.meta and str(t.meta.get("key", "")).endswith("best per column")]
+    assert len(rings) == 2
+    assert rings[0].meta["rows"] == [1, 2, -1] and list(rings[0].x) == ["16", "32"] and list(rings[0].y) == ["0.1", "1"]
+    assert rings[1].meta["rows"] == [1, 0, -1]
+    loss = P.sweep_heatmaps([("SAM", acc, None)], x_name="width", y_name="rho", x_values=[16, 32, 64],
+                            y_values=[0.01, 0.1, 1.0], metric="final_test_loss", best_per_column=True)
+    ring = [t for t in loss.data if t.meta and str(t.meta.get("key", "")).endswith("best per column")][0]
+    assert ring.meta["rows"] == [0, 1, -1]  # a loss is best low
+    plain = P.sweep_heatmaps([("SAM", acc, None)], x_name="width", y_name="rho", x_values=[16, 32, 64],
+                             y_values=[0.01, 0.1, 1.0], metric="final_test_acc")
+    assert not [t for t in plain.data if t.meta and "best per column" in str(t.meta.get("key", ""))]

@@ -155,3 +155,20 @@ def test_a_presets_table_is_the_measured_one_and_its_text_quotes_it(name):
     cells = " | ".join(" | ".join(r) for r in rows)
     for quoted in re.findall(r"\d+\.\d+ ± \d+\.\d+", PRESETS[name].explanation):
         assert quoted in cells, quoted  # every mean ± std the explanation states is in the table
+
+
+def test_the_width_presets_sweep_every_run_over_widths():
+    for name, runs in (("mup2_width_transfer", 3), ("overparam_width", 2)):
+        settings = PRESETS[name].settings()
+        plan = scene.sweep_plan(settings)
+        assert settings.sx == "width" and len(plan.entries) == runs and not plan.problem, name
+
+
+def test_sams_gain_over_sgd_does_not_grow_with_width_at_the_presets_scale():
+    settings = PRESETS["overparam_width"].settings()
+    grids = {config.optimizer: run_grid(config, x=(settings.sx, list(settings.sxv)), y=(settings.sy, list(settings.syv)),
+                                        seeds=settings.sseeds, lambda_max=False, strategy="batched")
+             for _, config in scene.sweep_configs(settings)}
+    sgd, sam = (grids[n].final_test_acc.mean(axis=0)[0] for n in ("sgd", "sam"))
+    assert np.all(sgd > 0.85) and np.all(sam > 0.85)  # every width learns the moons
+    assert np.all(np.abs(sam - sgd) < 0.03)  # "no growing gain": within a few test points at every width

@@ -105,7 +105,7 @@ def sweep_selection(event: Any) -> tuple[int, int, int] | None:
 def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_name: str, x_values: Any, y_values: Any,
                    metric: str, zmin: float | None = None, zmax: float | None = None, colorscale: str = "Cividis",
                    title: str | None = None, uirevision: str | None = None, spreads: Sequence[Any] | None = None,
-                   seeds: int = 1) -> go.Figure:
+                   seeds: int = 1, best_per_column: bool = False) -> go.Figure:
     """Side-by-side heatmaps of a final metric over a hyperparameter grid, one per optimizer.
 
     All panels share one colour axis (``layout.coloraxis``), so equal colours mean equal values across
@@ -124,6 +124,8 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
         metric: what the cells hold ("final_test_acc", ...), for the colour bar and hover.
         spreads: per panel an (ny, nx) std over seeds (or None), shown as "± std" on hover; None: no spread.
         seeds: seeds behind each cell's value (named on hover when > 1).
+        best_per_column: ring the best cell of every column (highest accuracy, lowest loss or λ_max): with a width
+            on the x axis, where the best radius or learning rate sits at each width (a transfer plot).
         zmin, zmax: colour range; None computes it over every panel's finite, non-diverged cells.
         {colorscale}
         {title}
@@ -184,6 +186,8 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
                       "customdata": list(CUSTOMDATA_COLUMNS)},
                 **axes))
         data.append(_click_layer(name, x_labels, y_labels, custom, shown, mask, hover, **axes))
+        if best_per_column:
+            data.append(_column_best_layer(name, x_labels, y_labels, shown, higher_is_better(metric), **axes))
     layout = grid.layout
     layout.clickmode = "event+select"
     bests = []
@@ -205,6 +209,31 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
         layout[f"yaxis{suffix}"].update(type="category", categoryorder="array", categoryarray=y_labels)
     layout.yaxis.title = dict(text=y_title)
     return go.Figure(data=data, layout=layout)
+
+
+def higher_is_better(metric: str) -> bool:
+    """Accuracies are best high; losses and curvatures low."""
+    return "acc" in metric
+
+
+def column_best_rows(values: np.ndarray, higher: bool) -> np.ndarray:
+    """Per column, the row of the best finite value (−1 where a column has none), shape (nx,)."""
+    filled = np.where(np.isfinite(values), values, -np.inf if higher else np.inf)
+    rows = filled.argmax(axis=0) if higher else filled.argmin(axis=0)
+    return np.where(np.isfinite(values).any(axis=0), rows, -1)
+
+
+def _column_best_layer(name: str, x_labels: list[str], y_labels: list[str], shown: np.ndarray, higher: bool,
+                       **axes: str) -> go.Scatter:
+    """A ring on the best cell of every column, joined by a line: how the best row moves along the x axis."""
+    rows = column_best_rows(shown, higher)
+    keep = rows >= 0
+    xs = np.asarray(x_labels, dtype=object)[keep]
+    ys = np.asarray(y_labels, dtype=object)[rows[keep]]
+    return go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"{name}: best per column", showlegend=False,
+                      marker={"symbol": "circle-open", "size": 26, "color": "#d62728", "line": {"width": 3}},
+                      line={"color": "#d62728", "width": 2, "dash": "dot"}, hoverinfo="skip",
+                      meta={"key": f"{name} best per column", "export": False, "rows": rows.tolist()}, **axes)
 
 
 def _click_layer(name: str, x_labels: list[str], y_labels: list[str], custom: np.ndarray, shown: np.ndarray,

@@ -173,6 +173,7 @@ def _heatmaps(settings: Settings, grids: Sequence[tuple[str, Grid]]) -> go.Figur
     fig = plots.sweep_heatmaps([(label, p.mean, p.diverged) for label, p in panels], x_name=settings.sx,
                                y_name=settings.sy, x_values=list(settings.sxv), y_values=list(settings.syv),
                                metric=metric, spreads=[p.std for _, p in panels] if seeds > 1 else None, seeds=seeds,
+                               best_per_column=settings.sx == "width",
                                title=f"Final {METRIC_LABELS[metric]} over the {scene.AXIS_NAMES[settings.sx]} × "
                                      f"{scene.AXIS_NAMES[settings.sy]} grid"
                                      + (f" ({over.rstrip(', ')})" if over else ""))
@@ -185,6 +186,9 @@ def _open_note(settings: Settings, grids: Sequence[tuple[str, Grid]]) -> None:
     seeds = (f" Each cell is the mean over seeds {settings.seed}–{settings.seed + settings.sseeds - 1} (hover: ± std); "
              f"a click opens seed {settings.seed}." if settings.sseeds > 1 else "")
     diverged = (f" In {partly} cell(s) some seeds diverged: those show the mean of the others." if partly else "")
+    if settings.sx == "width":
+        diverged += (f" Red rings: the best {scene.AXIS_NAMES[settings.sy]} at each width; a flat line means it "
+                     "transfers across widths.")
     st.caption("One colour scale for all panels; × cells diverged (every seed). Click a cell to open that run in the "
                "other views: it is retrained alone, which matches the cell up to float32 rounding (in unstable cells "
                "the rounding can grow into a visibly different path)." + seeds + diverged)
