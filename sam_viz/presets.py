@@ -199,8 +199,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "layer, so it stops being sharpness-aware in the others, and the best (η, ρ) drifts with the width. μP² "
         "scales each layer's radius (input ρ·r, hidden ρ, output ρ/r, r = width/base width) on a μP network. The "
         "per-layer chart shows ‖e_l‖₂/‖W_l‖₂: at width 128 (8× the base) plain SAM under μP (perturb_mode=naive) "
-        "perturbs the input layer far less than μP² does, and its output layer more. Our width sweep (table on this "
-        "page, widths 32 to 256) records where the best (ρ, η) cell of a ρ × η grid sits at each width.",
+        "perturbs the input layer far less than μP² does, and its output layer more. Whether that keeps the best "
+        "(η, ρ) in place is the next preset's question (μP²: does the best radius stay put as the width grows?).",
     ),
     Preset(
         "mup2_width_transfer", "μP²: does the best radius stay put as the width grows?", "Radius_sensitivity",

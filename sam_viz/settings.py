@@ -128,16 +128,21 @@ class Settings:
 
     @property
     def labels(self) -> list[str]:
-        """Display names of the runs, with the hyperparameters that tell equal optimizers apart."""
+        """Display names of the runs: each optimizer's label with the hyperparameters set for it; where an optimizer
+        runs more than once, its ρ and η and every hyperparameter that differs between its runs (defaults
+        included), so that no two runs read alike."""
         names = [name for name, _ in self.runs]
         out = []
         for name, hp in self.runs:
             label = OPTIMIZERS[name].label
             shown = dict(hp)
-            if names.count(name) > 1:  # equal optimizers: name what tells them apart, defaults included
-                shown = {k: v for k, v in {**{k: s.default for k, s in OPTIMIZERS[name].hparams.items()}, **shown}.items()
-                         if k in ("rho", "lr") or k in shown}
-            text = ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items() if k in ("rho", "lr", "sigma", "lmbda", "batch"))
+            if names.count(name) > 1:
+                defaults = {k: s.default for k, s in OPTIMIZERS[name].hparams.items()}
+                alike = [{**defaults, **dict(other)} for n, other in self.runs if n == name]
+                full = {**defaults, **shown}
+                differ = {k for k in full if len({repr(a.get(k)) for a in alike}) > 1}
+                shown = {k: v for k, v in full.items() if k in ("rho", "lr") or k in differ}
+            text = ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items())
             out.append(f"{label} ({text})" if text else label)
         return out
 

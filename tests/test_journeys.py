@@ -59,10 +59,10 @@ def test_teacher_opens_a_preset_from_home_plays_it_and_shares_the_link(server, n
         page.goto(f"{server}/")
         page.get_by_role("heading", name="Presets").wait_for()
         wait_idle(page)
-        # the gallery lists the presets in PRESETS' order: this one's link is the k-th to its page
-        same_page = [n for n, p in PRESETS.items() if p.page == preset.page]
         page.get_by_text(preset.title).first.wait_for()
-        page.get_by_role("link", name="Open in Loss surface").nth(same_page.index(name)).click()
+        link = page.locator(f"a[href*='preset={name}']")  # the preset card's own link (two columns of cards)
+        assert link.inner_text().strip().endswith("Open in Loss surface")
+        link.click()
         wait_charts(page, 1)
         wait_idle(page)
         _no_exception(page)
@@ -225,3 +225,34 @@ def test_researcher_compares_three_optimizers_on_the_digits_cnn_stops_the_hessia
             shown.write_bytes(zf.read(pngs[0]))
         page.goto(shown.as_uri())
         assert page.evaluate("() => document.images[0].naturalWidth") > 400
+
+
+@pytest.mark.parametrize("name", ["mup2_layers", "lets_learned_radius"])
+def test_researcher_opens_a_family_preset_and_sees_its_chart_and_its_measured_table(server, name):
+    from sam_viz.evidence import EVIDENCE
+    from sam_viz.optim import OPTIMIZERS
+
+    preset = PRESETS[name]
+    optimizer = preset.settings().runs[-1][0]
+    series_titles = list(OPTIMIZERS[optimizer].series.values())
+    with browser_page(1280, 900) as page:
+        page.goto(f"{server}/")
+        page.get_by_role("heading", name="Presets").wait_for()
+        wait_idle(page)
+        page.get_by_text(preset.title).first.wait_for()
+        page.locator(f"a[href*='preset={name}']").click()  # the card's "Open in Perturbations" link
+        wait_charts(page, 2)
+        wait_idle(page)
+        _no_exception(page)
+        assert f"preset={name}" in page.url
+        page.get_by_text(f"Preset: {preset.title}").wait_for()
+        if name in EVIDENCE:  # the measured table the explanation quotes
+            page.get_by_text(EVIDENCE[name].title).wait_for()
+            table = page.locator("[data-testid=stTable]").first.inner_text()
+            assert EVIDENCE[name].rows[0][1] in table
+        # the method's own series, drawn (plotly puts chart titles in SVG text)
+        titles = page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot .gtitle'))"
+                               ".map(t => t.textContent)")
+        assert any(series_titles[0] in t for t in titles), titles
+        _shot(page, f"researcher_{name}")
+        assert _real_errors(page) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
+from ..optim import OPTIMIZERS
 from ..presets import PRESETS
 from .sidebar import PAGE_FILES, page_frame
 
@@ -14,8 +15,8 @@ def render_home() -> None:
     st.title("sam-viz: see how sharpness-aware optimizers behave")
     st.write(
         "Sharpness-aware minimization (SAM) and its relatives take each step with the gradient at a nearby worse "
-        "point, θ + e, to steer training towards flat minima. sam-viz trains small models with SGD, Adam and eight "
-        "SAM-family methods from one start and shows where each probed, how large and how noisy its perturbation "
+        "point, θ + e, to steer training towards flat minima. sam-viz trains small models with SGD, Adam and "
+        f"{len(OPTIMIZERS) - 2} SAM-family methods from one start and shows where each probed, how large and how noisy its perturbation "
         "was, how sharp the minimum it found is, and how sensitive it is to the radius ρ and the learning rate. "
         "Pick a preset below or set up an experiment in the sidebar; every view is a shareable link."
     )
