@@ -324,7 +324,10 @@ def make(name: str, params: Iterable[Any], **hparams: Any) -> SAMOptimizer:
 
     Args:
         name: one of ``sam_viz.optim.OPTIMIZERS`` (sgd, adam, sam, asam, fsam, lightsam1, lightsam2, lightsam3,
-            adasam, msam).
+            adasam, msam, ssam, esam, mbsam, sampa, lets, mup2, gsam, looksam, wsam; ``python -m sam_viz
+            optimizers`` lists them with their hyperparameters). Methods with ``batch_closure`` (ssam, esam, mbsam,
+            sampa, lets) take a ``BatchClosure`` in ``step``; lets also its held-out batch; mup2 expects an MLP's
+            weight matrices and biases (``mup2.linear_layers``) and its ``base_width``.
         params: parameters or named parameters.
         **hparams: lr, rho, momentum, weight_decay, betas, eps, sigma, lmbda, eta, adaptive, base, ... as the
             registry lists for ``name``.
