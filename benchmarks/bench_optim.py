@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from machine import cpu_model  # noqa: E402  (beside this script)
+from machine import header  # noqa: E402  (beside this script)
 from sam_viz.config import Config  # noqa: E402
 from sam_viz.optim import OPTIMIZERS, BatchClosure, make  # noqa: E402
 from sam_viz.train import run, setup  # noqa: E402
@@ -170,7 +170,7 @@ def main() -> None:
     med = {name: statistics.median(t) for name, t in times.items()}
     print(f"# bench_optim: MLP 2-{args.width}-{args.width}-2 (tanh), N={args.n} full batch, {args.steps} steps x "
           f"{args.repeats} interleaved repeats, device={device}, torch {torch.__version__}, threads "
-          f"{torch.get_num_threads()}, {cpu_model()}")
+          f"{torch.get_num_threads()}; {header()}")
     print(f"{'method':<32}{'ms/step':>10}{'ratio':>10}{'grad evals/step':>17}  vs")
     rows = []
     for name, t in med.items():

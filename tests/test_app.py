@@ -224,6 +224,30 @@ def test_a_slow_exact_hessian_waits_for_a_go_ahead_and_says_how_to_make_it_faste
     assert not job.running
 
 
+def test_a_stopped_lambda_max_holds_the_other_hessian_jobs_until_asked():
+    before = set(REGISTRY._jobs)
+    at = _page(PAGES["Perturbations"], steps="130", n="300").run()  # trained (settings no other test uses)
+    at.session_state["_sync_wait_s"] = 0.0  # then the λ_max job starts and is left running
+    at.switch_page(PAGES["Hessian"]).run()
+    (job,) = [j for k, j in REGISTRY._jobs.items() if k.startswith("curvature:") and k not in before]
+    while job.running and job.done_units < 3:  # stopped after a few snapshots, so λ_max has a curve
+        job.wait(0.05)
+    job.stop()
+    job.wait(120)
+    assert job.stopped, "the λ_max job finished before the Stop: give it more snapshots"
+    at.session_state["_sync_wait_s"] = 600.0
+    at.run()
+    _assert_ok(at)
+    assert any("was stopped after" in i.value for i in at.info)
+    new = [k for k in set(REGISTRY._jobs) - before if not k.startswith(("curvature:", "train", "run"))]
+    assert not [k for k in new if k.startswith(("spectra:", "trace:"))], new  # Stop means no more computing now
+    (go_on,) = [b for b in at.button if b.label == "Compute the trace and spectra too"]
+    go_on.click().run()
+    _assert_ok(at)
+    assert [k for k in set(REGISTRY._jobs) - before if k.startswith("spectra:")]
+    assert len(_figures(at)) >= 2  # λ_max and the spectrum
+
+
 def test_train_button_applies_the_form_and_updates_the_figure():
     at = _page(PAGES["Perturbations"], steps="30").run()
     _assert_ok(at)

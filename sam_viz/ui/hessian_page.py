@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import streamlit as st
 
 from .. import plots, scene
 from ..curvature import LANCZOS_PRODUCTS
+from ..jobs import REGISTRY
 from ..optim import OPTIMIZERS
 from . import state
 from .common import chart, exports, open_page, runs_key, view_key
@@ -55,6 +58,10 @@ def render_hessian() -> None:
                f"lies within them; largest here {worst:.1e}). Dotted lines (momentum-free SGD-type runs): 2/η, gradient "
                "descent's stability limit.")
     figures = [fig]
+    curvature_key = key
+    if REGISTRY.get(key) is not None and REGISTRY.get(key).stopped and not _go_on_after_stop(key):
+        exports("Hessian", settings, runs, figures)
+        return
     if settings.trace:
         key = "trace:" + runs_key(settings)
         if not _announced(key, settings, runs, with_trace=True):
@@ -70,7 +77,11 @@ def render_hessian() -> None:
                                        metric="tr H", title="Hessian trace over training (Hutch++ ± standard error)")
             chart(f, "trace")
             figures.append(f)
-    hs = await_job("spectra:" + view_key(settings, "k", "snap", "exact"),
+    spectra_key = "spectra:" + view_key(settings, "k", "snap", "exact")
+    if scene.exact_hessian(settings, runs) and not _spectra_announced(spectra_key, curvature_key, settings, runs):
+        exports("Hessian", settings, runs, figures)
+        return
+    hs = await_job(spectra_key,
                    lambda p, s: scene.hessian_spectra(settings, runs, progress=p, should_stop=s),
                    "Spectra at the snapshot", unit="runs")
     if hs is None:
@@ -100,6 +111,28 @@ def _announced(key: str, settings, runs, with_trace: bool = False) -> bool:
         return est.seconds, work, hint
 
     return cost_gate(key, plan)
+
+
+def _go_on_after_stop(key: str) -> bool:
+    """After a Stop of λ_max, the trace and spectra wait for a press: a Stop means "no more computing now"."""
+    agreed = st.session_state.setdefault("hessian_go_on", set())
+    if key in agreed:
+        return True
+    st.button("Compute the trace and spectra too", icon=":material/play_arrow:", key=f"go_on_{zlib.crc32(key.encode())}",
+              on_click=agreed.add, args=(key,),
+              help="λ_max was stopped, so the other Hessian jobs did not start.")
+    return False
+
+
+def _spectra_announced(spectra_key: str, curvature_key: str, settings, runs) -> bool:
+    """The exact spectra's cost (one dense eigendecomposition per run) before they start, gated as λ_max is."""
+    def plan() -> tuple[float, str, str]:
+        est = cached("curvature estimate", curvature_key, lambda: scene.curvature_estimate(settings, runs))
+        seconds = est.seconds / max(1, est.snapshots) * len(runs)
+        work = f"Computing the exact spectra of {len(runs)} run(s) at the snapshot (one dense eigendecomposition each)"
+        return seconds, work, "Switch off Exact (Lanczos finds the top eigenvalues in a few products) or compare fewer runs."
+
+    return cost_gate(spectra_key, plan)
 
 
 def _computed(curves: list, labels: list[str]) -> list[int]:
