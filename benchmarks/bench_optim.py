@@ -66,8 +66,8 @@ def _factories() -> dict[str, callable]:
 
 
 def _time_steps(factory, x, y, width: int, steps: int, device: torch.device) -> tuple[float, float]:
-    """Seconds per step, and gradient evaluations per step in units of the batch (our optimizers count them; NaN
-    for the peers)."""
+    """Seconds per step, and gradient evaluations per step in units of the batch, averaged over the timed steps
+    (our optimizers count them; NaN for the peers)."""
     model = _model(width, device)
     opt = factory(model.parameters())
     loss_fn = nn.functional.cross_entropy
@@ -81,16 +81,17 @@ def _time_steps(factory, x, y, width: int, steps: int, device: torch.device) -> 
         opt.step(closure)
     if device.type == "cuda":
         torch.cuda.synchronize()
+    samples = 0.0
     start = time.perf_counter()
     for _ in range(steps):
         closure()
         opt.step(closure)
+        last = getattr(opt, "last", None)  # a host-side count the step already made: no device sync
+        samples += last.grad_samples if last is not None else float("nan")
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / steps
-    last = getattr(opt, "last", None)
-    evals = last.grad_samples / x.shape[0] if last is not None else float("nan")
-    return seconds, evals
+    return seconds, samples / steps / x.shape[0]  # the mean over the timed steps (LookSAM, SSAM vary by step)
 
 
 
@@ -135,7 +136,7 @@ def bench_run(device: str, repeats: int, steps: int = 200) -> dict[str, float]:
     print(f"# bench_optim --part run: {steps} full-batch SAM steps, moons MLP 2-32-32-2 tanh (N={s.x_train.shape[0]}), "
           f"train.run records every step (eval_every=1: train and test loss/accuracy, fullgrad_every=1: cos(e, ∇L), "
           f"snapshot_every=10; 'records off' sets all three to {steps}); {repeats} interleaved "
-          f"repeats; device={device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {cpu_model()}")
+          f"repeats; device={device}; {header()}")
     for name, t in med.items():
         print(f"{name:<32}{t:>8.3f} s  (min {min(times[name]):.3f})")
     ratio = med["train.run"] / med["pytorch-optimizer SAM loop"]

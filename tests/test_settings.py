@@ -84,7 +84,8 @@ def test_garbage_never_raises_and_always_gives_trainable_configs(query):
 
 _VALUE_TEXT = st.one_of(st.text(max_size=8), st.floats(allow_nan=True, allow_infinity=True).map(repr),
                         st.integers(-10**6, 10**6).map(str), st.sampled_from(["true", "false", "sgd", "adam", "fisher",
-                                                                              "dynamic", "0.9,0.999", "1/2", ""]))
+                                                                              "dynamic", "mpp", "naive", "global",
+                                                                              "0.9,0.999", "1/2", ""]))
 
 
 @st.composite
