@@ -129,8 +129,8 @@ class Settings:
     @property
     def labels(self) -> list[str]:
         """Display names of the runs: each optimizer's label with the hyperparameters set for it; where an optimizer
-        runs more than once, its ρ and η and every hyperparameter that differs between its runs (defaults
-        included), so that no two runs read alike."""
+        runs more than once, the hyperparameters that differ between its runs (defaults included): short, and no
+        two runs read alike."""
         names = [name for name, _ in self.runs]
         out = []
         for name, hp in self.runs:
@@ -141,7 +141,7 @@ class Settings:
                 alike = [{**defaults, **dict(other)} for n, other in self.runs if n == name]
                 full = {**defaults, **shown}
                 differ = {k for k in full if len({repr(a.get(k)) for a in alike}) > 1}
-                shown = {k: v for k, v in full.items() if k in ("rho", "lr") or k in differ}
+                shown = {k: v for k, v in full.items() if k in differ}
             text = ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items())
             out.append(f"{label} ({text})" if text else label)
         return out

@@ -10,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 from browser import browser_page, streamlit_server, wait_charts, wait_idle  # noqa: E402
 
 SHOTS = (
@@ -20,13 +21,25 @@ SHOTS = (
     ("radius_sensitivity", "Radius_sensitivity?preset=lightsam_parameter_agnostic&steps=100&runs=sam;lightsam1;lightsam2&sxv=0.01,0.1,1,3&syv=0.01,0.1,1,3", 1),
     ("learn", "Learn", 0),
 )
+# the SAM family's presets, by their own settings: (file name, preset, charts to wait for)
+PRESET_SHOTS = (("mup2_layers", "mup2_layers", 3), ("mup2_width_transfer", "mup2_width_transfer", 1))
+
+
+def _preset_path(name: str) -> str:
+    from urllib.parse import urlencode
+
+    from sam_viz.presets import PRESETS
+
+    preset = PRESETS[name]
+    return f"{preset.page}?{urlencode({**preset.query, 'preset': name})}"
 
 
 def main() -> None:
     out = ROOT / "assets"
     out.mkdir(exist_ok=True)
     with streamlit_server() as (base, _), browser_page(width=1400, height=1700) as page:
-        for name, path, charts in SHOTS:
+        shots = [*SHOTS, *((file, _preset_path(preset), charts) for file, preset, charts in PRESET_SHOTS)]
+        for name, path, charts in shots:
             page.goto(f"{base}/{path}")
             if charts:
                 wait_charts(page, charts)

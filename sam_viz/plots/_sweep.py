@@ -151,7 +151,7 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
 
     n = len(checked)
     grid = make_subplots(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=min(0.04, 0.2 / n),
-                         subplot_titles=[t for t, _, _ in checked])
+                         subplot_titles=[wrap_title(t, max(18, 84 // n)) for t, _, _ in checked])
     jj, ii = np.meshgrid(np.arange(xv.size), np.arange(yv.size))
     data: list[Any] = []
     spread = f" ± %{{customdata[5]:.2~g}} (std over {seeds} seeds)" if seeds > 1 and spreads is not None else ""
@@ -211,6 +211,19 @@ def sweep_heatmaps(panels: Sequence[tuple[str, Any, Any]], *, x_name: str, y_nam
     return go.Figure(data=data, layout=layout)
 
 
+def wrap_title(title: str, width: int) -> str:
+    """``title`` broken into lines of at most about ``width`` characters at spaces (panels side by side would
+    otherwise write their titles over each other)."""
+    lines, line = [], ""
+    for word in title.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "<br>".join([*lines, line])
+
+
 def higher_is_better(metric: str) -> bool:
     """Accuracies are best high; losses and curvatures low."""
     return "acc" in metric
@@ -231,7 +244,7 @@ def _column_best_layer(name: str, x_labels: list[str], y_labels: list[str], show
     xs = np.asarray(x_labels, dtype=object)[keep]
     ys = np.asarray(y_labels, dtype=object)[rows[keep]]
     return go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"{name}: best per column", showlegend=False,
-                      marker={"symbol": "circle-open", "size": 26, "color": "#d62728", "line": {"width": 3}},
+                      marker={"symbol": "circle-open", "size": 40, "color": "#d62728", "line": {"width": 2}},
                       line={"color": "#d62728", "width": 2, "dash": "dot"}, hoverinfo="skip",
                       meta={"key": f"{name} best per column", "export": False, "rows": rows.tolist()}, **axes)
 

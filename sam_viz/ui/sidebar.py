@@ -186,10 +186,10 @@ def _experiment_form(settings: Settings, page: str) -> None:
             c1, c2 = st.columns(2)
             c1.number_input("Hidden layers", 0, int(spec("depth").high), key="w_depth", **quiet)
             c2.number_input("Width", int(spec("width").low), int(spec("width").high), key="w_width", **quiet)
-            c1, c2 = st.columns(2)
-            c1.selectbox("Parameterisation", spec("param").choices, key="w_param", help=spec("param").help, **quiet)
+            st.selectbox("Parameterisation", spec("param").choices, key="w_param", help=spec("param").help,
+                         format_func={"sp": "standard (sp)", "mup": "μP (mup)"}.get, **quiet)
             if ss["w_param"] == "mup":
-                c2.number_input("Base width", int(spec("bw").low), int(spec("bw").high), key="w_bw",
+                st.number_input("Base width", int(spec("bw").low), int(spec("bw").high), key="w_bw",
                                 help=spec("bw").help, **quiet)
         if ss["w_model"] != "logistic":
             st.selectbox("Activation", ACTIVATIONS, key="w_act", **quiet)
