@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import cpu_model  # noqa: E402  (beside this script)
+
 from sam_viz.config import Config
 from sam_viz.evaluators import chunk_size, onednn_linear
 from sam_viz.planes import random_plane

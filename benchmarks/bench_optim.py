@@ -23,6 +23,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import header  # noqa: E402  (beside this script)
+
 from sam_viz.config import Config  # noqa: E402
 from sam_viz.optim import OPTIMIZERS, BatchClosure, make  # noqa: E402
 from sam_viz.train import run, setup  # noqa: E402

@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import cpu_model  # noqa: E402  (beside this script)
+
 from sam_viz.config import Config  # noqa: E402
 from sam_viz.sweep import run_grid  # noqa: E402
 
