@@ -18,6 +18,7 @@ ProgressFn = Callable[[int, int], None]
 Work = Callable[[ProgressFn, Callable[[], bool]], Any]
 
 MAX_KEPT = 64  # finished results kept (LRU)
+VIEWER_TIMEOUT_S = 6.0  # a viewer whose page has not asked about the job for this long has left
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Job:
         error: the exception's text if the work raised.
         stopped: a stop was requested.
         started, finished: ``time.perf_counter()`` when the job started and finished (None while running).
+        viewers: the sessions waiting for the job, each with when its page last asked about it.
     """
 
     key: str
@@ -41,8 +43,11 @@ class Job:
     stopped: bool = False
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
+    viewers: dict[str, float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def running(self) -> bool:
@@ -70,10 +75,36 @@ class Job:
         self._stop.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job finishes (or ``timeout`` seconds pass); True when finished."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.running
+        """Block until the job finishes (or ``timeout`` seconds pass); True when finished. Safe from any thread at
+        any moment, also before the job's thread has started (another session may see the job first)."""
+        return self._done.wait(timeout)
+
+    def _finish(self) -> None:
+        self.finished = time.perf_counter()
+        self._done.set()
+
+    # ------------------------------------------------------------------ viewers: a Stop belongs to the viewer
+
+    def watch(self, viewer: str) -> None:
+        """``viewer``'s page is waiting for the job (call it again while waiting: it keeps the viewer present)."""
+        with self._lock:
+            self.viewers[viewer] = time.monotonic()
+
+    def others_watching(self, viewer: str) -> int:
+        """Viewers other than ``viewer`` whose pages asked about the job within ``VIEWER_TIMEOUT_S``."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for v, seen in self.viewers.items() if v != viewer and now - seen < VIEWER_TIMEOUT_S)
+
+    def leave(self, viewer: str) -> bool:
+        """``viewer`` pressed Stop: it stops waiting, and the job stops only when nobody else is waiting for it
+        (it keeps what it computed). True when the job was stopped."""
+        with self._lock:
+            self.viewers.pop(viewer, None)
+        if self.others_watching(viewer) == 0:
+            self.stop()
+            return True
+        return False
 
 
 class Registry:
@@ -91,7 +122,7 @@ class Registry:
                 self._jobs.move_to_end(key)
             return job
 
-    def submit(self, key: str, work: Work, *, restart: bool = False) -> Job:
+    def submit(self, key: str, work: Work, *, restart: bool = False, viewer: str | None = None) -> Job:
         """The job for ``key``: the existing one (running, or finished: also stopped or failed) unless ``restart``.
 
         Args:
@@ -99,13 +130,18 @@ class Registry:
             work: ``work(progress, should_stop) -> result``; ``progress(done, total)``; it must return what it
                 has when ``should_stop()`` turns True.
             restart: start afresh if the existing job has finished (a running job is never duplicated).
+            viewer: the session asking (``Job.watch``), so that its Stop stops the job only if nobody else waits.
         """
         with self._lock:
             job = self._jobs.get(key)
             if job is not None and (job.running or not restart):
                 self._jobs.move_to_end(key)
+                if viewer is not None:
+                    job.watch(viewer)
                 return job
             job = Job(key)
+            if viewer is not None:
+                job.watch(viewer)
             self._jobs[key] = job
             self._evict()
 
@@ -118,7 +154,7 @@ class Registry:
             except Exception as err:  # surfaced to the page as a message, never as a crash
                 job.error = f"{type(err).__name__}: {err}"
             finally:
-                job.finished = time.perf_counter()
+                job._finish()
 
         job._thread = threading.Thread(target=target, name=f"sam-viz job {key[:40]}", daemon=True)
         job._thread.start()

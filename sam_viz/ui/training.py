@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from .. import scene
 from ..jobs import REGISTRY, Job
 from ..records import Run
 from ..settings import Settings
+from ..view_cache import ViewCache
 from . import state
 
 SYNC_WAIT_S = 30.0  # a page waits this long for its job before it polls instead (defaults take a few seconds)
@@ -68,22 +68,54 @@ def trained_runs(settings: Settings) -> list[Run] | None:
     return await_job(key, functools.partial(scene.train_all, configs), "Training", unit="steps")
 
 
+def viewer() -> str:
+    """This browser session's id: whose Stop it is."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "local"
+
+
+def _leave(key: str) -> None:
+    """Stop pressed: this viewer stops waiting; the job stops only if nobody else waits for it."""
+    job = REGISTRY.get(key)
+    if job is not None and not job.leave(viewer()):
+        st.session_state.setdefault("left_jobs", set()).add(key)
+
+
+def _watch_again(key: str) -> None:
+    st.session_state.setdefault("left_jobs", set()).discard(key)
+
+
 def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps") -> Any:
     """Start (or find) the job ``key`` and wait for it while showing progress (done, time so far and left) and a
-    Stop button; None if it is still running."""
+    Stop button; None if it is still running. A job is one for every session: a Stop ends this viewer's wait, and
+    stops the job only when no other visitor is waiting for it."""
     existing = REGISTRY.get(key)
     restart = state.claim_restart(key, existing is not None and (existing.stopped or existing.error is not None))
-    job = REGISTRY.submit(key, work, restart=restart)
+    me = viewer()
+    if restart:
+        _watch_again(key)
+    job = REGISTRY.submit(key, work, restart=restart, viewer=me)
+    if job.running and key in st.session_state.get("left_jobs", ()):
+        others = job.others_watching(me)
+        st.info(f"You stopped waiting for {label.lower()}; {others} other visitor(s) of this link still wait for "
+                "it, so it goes on.", icon=":material/pause_circle:")
+        st.button("Wait for it again", key=f"again_{_short(key)}", on_click=_watch_again, args=(key,),
+                  icon=":material/play_arrow:")
+        return None
     if job.running:
         box = st.empty()
         with box.container():
-            st.button("Stop", key=f"stop_{_short(key)}", on_click=job.stop, icon=":material/stop_circle:",
-                      help="Stop now and keep the steps computed so far.")
+            st.button("Stop", key=f"stop_{_short(key)}", on_click=_leave, args=(key,), icon=":material/stop_circle:",
+                      help="Stop now and keep the steps computed so far (if other visitors wait for the same "
+                           "work, it goes on for them).")
             bar = st.progress(job.fraction, text=f"{label}…")
         wait = 10.0 if job.stopped else st.session_state.get("_sync_wait_s", SYNC_WAIT_S)
         deadline = time.perf_counter() + wait
         while job.running and time.perf_counter() < deadline:
             job.wait(0.15)
+            job.watch(me)
             bar.progress(job.fraction, text=progress_text(job, label, unit))
         if job.running:
             box.empty()
@@ -103,9 +135,10 @@ def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps
 def _poll(key: str, label: str, unit: str) -> None:
     """Progress of a job that outlived the page's wait; reruns the page when it finishes."""
     job: Job | None = REGISTRY.get(key)
-    if job is None or not job.running:
+    if job is None or not job.running or key in st.session_state.get("left_jobs", ()):
         st.rerun()
-    st.button("Stop", key=f"poll_stop_{_short(key)}", on_click=job.stop, icon=":material/stop_circle:")
+    job.watch(viewer())
+    st.button("Stop", key=f"poll_stop_{_short(key)}", on_click=_leave, args=(key,), icon=":material/stop_circle:")
     st.progress(job.fraction, text=progress_text(job, label, unit))
 
 
@@ -127,28 +160,20 @@ def _short(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
-_VIEW_CACHE: OrderedDict[str, Any] = OrderedDict()
-VIEW_CACHE_SIZE = 32
+VIEW_CACHE = ViewCache()
 
 
 def cached(kind: str, key: str, compute: Callable[[], Any]) -> Any:
-    """A process-wide LRU for view computations (surfaces, spectra) keyed by primitive strings."""
-    full = f"{kind}\0{key}"
-    if full in _VIEW_CACHE:
-        _VIEW_CACHE.move_to_end(full)
-        return _VIEW_CACHE[full]
-    value = compute()
-    _VIEW_CACHE[full] = value
-    while len(_VIEW_CACHE) > VIEW_CACHE_SIZE:
-        _VIEW_CACHE.popitem(last=False)
-    return value
+    """A process-wide cache for view computations (surfaces, spectra) keyed by primitive strings: computed once for
+    every session, in flight included (``view_cache.ViewCache``)."""
+    return VIEW_CACHE.get_or_compute(f"{kind}\0{key}", compute)
 
 
 def peek(kind: str, key: str) -> Any:
     """The value ``cached(kind, key, ...)`` holds, or None (nothing is computed)."""
-    return _VIEW_CACHE.get(f"{kind}\0{key}")
+    return VIEW_CACHE.get(f"{kind}\0{key}")
 
 
 def clear_caches() -> None:
     REGISTRY.clear()
-    _VIEW_CACHE.clear()
+    VIEW_CACHE.clear()
