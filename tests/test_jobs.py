@@ -184,3 +184,74 @@ def test_the_view_cache_is_bounded_in_bytes_and_survives_a_failed_compute():
         pass
     assert cache.get_or_compute("bad", lambda: 7) == 7  # not stuck in flight
     assert nbytes({"a": np.zeros(10), "b": [np.zeros(5)]}) >= 120
+
+
+# ---- a bounded, fair queue ----------------------------------------------------------------------------------------
+
+def test_at_most_workers_jobs_run_at_once_and_the_queue_is_fair_per_visitor():
+    import threading
+
+    registry = Registry(workers=1)
+    release = threading.Event()
+    started: list[str] = []
+    peak, running = [0], [0]
+    lock = threading.Lock()
+
+    def work(name):
+        def run(progress, should_stop):
+            with lock:
+                started.append(name)
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            release.wait(10)
+            with lock:
+                running[0] -= 1
+            return name
+        return run
+
+    a1 = registry.submit("a1", work("a1"), viewer="A")
+    a2 = registry.submit("a2", work("a2"), viewer="A")
+    a3 = registry.submit("a3", work("a3"), viewer="A")
+    b1 = registry.submit("b1", work("b1"), viewer="B")  # a second visitor, after A's three
+    assert not a1.queued and a2.queued and b1.queued
+    assert [registry.position(j) for j in (b1, a2, a3)] == [0, 1, 2]  # B goes before A's second and third
+    release.set()
+    for job in (a1, a2, a3, b1):
+        assert job.wait(10)
+    assert started == ["a1", "b1", "a2", "a3"] and peak[0] == 1
+
+
+def test_a_job_stopped_in_the_queue_never_runs():
+    import threading
+
+    registry = Registry(workers=1)
+    release = threading.Event()
+    first = registry.submit("first", lambda p, s: release.wait(10), viewer="A")
+    ran = []
+    queued = registry.submit("queued", lambda p, s: ran.append(1), viewer="B")
+    assert queued.queued
+    assert queued.leave("B") is True  # its only viewer's Stop
+    assert queued.wait(1) and queued.stopped and queued.result is None and not queued.queued
+    release.set()
+    assert first.wait(10)
+    time.sleep(0.05)
+    assert ran == []
+
+
+def test_a_visitor_may_queue_only_a_fair_share():
+    import threading
+
+    import pytest
+
+    from sam_viz.jobs import TooManyJobs
+
+    registry = Registry(workers=1)
+    release = threading.Event()
+    registry.submit("busy", lambda p, s: release.wait(10), viewer="other")
+    for k in range(registry.max_queued_per_visitor):
+        registry.submit(f"mine{k}", lambda p, s: None, viewer="me")
+    with pytest.raises(TooManyJobs, match="jobs waiting"):
+        registry.submit("one too many", lambda p, s: None, viewer="me")
+    assert registry.submit("theirs", lambda p, s: None, viewer="third").queued  # others are not held back
+    assert registry.submit("mine0", lambda p, s: None, viewer="me").key == "mine0"  # an existing job: no new one
+    release.set()

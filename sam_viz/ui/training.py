@@ -9,13 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
+import torch
 
 from .. import scene
-from ..jobs import REGISTRY, Job
+from ..jobs import REGISTRY, Job, TooManyJobs, threads_per_job
 from ..records import Run
 from ..settings import Settings
 from ..view_cache import ViewCache
 from . import state
+
+# the app's jobs share the cores: each gets its share of torch's threads (``jobs.threads_per_job``)
+torch.set_num_threads(threads_per_job(REGISTRY.workers))
 
 SYNC_WAIT_S = 30.0  # a page waits this long for its job before it polls instead (defaults take a few seconds)
 SLOW_S = 90.0  # a job estimated to take longer than this waits for the user's go-ahead
@@ -96,7 +100,11 @@ def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps
     me = viewer()
     if restart:
         _watch_again(key)
-    job = REGISTRY.submit(key, work, restart=restart, viewer=me)
+    try:
+        job = REGISTRY.submit(key, work, restart=restart, viewer=me)
+    except TooManyJobs as err:  # a visitor's fair share of the server: said, nothing lost
+        st.warning(str(err), icon=":material/hourglass_top:")
+        return None
     if job.running and key in st.session_state.get("left_jobs", ()):
         others = job.others_watching(me)
         st.info(f"You stopped waiting for {label.lower()}; {others} other visitor(s) of this link still wait for "
@@ -110,7 +118,7 @@ def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps
             st.button("Stop", key=f"stop_{_short(key)}", on_click=_leave, args=(key,), icon=":material/stop_circle:",
                       help="Stop now and keep the steps computed so far (if other visitors wait for the same "
                            "work, it goes on for them).")
-            bar = st.progress(job.fraction, text=f"{label}…")
+            bar = st.progress(job.fraction, text=progress_text(job, label, unit))
         wait = 10.0 if job.stopped else st.session_state.get("_sync_wait_s", SYNC_WAIT_S)
         deadline = time.perf_counter() + wait
         while job.running and time.perf_counter() < deadline:
@@ -124,6 +132,9 @@ def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps
         box.empty()
     if job.error is not None:
         st.error(f"{label} failed: {job.error}")
+        return None
+    if job.stopped and job.result is None:  # stopped while it waited in the queue: nothing was computed
+        st.info(f"{label} was stopped before it started. Press Train to run it.", icon=":material/pause_circle:")
         return None
     if job.stopped:
         st.info(f"{label} was stopped after {job.done_units:,} of {job.total_units:,} {unit}; the views show what was "
@@ -144,6 +155,10 @@ def _poll(key: str, label: str, unit: str) -> None:
 
 def progress_text(job: Job, label: str, unit: str) -> str:
     """"Training: 40 / 150 steps · 3 s so far, about 8 s left" (the estimate once there is a rate to go by)."""
+    if job.queued:  # waiting for a free worker: its place in the queue
+        ahead = REGISTRY.position(job)
+        return (f"{label}: waiting for a free worker, {ahead} job{'s' if ahead != 1 else ''} ahead of yours "
+                f"({REGISTRY.workers} run at once on this server)")
     text = f"{label}: {job.done_units:,} / {job.total_units:,} {unit} · {_duration(job.elapsed)} so far"
     left = job.remaining
     return text + (f", about {_duration(left)} left" if left is not None else "")
