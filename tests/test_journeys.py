@@ -74,12 +74,13 @@ def test_teacher_opens_a_preset_from_home_plays_it_and_shares_the_link(server, n
         assert page.evaluate(CONTOUR_PATHS) > 0
         page.locator(".js-plotly-plot .updatemenu-button").filter(has_text="Play").first.click()
         # each frame redraws the map (plotly drops a contour an animation frame leaves out), so a sample can land
-        # inside one repaint: most samples while playing, and every one after, must show it
+        # inside one repaint, more often on a loaded machine (CI saw 1 in 10 there); the bug this guards against
+        # erased the contour for good, so: it keeps coming back while playing, and it is there once paused
         seen = []
-        for _ in range(10):
+        for _ in range(20):
             page.wait_for_timeout(200)
             seen.append(page.evaluate(CONTOUR_PATHS) > 0)
-        assert sum(seen) >= 5, f"the contour must stay drawn while the paths replay: {seen}"
+        assert sum(seen) >= 3, f"the contour must stay drawn while the paths replay: {seen}"
         page.locator(".js-plotly-plot .updatemenu-button").filter(has_text="Pause").first.click()
         page.wait_for_timeout(500)
         assert page.evaluate(CONTOUR_PATHS) > 0, "the contour is drawn once playback pauses"
