@@ -319,3 +319,16 @@ def test_a_failing_page_shows_one_clear_message_and_no_traceback(monkeypatch, ca
     (error,) = [e.value for e in at.error if e.value.startswith(FAILED)]
     assert "ValueError: Invalid surface: no finite loss values" in error and "server's log" in error
     assert any("page render_surface failed" in r.message for r in caplog.records)  # the details: in the log
+
+
+def test_a_second_train_press_within_the_interval_is_ignored_with_a_note():
+    at = _page(PAGES["Perturbations"], steps="32").run()
+    _assert_ok(at)
+    at.slider(key="w_steps").set_value(33)
+    at.button(key="train").click().run()
+    assert _q(at, "steps") == "33"
+    at.slider(key="w_steps").set_value(34)
+    at.button(key="train").click().run()  # at once: a classroom's double click
+    _assert_ok(at)
+    assert _q(at, "steps") == "33"  # ignored
+    assert any("One Train every" in c.value for c in at.caption)
