@@ -7,6 +7,8 @@ settings gets the finished result at once.
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -18,6 +20,26 @@ ProgressFn = Callable[[int, int], None]
 Work = Callable[[ProgressFn, Callable[[], bool]], Any]
 
 MAX_KEPT = 64  # finished results kept (LRU)
+VIEWER_TIMEOUT_S = 6.0  # a viewer whose page has not asked about the job for this long has left
+MAX_QUEUED_PER_VISITOR = 4  # jobs one visitor may have waiting in the queue at once (a classroom's fair share)
+
+
+class TooManyJobs(ValueError):
+    """A visitor asked for more queued jobs than ``MAX_QUEUED_PER_VISITOR``."""
+
+
+def default_workers() -> int:
+    """Jobs run at once: one per core (``SAM_VIZ_WORKERS`` overrides), each with ``threads_per_job`` torch threads,
+    so that a classroom's jobs share the cores instead of fighting over them."""
+    value = os.environ.get("SAM_VIZ_WORKERS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return max(1, os.cpu_count() or 1)
+
+
+def threads_per_job(workers: int) -> int:
+    """torch intra-op threads per job when ``workers`` jobs run at once on this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 @dataclass
@@ -31,6 +53,9 @@ class Job:
         error: the exception's text if the work raised.
         stopped: a stop was requested.
         started, finished: ``time.perf_counter()`` when the job started and finished (None while running).
+        viewers: the sessions waiting for the job, each with when its page last asked about it.
+        queued: waiting for a free worker (``Registry.position`` says how many jobs go first).
+        owner: the session that submitted it (the queue is fair per owner).
     """
 
     key: str
@@ -41,8 +66,16 @@ class Job:
     stopped: bool = False
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
+    viewers: dict[str, float] = field(default_factory=dict)
+    queued: bool = False
+    owner: str = ""
+    _cancel: Callable[[], None] | None = field(default=None, repr=False)
+    _order: int = field(default=0, repr=False)
+    _work: Work | None = field(default=None, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def running(self) -> bool:
@@ -65,24 +98,86 @@ class Job:
         return self.elapsed * (self.total_units - self.done_units) / self.done_units
 
     def stop(self) -> None:
-        """Ask the work to stop at its next check; it keeps what it computed."""
+        """Ask the work to stop at its next check; it keeps what it computed. A job still in the queue leaves it
+        and finishes at once, with no result."""
         self.stopped = True
         self._stop.set()
+        if self._cancel is not None:
+            self._cancel()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job finishes (or ``timeout`` seconds pass); True when finished."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.running
+        """Block until the job finishes (or ``timeout`` seconds pass); True when finished. Safe from any thread at
+        any moment, also before the job's thread has started (another session may see the job first)."""
+        return self._done.wait(timeout)
+
+    def _finish(self) -> None:
+        self.finished = time.perf_counter()
+        self._done.set()
+
+    # ------------------------------------------------------------------ viewers: a Stop belongs to the viewer
+
+    def watch(self, viewer: str) -> None:
+        """``viewer``'s page is waiting for the job (call it again while waiting: it keeps the viewer present)."""
+        with self._lock:
+            self.viewers[viewer] = time.monotonic()
+
+    def others_watching(self, viewer: str) -> int:
+        """Viewers other than ``viewer`` whose pages asked about the job within ``VIEWER_TIMEOUT_S``."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for v, seen in self.viewers.items() if v != viewer and now - seen < VIEWER_TIMEOUT_S)
+
+    def leave(self, viewer: str) -> bool:
+        """``viewer`` pressed Stop: it stops waiting, and the job stops only when nobody else is waiting for it
+        (it keeps what it computed). True when the job was stopped."""
+        with self._lock:
+            self.viewers.pop(viewer, None)
+        if self.others_watching(viewer) == 0:
+            self.stop()
+            return True
+        return False
 
 
 class Registry:
-    """Jobs by key: at most one running per key, finished ones kept in an LRU of ``MAX_KEPT``."""
+    """Jobs by key: one per key for every session, finished ones kept in an LRU of ``MAX_KEPT``; at most ``workers``
+    run at once, the others wait in a queue that is first-in first-out and fair per owner (the next job is the
+    oldest of the owner who has had the fewest jobs started), so one visitor's many jobs do not hold back another's.
 
-    def __init__(self, max_kept: int = MAX_KEPT) -> None:
+    Args:
+        max_kept: finished jobs kept.
+        workers: jobs run at once (``default_workers()``).
+    """
+
+    def __init__(self, max_kept: int = MAX_KEPT, workers: int | None = None) -> None:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self.max_kept = max_kept
+        self.workers = workers or default_workers()
+        self._queue: list[Job] = []
+        self._running = 0
+        self._served: dict[str, int] = {}
+        self._counter = itertools.count()
+        self.max_queued_per_visitor = MAX_QUEUED_PER_VISITOR
+
+    def position(self, job: Job) -> int:
+        """Jobs that start before ``job`` (0 once it runs): the queue's order as it stands."""
+        with self._lock:
+            if not job.queued:
+                return 0
+            order = self._fair_order()
+            return order.index(job) if job in order else 0
+
+    def _fair_order(self) -> list[Job]:
+        """The queue in the order it would be served (lock held): by the owner's jobs served so far, then age."""
+        served = dict(self._served)
+        pending = list(self._queue)
+        out = []
+        while pending:
+            pick = min(pending, key=lambda j: (served.get(j.owner, 0), j._order))
+            pending.remove(pick)
+            served[pick.owner] = served.get(pick.owner, 0) + 1
+            out.append(pick)
+        return out
 
     def get(self, key: str) -> Job | None:
         with self._lock:
@@ -91,7 +186,7 @@ class Registry:
                 self._jobs.move_to_end(key)
             return job
 
-    def submit(self, key: str, work: Work, *, restart: bool = False) -> Job:
+    def submit(self, key: str, work: Work, *, restart: bool = False, viewer: str | None = None) -> Job:
         """The job for ``key``: the existing one (running, or finished: also stopped or failed) unless ``restart``.
 
         Args:
@@ -99,30 +194,68 @@ class Registry:
             work: ``work(progress, should_stop) -> result``; ``progress(done, total)``; it must return what it
                 has when ``should_stop()`` turns True.
             restart: start afresh if the existing job has finished (a running job is never duplicated).
+            viewer: the session asking (``Job.watch``), so that its Stop stops the job only if nobody else waits.
+
+        Raises:
+            TooManyJobs: ``viewer`` already has ``MAX_QUEUED_PER_VISITOR`` jobs waiting in the queue.
         """
         with self._lock:
             job = self._jobs.get(key)
             if job is not None and (job.running or not restart):
                 self._jobs.move_to_end(key)
+                if viewer is not None:
+                    job.watch(viewer)
                 return job
-            job = Job(key)
+            waiting = sum(1 for j in self._queue if viewer is not None and j.owner == viewer)
+            if waiting >= self.max_queued_per_visitor:
+                raise TooManyJobs(f"You already have {waiting} jobs waiting for a free worker on this server; "
+                                  "they start in turn. Wait for one to finish, or press Stop on one.")
+            job = Job(key, queued=True, owner=viewer or "", _order=next(self._counter), _work=work)
+            job._cancel = lambda: self._dequeue(job)
+            if viewer is not None:
+                job.watch(viewer)
             self._jobs[key] = job
+            self._queue.append(job)
             self._evict()
+            self._dispatch()
+        return job
 
+    def _dispatch(self) -> None:
+        """Start queued jobs while workers are free (lock held)."""
+        while self._running < self.workers and self._queue:
+            job = self._fair_order()[0]
+            self._queue.remove(job)
+            self._served[job.owner] = self._served.get(job.owner, 0) + 1
+            self._running += 1
+            job.queued, job._cancel = False, None
+            job.started = time.perf_counter()
+            job._thread = threading.Thread(target=self._run, args=(job,), name=f"sam-viz job {job.key[:40]}",
+                                           daemon=True)
+            job._thread.start()
+
+    def _run(self, job: Job) -> None:
         def progress(done: int, total: int) -> None:
             job.done_units, job.total_units = done, total
 
-        def target() -> None:
-            try:
-                job.result = work(progress, job._stop.is_set)
-            except Exception as err:  # surfaced to the page as a message, never as a crash
-                job.error = f"{type(err).__name__}: {err}"
-            finally:
-                job.finished = time.perf_counter()
+        try:
+            job.result = job._work(progress, job._stop.is_set)
+        except Exception as err:  # surfaced to the page as a message, never as a crash
+            job.error = f"{type(err).__name__}: {err}"
+        finally:
+            job._work = None  # the closure holds the page's data: let it go with the job's thread
+            job._finish()
+            with self._lock:
+                self._running -= 1
+                self._dispatch()
 
-        job._thread = threading.Thread(target=target, name=f"sam-viz job {key[:40]}", daemon=True)
-        job._thread.start()
-        return job
+    def _dequeue(self, job: Job) -> None:
+        """A queued job was stopped: it leaves the queue and finishes without running."""
+        with self._lock:
+            if job not in self._queue:
+                return
+            self._queue.remove(job)
+            job.queued, job._cancel = False, None
+        job._finish()
 
     def _evict(self) -> None:
         finished = [k for k, j in self._jobs.items() if not j.running]
@@ -131,9 +264,10 @@ class Registry:
 
     def clear(self) -> None:
         with self._lock:
-            for job in self._jobs.values():
-                job.stop()
+            jobs = list(self._jobs.values())
             self._jobs.clear()
+        for job in jobs:
+            job.stop()
 
 
 REGISTRY = Registry()

@@ -248,6 +248,27 @@ def test_a_stopped_lambda_max_holds_the_other_hessian_jobs_until_asked():
     assert len(_figures(at)) >= 2  # λ_max and the spectrum
 
 
+def test_a_stop_leaves_the_job_running_while_another_visitor_waits_for_it():
+    before = set(REGISTRY._jobs)
+    at = _page(PAGES["Perturbations"], {"_sync_wait_s": 0.0}, steps="2900", n="4000", width="128", seed="77").run()
+    (key,) = [k for k in set(REGISTRY._jobs) - before if k.startswith("runs:")]
+    job = REGISTRY._jobs[key]
+    job.watch("another visitor")  # a second browser on the same link
+    (stop,) = [b for b in at.button if b.label == "Stop"]
+    stop.click().run()
+    _assert_ok(at)
+    assert job.running and not job.stopped  # the other visitor still gets it
+    assert any("still wait for it, so it goes on" in i.value for i in at.info)
+    (again,) = [b for b in at.button if b.label == "Wait for it again"]
+    again.click().run()
+    assert [b for b in at.button if b.label == "Stop"]  # this visitor waits again, with its Stop
+    job.viewers.pop("another visitor")
+    (stop,) = [b for b in at.button if b.label == "Stop"]
+    stop.click().run()  # now nobody else waits: the Stop stops the job
+    assert job.wait(60) and job.stopped
+    assert any("was stopped after" in i.value for i in at.info)
+
+
 def test_train_button_applies_the_form_and_updates_the_figure():
     at = _page(PAGES["Perturbations"], steps="30").run()
     _assert_ok(at)
@@ -282,3 +303,32 @@ def test_a_run_can_be_stopped_and_keeps_its_steps():
     at.run()
     _assert_ok(at)
     assert len(at.get("plotly_chart")) >= 1  # the views draw the kept steps
+
+
+def test_a_failing_page_shows_one_clear_message_and_no_traceback(monkeypatch, caplog):
+    from sam_viz.ui.guard import FAILED
+
+    def broken(*args, **kwargs):
+        raise ValueError("Invalid surface: no finite loss values")
+
+    from sam_viz.ui import surface_page
+
+    monkeypatch.setattr(surface_page, "surface_scene", broken)
+    at = _page(PAGES["Loss_surface"], steps="31").run()
+    assert not at.exception  # no traceback reaches the client
+    (error,) = [e.value for e in at.error if e.value.startswith(FAILED)]
+    assert "ValueError: Invalid surface: no finite loss values" in error and "server's log" in error
+    assert any("page render_surface failed" in r.message for r in caplog.records)  # the details: in the log
+
+
+def test_a_second_train_press_within_the_interval_is_ignored_with_a_note():
+    at = _page(PAGES["Perturbations"], steps="32").run()
+    _assert_ok(at)
+    at.slider(key="w_steps").set_value(33)
+    at.button(key="train").click().run()
+    assert _q(at, "steps") == "33"
+    at.slider(key="w_steps").set_value(34)
+    at.button(key="train").click().run()  # at once: a classroom's double click
+    _assert_ok(at)
+    assert _q(at, "steps") == "33"  # ignored
+    assert any("One Train every" in c.value for c in at.caption)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from sam_viz import scene
 from sam_viz.config import Config
 from sam_viz.jobs import Registry
@@ -77,3 +79,179 @@ def test_training_job_can_be_stopped_and_keeps_its_steps():
     sam, sgd = job.result  # trained side by side: a stop keeps both, with the same steps (not SAM alone)
     assert sam.stopped and sgd.stopped and 0 < sam.n_steps < 20_000
     assert sam.n_steps == sgd.n_steps == job.done_units and job.total_units == 20_000  # steps, not steps × runs
+
+
+# ---- one job for every session: waiting from any thread, Stop per viewer ----------------------------------------
+
+def test_a_job_seen_before_its_thread_starts_can_be_waited_for():
+    # another session may find a job in the registry before its thread has started: waiting must not raise
+    import threading
+
+    from sam_viz.jobs import Job
+
+    job = Job("k")
+    assert job.wait(0.01) is False  # no thread yet: just not finished
+    job._thread = threading.Thread(target=lambda: None)  # made, not yet started: the moment the old join raised at
+    assert job.wait(0.01) is False
+    registry = Registry()
+    errors, release = [], threading.Event()
+
+    def work(progress, should_stop):
+        release.wait(5)
+        return 42
+
+    def visitor():
+        try:
+            for _ in range(200):
+                found = registry.get("shared")
+                if found is not None:
+                    found.wait(0.001)
+        except Exception as err:  # the bug: RuntimeError("cannot join thread before it is started")
+            errors.append(err)
+
+    threads = [threading.Thread(target=visitor) for _ in range(4)]
+    for t in threads:
+        t.start()
+    job = registry.submit("shared", work)
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert job.wait(5) and job.result == 42 and errors == []
+
+
+def test_a_viewers_stop_stops_the_job_only_when_nobody_else_waits():
+    registry = Registry()
+    job = registry.submit("k", _counting(200, 0.01), viewer="a")
+    registry.submit("k", _counting(200, 0.01), viewer="b")  # the second visitor of the same link: the same job
+    assert registry.get("k") is job and job.others_watching("a") == 1
+    assert job.leave("a") is False  # b still waits: the job goes on
+    time.sleep(0.05)
+    assert job.running and not job.stopped
+    assert job.leave("b") is True  # the last viewer's Stop stops it
+    assert job.wait(5) and job.stopped and len(job.result) < 200
+
+
+def test_a_viewer_who_left_the_page_no_longer_counts():
+    from sam_viz import jobs
+
+    registry = Registry()
+    job = registry.submit("k", _counting(200, 0.01), viewer="a")
+    job.watch("gone")
+    job.viewers["gone"] -= jobs.VIEWER_TIMEOUT_S + 1  # its page stopped asking a while ago
+    assert job.others_watching("a") == 0
+    assert job.leave("a") is True and job.wait(5) and job.stopped
+
+
+def test_the_view_cache_computes_each_key_once_for_every_thread():
+    import threading
+
+    from sam_viz.view_cache import ViewCache
+
+    cache, calls = ViewCache(), []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.1)
+        return np.ones(1000)
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get_or_compute("surface", compute)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(calls) == 1 and len(results) == 8 and all(r is results[0] for r in results)
+    assert cache.bytes == 8000
+
+
+def test_the_view_cache_is_bounded_in_bytes_and_survives_a_failed_compute():
+    from sam_viz.view_cache import ViewCache, nbytes
+
+    cache = ViewCache(max_bytes=10_000)
+    for k in range(5):
+        cache.get_or_compute(f"k{k}", lambda: np.zeros(500))  # 4,000 bytes each
+    assert cache.bytes <= 10_000 and cache.get("k4") is not None and cache.get("k0") is None  # LRU evicted
+    cache.get_or_compute("huge", lambda: np.zeros(10_000))  # larger than the bound: returned, not kept
+    assert cache.get("huge") is None and cache.bytes <= 10_000
+
+    def fails():
+        raise ValueError("no finite loss values")
+
+    try:
+        cache.get_or_compute("bad", fails)
+    except ValueError:
+        pass
+    assert cache.get_or_compute("bad", lambda: 7) == 7  # not stuck in flight
+    assert nbytes({"a": np.zeros(10), "b": [np.zeros(5)]}) >= 120
+
+
+# ---- a bounded, fair queue ----------------------------------------------------------------------------------------
+
+def test_at_most_workers_jobs_run_at_once_and_the_queue_is_fair_per_visitor():
+    import threading
+
+    registry = Registry(workers=1)
+    release = threading.Event()
+    started: list[str] = []
+    peak, running = [0], [0]
+    lock = threading.Lock()
+
+    def work(name):
+        def run(progress, should_stop):
+            with lock:
+                started.append(name)
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            release.wait(10)
+            with lock:
+                running[0] -= 1
+            return name
+        return run
+
+    a1 = registry.submit("a1", work("a1"), viewer="A")
+    a2 = registry.submit("a2", work("a2"), viewer="A")
+    a3 = registry.submit("a3", work("a3"), viewer="A")
+    b1 = registry.submit("b1", work("b1"), viewer="B")  # a second visitor, after A's three
+    assert not a1.queued and a2.queued and b1.queued
+    assert [registry.position(j) for j in (b1, a2, a3)] == [0, 1, 2]  # B goes before A's second and third
+    release.set()
+    for job in (a1, a2, a3, b1):
+        assert job.wait(10)
+    assert started == ["a1", "b1", "a2", "a3"] and peak[0] == 1
+
+
+def test_a_job_stopped_in_the_queue_never_runs():
+    import threading
+
+    registry = Registry(workers=1)
+    release = threading.Event()
+    first = registry.submit("first", lambda p, s: release.wait(10), viewer="A")
+    ran = []
+    queued = registry.submit("queued", lambda p, s: ran.append(1), viewer="B")
+    assert queued.queued
+    assert queued.leave("B") is True  # its only viewer's Stop
+    assert queued.wait(1) and queued.stopped and queued.result is None and not queued.queued
+    release.set()
+    assert first.wait(10)
+    time.sleep(0.05)
+    assert ran == []
+
+
+def test_a_visitor_may_queue_only_a_fair_share():
+    import threading
+
+    import pytest
+
+    from sam_viz.jobs import TooManyJobs
+
+    registry = Registry(workers=1)
+    release = threading.Event()
+    registry.submit("busy", lambda p, s: release.wait(10), viewer="other")
+    for k in range(registry.max_queued_per_visitor):
+        registry.submit(f"mine{k}", lambda p, s: None, viewer="me")
+    with pytest.raises(TooManyJobs, match="jobs waiting"):
+        registry.submit("one too many", lambda p, s: None, viewer="me")
+    assert registry.submit("theirs", lambda p, s: None, viewer="third").queued  # others are not held back
+    assert registry.submit("mine0", lambda p, s: None, viewer="me").key == "mine0"  # an existing job: no new one
+    release.set()

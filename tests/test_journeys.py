@@ -18,6 +18,7 @@ import pytest
 from browser import browser_page, chromium_available, streamlit_server, wait_charts, wait_idle
 
 from sam_viz.presets import PRESETS
+from sam_viz.ui.guard import FAILED
 
 pytestmark = pytest.mark.e2e
 
@@ -45,6 +46,8 @@ def _shot(page, name: str) -> None:
 
 def _no_exception(page) -> None:
     assert page.locator(EXCEPTION).count() == 0, page.locator(EXCEPTION).all_inner_texts()
+    failed = page.get_by_text(FAILED)  # a page body that raised: its one-line message (ui.guard)
+    assert failed.count() == 0, failed.all_inner_texts()
 
 
 def _real_errors(page) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -213,12 +214,23 @@ def _experiment_form(settings: Settings, page: str) -> None:
     c3.number_input("Seeds", 1, int(spec("seeds").high), key="w_seeds", help=spec("seeds").help, **quiet)
     st.button("Train", key="train", type="primary", on_click=_submit, use_container_width=True,
               help="Train every optimizer with these settings (results are cached).")
+    if ss.get("train_note"):
+        st.caption(ss.pop("train_note"))
     st.button("Reset to defaults", on_click=state.reset, use_container_width=True)
 
 
+TRAIN_INTERVAL_S = 2.0  # one Train a visitor per this many seconds: a classroom's repeated clicks do not pile up
+
+
 def _submit() -> None:
-    """Train pressed: build Settings from the widgets and make them current (and the URL)."""
+    """Train pressed: build Settings from the widgets and make them current (and the URL); at most one press a
+    visitor every ``TRAIN_INTERVAL_S`` (a faster one is ignored with a note)."""
     ss = st.session_state
+    now = time.monotonic()
+    if now - ss.get("last_train", -math.inf) < TRAIN_INTERVAL_S:
+        ss["train_note"] = f"One Train every {TRAIN_INTERVAL_S:g} s per visitor: that press was ignored."
+        return
+    ss["last_train"] = now
     old = state.current()
     runs = []
     for slot in range(MAX_RUNS):

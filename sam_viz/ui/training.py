@@ -5,17 +5,21 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
+import torch
 
 from .. import scene
-from ..jobs import REGISTRY, Job
+from ..jobs import REGISTRY, Job, TooManyJobs, threads_per_job
 from ..records import Run
 from ..settings import Settings
+from ..view_cache import ViewCache
 from . import state
+
+# the app's jobs share the cores: each gets its share of torch's threads (``jobs.threads_per_job``)
+torch.set_num_threads(threads_per_job(REGISTRY.workers))
 
 SYNC_WAIT_S = 30.0  # a page waits this long for its job before it polls instead (defaults take a few seconds)
 SLOW_S = 90.0  # a job estimated to take longer than this waits for the user's go-ahead
@@ -68,22 +72,58 @@ def trained_runs(settings: Settings) -> list[Run] | None:
     return await_job(key, functools.partial(scene.train_all, configs), "Training", unit="steps")
 
 
+def viewer() -> str:
+    """This browser session's id: whose Stop it is."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "local"
+
+
+def _leave(key: str) -> None:
+    """Stop pressed: this viewer stops waiting; the job stops only if nobody else waits for it."""
+    job = REGISTRY.get(key)
+    if job is not None and not job.leave(viewer()):
+        st.session_state.setdefault("left_jobs", set()).add(key)
+
+
+def _watch_again(key: str) -> None:
+    st.session_state.setdefault("left_jobs", set()).discard(key)
+
+
 def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps") -> Any:
     """Start (or find) the job ``key`` and wait for it while showing progress (done, time so far and left) and a
-    Stop button; None if it is still running."""
+    Stop button; None if it is still running. A job is one for every session: a Stop ends this viewer's wait, and
+    stops the job only when no other visitor is waiting for it."""
     existing = REGISTRY.get(key)
     restart = state.claim_restart(key, existing is not None and (existing.stopped or existing.error is not None))
-    job = REGISTRY.submit(key, work, restart=restart)
+    me = viewer()
+    if restart:
+        _watch_again(key)
+    try:
+        job = REGISTRY.submit(key, work, restart=restart, viewer=me)
+    except TooManyJobs as err:  # a visitor's fair share of the server: said, nothing lost
+        st.warning(str(err), icon=":material/hourglass_top:")
+        return None
+    if job.running and key in st.session_state.get("left_jobs", ()):
+        others = job.others_watching(me)
+        st.info(f"You stopped waiting for {label.lower()}; {others} other visitor(s) of this link still wait for "
+                "it, so it goes on.", icon=":material/pause_circle:")
+        st.button("Wait for it again", key=f"again_{_short(key)}", on_click=_watch_again, args=(key,),
+                  icon=":material/play_arrow:")
+        return None
     if job.running:
         box = st.empty()
         with box.container():
-            st.button("Stop", key=f"stop_{_short(key)}", on_click=job.stop, icon=":material/stop_circle:",
-                      help="Stop now and keep the steps computed so far.")
-            bar = st.progress(job.fraction, text=f"{label}…")
+            st.button("Stop", key=f"stop_{_short(key)}", on_click=_leave, args=(key,), icon=":material/stop_circle:",
+                      help="Stop now and keep the steps computed so far (if other visitors wait for the same "
+                           "work, it goes on for them).")
+            bar = st.progress(job.fraction, text=progress_text(job, label, unit))
         wait = 10.0 if job.stopped else st.session_state.get("_sync_wait_s", SYNC_WAIT_S)
         deadline = time.perf_counter() + wait
         while job.running and time.perf_counter() < deadline:
             job.wait(0.15)
+            job.watch(me)
             bar.progress(job.fraction, text=progress_text(job, label, unit))
         if job.running:
             box.empty()
@@ -92,6 +132,9 @@ def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps
         box.empty()
     if job.error is not None:
         st.error(f"{label} failed: {job.error}")
+        return None
+    if job.stopped and job.result is None:  # stopped while it waited in the queue: nothing was computed
+        st.info(f"{label} was stopped before it started. Press Train to run it.", icon=":material/pause_circle:")
         return None
     if job.stopped:
         st.info(f"{label} was stopped after {job.done_units:,} of {job.total_units:,} {unit}; the views show what was "
@@ -103,14 +146,19 @@ def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps
 def _poll(key: str, label: str, unit: str) -> None:
     """Progress of a job that outlived the page's wait; reruns the page when it finishes."""
     job: Job | None = REGISTRY.get(key)
-    if job is None or not job.running:
+    if job is None or not job.running or key in st.session_state.get("left_jobs", ()):
         st.rerun()
-    st.button("Stop", key=f"poll_stop_{_short(key)}", on_click=job.stop, icon=":material/stop_circle:")
+    job.watch(viewer())
+    st.button("Stop", key=f"poll_stop_{_short(key)}", on_click=_leave, args=(key,), icon=":material/stop_circle:")
     st.progress(job.fraction, text=progress_text(job, label, unit))
 
 
 def progress_text(job: Job, label: str, unit: str) -> str:
     """"Training: 40 / 150 steps · 3 s so far, about 8 s left" (the estimate once there is a rate to go by)."""
+    if job.queued:  # waiting for a free worker: its place in the queue
+        ahead = REGISTRY.position(job)
+        return (f"{label}: waiting for a free worker, {ahead} job{'s' if ahead != 1 else ''} ahead of yours "
+                f"({REGISTRY.workers} run at once on this server)")
     text = f"{label}: {job.done_units:,} / {job.total_units:,} {unit} · {_duration(job.elapsed)} so far"
     left = job.remaining
     return text + (f", about {_duration(left)} left" if left is not None else "")
@@ -127,28 +175,20 @@ def _short(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
-_VIEW_CACHE: OrderedDict[str, Any] = OrderedDict()
-VIEW_CACHE_SIZE = 32
+VIEW_CACHE = ViewCache()
 
 
 def cached(kind: str, key: str, compute: Callable[[], Any]) -> Any:
-    """A process-wide LRU for view computations (surfaces, spectra) keyed by primitive strings."""
-    full = f"{kind}\0{key}"
-    if full in _VIEW_CACHE:
-        _VIEW_CACHE.move_to_end(full)
-        return _VIEW_CACHE[full]
-    value = compute()
-    _VIEW_CACHE[full] = value
-    while len(_VIEW_CACHE) > VIEW_CACHE_SIZE:
-        _VIEW_CACHE.popitem(last=False)
-    return value
+    """A process-wide cache for view computations (surfaces, spectra) keyed by primitive strings: computed once for
+    every session, in flight included (``view_cache.ViewCache``)."""
+    return VIEW_CACHE.get_or_compute(f"{kind}\0{key}", compute)
 
 
 def peek(kind: str, key: str) -> Any:
     """The value ``cached(kind, key, ...)`` holds, or None (nothing is computed)."""
-    return _VIEW_CACHE.get(f"{kind}\0{key}")
+    return VIEW_CACHE.get(f"{kind}\0{key}")
 
 
 def clear_caches() -> None:
     REGISTRY.clear()
-    _VIEW_CACHE.clear()
+    VIEW_CACHE.clear()
