@@ -27,8 +27,9 @@ from .hessian import MAX_DENSE_PARAMS, EigenResult, make_hvp, spectral_density, 
 from .models import split_parameters
 from .optim import OPTIMIZERS
 from .records import Run
-from .settings import SWEEP_METRICS, Settings
+from .settings import Settings
 from .sweep import CONFIG_AXES, MAX_CELL_STEPS, Grid, axis_value, robustness, run_grid, width_axis_problem
+from .sweep import METRICS as ROBUSTNESS_METRICS
 from .train import lockstep, setup
 
 
@@ -572,7 +573,8 @@ def heatmap_metric(grids: Sequence[tuple[str, Grid]], metric: str) -> str:
 def robustness_metric(grids: Sequence[tuple[str, Grid]], metric: str) -> str:
     """The metric the robustness table summarises: the heatmap's when it is a final metric, else the test
     accuracy; the train loss for tasks without a test set."""
-    return heatmap_metric(grids, metric if metric in SWEEP_METRICS else "test_acc")
+    # λ_max is a heatmap metric but not a robustness one (robustness() takes the final train/test metrics)
+    return heatmap_metric(grids, metric if metric in ROBUSTNESS_METRICS else "test_acc")
 
 
 def robustness_rows(grids: Sequence[tuple[str, Grid]], metric: str) -> list[dict[str, object]]:
