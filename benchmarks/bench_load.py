@@ -141,7 +141,7 @@ def report(result: dict, deadline_s: float) -> str:
              f"fragment (progress polls) {_spread([v.fragment_runs for v in visits])}"]
     lines += [f"    exception ×{n}: {text[:300]}" for text, n in exceptions.most_common(5)]
     lines += [f"    error alert ×{n}: {text[:300]}" for text, n in errors.most_common(5)]
-    failures = collections.Counter(v.failure for v in missing)
+    failures = collections.Counter(f"{v.failure}; last told: {v.notes[-1] if v.notes else '-'}" for v in missing)
     lines += [f"    without charts ×{n}: {text[:300]}" for text, n in failures.most_common(5)]
     return "\n".join(lines)
 

@@ -38,6 +38,9 @@ class Visit:
         charts: plotly charts in that run.
         exceptions: the text of every ``exception`` element received.
         errors: the text of every error alert received.
+        notes: every other alert (info, warning) and progress text, in order, the last 50: what a visitor without
+            charts was told.
+        trace: the last 200 messages received, as "seconds kind detail" lines (for a visit that went wrong).
         full_runs, fragment_runs: script runs the server started for this session.
         failure: why the visit ended without charts (connection error, timeout, page not found), else "".
     """
@@ -47,6 +50,8 @@ class Visit:
     charts: int = 0
     exceptions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    trace: list[str] = field(default_factory=list)
     full_runs: int = 0
     fragment_runs: int = 0
     failure: str = ""
@@ -110,6 +115,7 @@ async def _follow(ws, result: Visit, query: str, started: float, end: float, min
         msg = ForwardMsg()
         msg.ParseFromString(raw)
         kind = msg.WhichOneof("type")
+        result.trace[:] = result.trace[-199:] + [f"{time.perf_counter() - started:.2f} {kind} {_detail(msg, kind)}"]
         if kind == "new_session":
             page_hash = msg.new_session.page_script_hash or page_hash
             in_fragment_run = bool(msg.metadata.run.fragment_ids)
@@ -144,6 +150,20 @@ async def _follow(ws, result: Visit, query: str, started: float, end: float, min
     result.failure = "message count exhausted"
 
 
+def _detail(msg: ForwardMsg, kind: str) -> str:
+    if kind == "delta":
+        delta = msg.delta
+        element = delta.new_element.WhichOneof("type") if delta.WhichOneof("type") == "new_element" else ""
+        return f"{delta.WhichOneof('type')} {element} fragment={delta.fragment_id[:6]}"
+    if kind == "new_session":
+        return f"page={msg.new_session.page_script_hash[:6]} fragments={list(msg.metadata.run.fragment_ids)}"
+    if kind == "script_finished":
+        return ForwardMsg.ScriptFinishedStatus.Name(msg.script_finished)
+    if kind == "auto_rerun":
+        return f"{msg.auto_rerun.fragment_id[:6]} every {msg.auto_rerun.interval} s"
+    return ""
+
+
 def _read_delta(msg: ForwardMsg, result: Visit, charts_at: list[float], in_fragment_run: bool) -> None:
     delta = msg.delta
     element = None
@@ -166,6 +186,8 @@ def _read_element(element, result: Visit) -> None:
         result.exceptions.append(f"{element.exception.type}: {element.exception.message}")
     elif kind == "alert" and element.alert.format == Alert.ERROR:
         result.errors.append(element.alert.body)
+    elif kind in ("alert", "progress"):
+        result.notes[:] = result.notes[-49:] + [element.alert.body if kind == "alert" else element.progress.text]
 
 
 async def visit_all(base: str, links: list[str], *, deadline_s: float = 300.0, min_charts: int = 1) -> list[Visit]:
