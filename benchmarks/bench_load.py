@@ -143,6 +143,9 @@ def report(result: dict, deadline_s: float) -> str:
     lines += [f"    error alert ×{n}: {text[:300]}" for text, n in errors.most_common(5)]
     failures = collections.Counter(f"{v.failure}; last told: {v.notes[-1] if v.notes else '-'}" for v in missing)
     lines += [f"    without charts ×{n}: {text[:300]}" for text, n in failures.most_common(5)]
+    if missing:  # what the server told the first of them last (its last 25 messages), to find why
+        lines += [f"    first without charts ({missing[0].link}), its last messages:"]
+        lines += [f"      {line}" for line in missing[0].trace[-25:]]
     return "\n".join(lines)
 
 
