@@ -4,8 +4,10 @@ It speaks the protocol that Streamlit's frontend speaks (``streamlit.proto`` Bac
 ``ws://HOST/_stcore/stream``), doing only what a browser tab does for this app:
 
 - the first ``rerun_script`` carries the page's name (its URL path) and query string, as a deep link does;
-- the page hash the server answers with (``new_session.page_script_hash``) and any query string the page writes
-  (``page_info_changed``) go into every later request;
+- the page hash the server answers with (``new_session.page_script_hash``, then ``navigation.page_script_hash``,
+  which names the page resolved from the link: the frontend's ``currentPageScriptHash``) and any query string the
+  page writes (``page_info_changed``) go into every later request (a fragment rerun that carried the main page's
+  hash turns into a run of the Home page when the server merges it with the page's own ``st.rerun``);
 - a fragment with ``run_every`` (the app's progress poll) is rerun on its interval (``auto_rerun``) until the server
   stops it (``stop_auto_rerun``) or a full run begins, exactly as the frontend's ``autoRerunIntervals`` do;
 - nothing is cached on the client (no ``cached_message_hashes``), so the server sends every message whole.
@@ -125,6 +127,8 @@ async def _follow(ws, result: Visit, query: str, started: float, end: float, min
                 result.full_runs += 1
                 timers.clear()
                 charts_at = []
+        elif kind == "navigation":  # the page the server resolved from the link's name: later requests name it
+            page_hash = msg.navigation.page_script_hash or page_hash
         elif kind == "page_info_changed":
             query = msg.page_info_changed.query_string
         elif kind == "auto_rerun":
@@ -159,6 +163,8 @@ def _detail(msg: ForwardMsg, kind: str) -> str:
         return f"page={msg.new_session.page_script_hash[:6]} fragments={list(msg.metadata.run.fragment_ids)}"
     if kind == "script_finished":
         return ForwardMsg.ScriptFinishedStatus.Name(msg.script_finished)
+    if kind == "navigation":
+        return f"page={msg.navigation.page_script_hash[:6]}"
     if kind == "auto_rerun":
         return f"{msg.auto_rerun.fragment_id[:6]} every {msg.auto_rerun.interval} s"
     return ""
