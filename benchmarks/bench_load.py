@@ -134,6 +134,7 @@ def report(result: dict, deadline_s: float) -> str:
              f"all visits done after {result['wall_s']:.1f} s",
              f"  charts drawn: first {fmt(min(times))}, p50 {fmt(percentile(times, 50))}, "
              f"p95 {fmt(percentile(times, 95))}, max {fmt(max(times))}",
+             f"  each session, sorted (s): {' '.join(f'{t:.0f}' if math.isfinite(t) else '-' for t in sorted(times))}",
              f"  sessions without charts: {len(missing)}; charts per page: {dict(charts)}",
              f"  exceptions: {sum(exceptions.values())}; error alerts: {sum(errors.values())}",
              f"  server peak RSS: {result['peak_rss'] / 2**30:.2f} GB",
