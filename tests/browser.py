@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -61,6 +62,8 @@ def streamlit_server(timeout: float = 60.0, *, as_readme: bool = False) -> Itera
                 out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
                 raise RuntimeError(f"streamlit did not become healthy:\n{out[-3000:]}")
             time.sleep(0.1)
+        # keep reading the server's log: a full pipe (64 KiB) would block the server's next log line
+        threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
         yield base, time.perf_counter() - started
     finally:
         proc.terminate()
@@ -68,6 +71,11 @@ def streamlit_server(timeout: float = 60.0, *, as_readme: bool = False) -> Itera
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _drain(stream) -> None:
+    for _ in iter(stream.readline, b""):
+        pass
 
 
 @contextlib.contextmanager
