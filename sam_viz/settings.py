@@ -343,11 +343,7 @@ def _axis_values(key: str, axis: str, raw: str, notes: list[str]) -> tuple[float
     if axis != "width":
         return _coerce(key, raw, notes)
     low, high = axis_range(axis, key)
-    try:
-        numbers = [float(p) for p in raw.split(",") if p.strip()]
-    except ValueError:
-        numbers = []
-    numbers = [n for n in numbers if math.isfinite(n)]
+    numbers = _finite_numbers(raw)
     if not 1 <= len(numbers) <= 9:
         notes.append(f"{key}={raw!r} is not 1 to 9 widths; using {_text(key, WIDTH_AXIS_VALUES)}")
         return None
@@ -357,6 +353,15 @@ def _axis_values(key: str, axis: str, raw: str, notes: list[str]) -> tuple[float
             notes.append(f"{key}: width {n:g} is not a whole number; rounded to {round(n)}")
         whole.append(float(round(n)))
     return tuple(sorted({_clamp_number(n, low, high, f"{key} (width)", notes) for n in whole}))
+
+
+def _finite_numbers(raw: str) -> list[float]:
+    """The finite numbers of a comma-separated list; none at all when any part is not a number."""
+    try:
+        numbers = [float(p) for p in raw.split(",") if p.strip()]
+    except ValueError:
+        return []
+    return [n for n in numbers if math.isfinite(n)]
 
 
 def _coerce(key: str, raw: str, notes: list[str]) -> Any:
@@ -369,11 +374,7 @@ def _coerce(key: str, raw: str, notes: list[str]) -> Any:
     if s.kind in ("bool", "choice"):
         return _option(key, raw, s.kind, s.choices, default, notes)
     if s.kind == "floats":
-        try:
-            numbers = [float(p) for p in raw.split(",") if p.strip()]
-        except ValueError:
-            numbers = []
-        numbers = [n for n in numbers if math.isfinite(n)]
+        numbers = _finite_numbers(raw)
         if not 1 <= len(numbers) <= 9:
             notes.append(f"{key}={raw!r} is not 1 to 9 numbers; using the defaults")
             return None

@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 import torch
 from test_sweep import assert_cell_equals_run
+from tiny_nets import flat_params as _flat
+from tiny_nets import per_sample_ce as _per_sample_ce
+from tiny_nets import random_batches as _batches
+from tiny_nets import tanh_mlp as _model
 from torch import nn
 
 from sam_viz.config import Config
@@ -20,25 +24,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = Config(optimizer="sampa", n_samples=128, width=8, steps=8, batch_size=32, dtype="float64", device="cpu")
 HP = {"rho": 0.1, "lmbda": 0.3, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
-
-
-def _model(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).double()
-
-
-def _batches(n: int = 6, size: int = 16, seed: int = 1):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(size, 3, generator=g, dtype=torch.float64), torch.randint(0, 2, (size,), generator=g))
-            for _ in range(n)]
-
-
-def _per_sample_ce(out, y):
-    return nn.functional.cross_entropy(out, y, reduction="none")
-
-
-def _flat(model: nn.Module) -> np.ndarray:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
 
 
 def _ours(name: str, batches, model=None, opt=None, **hp) -> tuple[list[np.ndarray], nn.Module, object]:

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from test_sweep import assert_cell_equals_run
+from tiny_nets import per_sample_ce as _per_sample_ce
+from tiny_nets import random_batches, tanh_mlp
 from torch import nn
 
 from sam_viz.config import Config
@@ -22,22 +24,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = Config(optimizer="ssam", n_samples=128, width=8, steps=8, batch_size=32, dtype="float64", device="cpu")
 
 
-def _model(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 3)).double()  # 3 classes: 2 would tie the output rows' Fisher
+def _model(seed: int = 0) -> nn.Module:  # 3 classes: 2 would tie the output rows' Fisher
+    return tanh_mlp(seed, classes=3)
 
 
 N_ENTRIES = sum(p.numel() for p in _model().parameters())  # 3·8 + 8 + 8·3 + 3 = 59
 
 
 def _batches(n: int = 6, size: int = 16, seed: int = 1):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(size, 3, generator=g, dtype=torch.float64), torch.randint(0, 3, (size,), generator=g))
-            for _ in range(n)]
-
-
-def _per_sample_ce(out, y):
-    return nn.functional.cross_entropy(out, y, reduction="none")
+    return random_batches(n, size, seed, classes=3)
 
 
 def _flat(tensors) -> torch.Tensor:

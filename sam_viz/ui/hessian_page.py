@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import streamlit as st
 
@@ -14,7 +12,7 @@ from ..optim import OPTIMIZERS
 from . import state
 from .common import chart, exports, open_page, runs_key, view_key
 from .sidebar import view_option
-from .training import await_job, cached, cost_gate
+from .training import await_job, cached, cost_gate, short_key
 
 
 def render_hessian() -> None:
@@ -118,7 +116,7 @@ def _go_on_after_stop(key: str) -> bool:
     agreed = st.session_state.setdefault("hessian_go_on", set())
     if key in agreed:
         return True
-    st.button("Compute the trace and spectra too", icon=":material/play_arrow:", key=f"go_on_{zlib.crc32(key.encode())}",
+    st.button("Compute the trace and spectra too", icon=":material/play_arrow:", key=f"go_on_{short_key(key)}",
               on_click=agreed.add, args=(key,),
               help="λ_max was stopped, so the other Hessian jobs did not start.")
     return False

@@ -41,7 +41,7 @@ def cost_gate(key: str, plan: Callable[[], tuple[float, str, str]]) -> bool:
     if seconds > SLOW_S and key not in st.session_state.get("slow_go_ahead", ()):
         st.warning(f"{work}: about {estimate_text(seconds)} on this machine now. {hint}", icon=":material/timer:")
         st.button(f"Run it anyway (about {estimate_text(seconds)})", on_click=_consent, args=(key,),
-                  icon=":material/play_arrow:", key=f"go_{_short(key)}")
+                  icon=":material/play_arrow:", key=f"go_{short_key(key)}")
         return False
     st.caption(f"{work}: about {estimate_text(seconds)} on this machine now.")
     return True
@@ -109,13 +109,13 @@ def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps
         others = job.others_watching(me)
         st.info(f"You stopped waiting for {label.lower()}; {others} other visitor(s) of this link still wait for "
                 "it, so it goes on.", icon=":material/pause_circle:")
-        st.button("Wait for it again", key=f"again_{_short(key)}", on_click=_watch_again, args=(key,),
+        st.button("Wait for it again", key=f"again_{short_key(key)}", on_click=_watch_again, args=(key,),
                   icon=":material/play_arrow:")
         return None
     if job.running:
         box = st.empty()
         with box.container():
-            st.button("Stop", key=f"stop_{_short(key)}", on_click=_leave, args=(key,), icon=":material/stop_circle:",
+            st.button("Stop", key=f"stop_{short_key(key)}", on_click=_leave, args=(key,), icon=":material/stop_circle:",
                       help="Stop now and keep the steps computed so far (if other visitors wait for the same "
                            "work, it goes on for them).")
             bar = st.progress(job.fraction, text=progress_text(job, label, unit))
@@ -149,7 +149,7 @@ def _poll(key: str, label: str, unit: str) -> None:
     if job is None or not job.running or key in st.session_state.get("left_jobs", ()):
         st.rerun()
     job.watch(viewer())
-    st.button("Stop", key=f"poll_stop_{_short(key)}", on_click=_leave, args=(key,), icon=":material/stop_circle:")
+    st.button("Stop", key=f"poll_stop_{short_key(key)}", on_click=_leave, args=(key,), icon=":material/stop_circle:")
     st.progress(job.fraction, text=progress_text(job, label, unit))
 
 
@@ -171,7 +171,8 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def _short(key: str) -> str:
+def short_key(key: str) -> str:
+    """A short, stable widget key for a job key (the same in every process)."""
     return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
