@@ -22,6 +22,10 @@ Work = Callable[[ProgressFn, Callable[[], bool]], Any]
 MAX_KEPT = 64  # finished results kept (LRU)
 VIEWER_TIMEOUT_S = 6.0  # a viewer whose page has not asked about the job for this long has left
 MAX_QUEUED_PER_VISITOR = 4  # jobs one visitor may have waiting in the queue at once (a classroom's fair share)
+# jobs a visitor is served per turn: a page's training and then its surface, so a page that has its runs is finished
+# before the next visitor's second page starts (otherwise every surface waits behind every classmate's training,
+# and nobody sees a chart until all the trainings are done)
+JOBS_PER_TURN = 2
 
 
 class TooManyJobs(ValueError):
@@ -140,8 +144,10 @@ class Job:
 
 class Registry:
     """Jobs by key: one per key for every session, finished ones kept in an LRU of ``MAX_KEPT``; at most ``workers``
-    run at once, the others wait in a queue that is first-in first-out and fair per owner (the next job is the
-    oldest of the owner who has had the fewest jobs started), so one visitor's many jobs do not hold back another's.
+    run at once, the others wait in a queue that is first-in first-out and fair per owner: owners take turns of
+    ``JOBS_PER_TURN`` jobs (the next job belongs to the owner with the fewest turns served, then the one who came
+    first; within an owner, the oldest job), so one visitor's many jobs do not hold back another's, and a visitor's
+    page is finished before later visitors' pages start.
 
     Args:
         max_kept: finished jobs kept.
@@ -156,16 +162,19 @@ class Registry:
         self._queue: list[Job] = []
         self._running = 0
         self._served: dict[str, int] = {}
+        self._arrival: dict[str, int] = {}  # each visitor's first submission: who came first is served first
         self._counter = itertools.count()
         self.max_queued_per_visitor = MAX_QUEUED_PER_VISITOR
+        self._order_cache: dict[int, int] | None = None  # ``position``'s answers until the queue changes
 
     def position(self, job: Job) -> int:
         """Jobs that start before ``job`` (0 once it runs): the queue's order as it stands."""
         with self._lock:
             if not job.queued:
                 return 0
-            order = self._fair_order()
-            return order.index(job) if job in order else 0
+            if self._order_cache is None:  # every waiting page asks several times a second: order once per change
+                self._order_cache = {id(j): i for i, j in enumerate(self._fair_order())}
+            return self._order_cache.get(id(job), 0)
 
     def _fair_order(self) -> list[Job]:
         """The queue in the order it would be served (lock held): by the owner's jobs served so far, then age."""
@@ -173,7 +182,8 @@ class Registry:
         pending = list(self._queue)
         out = []
         while pending:
-            pick = min(pending, key=lambda j: (served.get(j.owner, 0), j._order))
+            pick = min(pending, key=lambda j: (served.get(j.owner, 0) // JOBS_PER_TURN, self._arrival.get(j.owner, 0),
+                                               j._order))
             pending.remove(pick)
             served[pick.owner] = served.get(pick.owner, 0) + 1
             out.append(pick)
@@ -211,11 +221,13 @@ class Registry:
                 raise TooManyJobs(f"You already have {waiting} jobs waiting for a free worker on this server; "
                                   "they start in turn. Wait for one to finish, or press Stop on one.")
             job = Job(key, queued=True, owner=viewer or "", _order=next(self._counter), _work=work)
+            self._arrival.setdefault(job.owner, job._order)
             job._cancel = lambda: self._dequeue(job)
             if viewer is not None:
                 job.watch(viewer)
             self._jobs[key] = job
             self._queue.append(job)
+            self._order_cache = None
             self._evict()
             self._dispatch()
         return job
@@ -225,6 +237,7 @@ class Registry:
         while self._running < self.workers and self._queue:
             job = self._fair_order()[0]
             self._queue.remove(job)
+            self._order_cache = None
             self._served[job.owner] = self._served.get(job.owner, 0) + 1
             self._running += 1
             job.queued, job._cancel = False, None
@@ -254,6 +267,7 @@ class Registry:
             if job not in self._queue:
                 return
             self._queue.remove(job)
+            self._order_cache = None
             job.queued, job._cancel = False, None
         job._finish()
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from sam_viz import scene
 from sam_viz.config import Config
-from sam_viz.jobs import Registry
+from sam_viz.jobs import JOBS_PER_TURN, Registry
 
 
 def _counting(n, delay=0.001):
@@ -214,11 +214,14 @@ def test_at_most_workers_jobs_run_at_once_and_the_queue_is_fair_per_visitor():
     a3 = registry.submit("a3", work("a3"), viewer="A")
     b1 = registry.submit("b1", work("b1"), viewer="B")  # a second visitor, after A's three
     assert not a1.queued and a2.queued and b1.queued
-    assert [registry.position(j) for j in (b1, a2, a3)] == [0, 1, 2]  # B goes before A's second and third
+    # turns of JOBS_PER_TURN = 2: A's second job (a page's surface after its training) finishes A's turn, then B
+    # goes before A's third
+    assert JOBS_PER_TURN == 2
+    assert [registry.position(j) for j in (a2, b1, a3)] == [0, 1, 2]
     release.set()
     for job in (a1, a2, a3, b1):
         assert job.wait(10)
-    assert started == ["a1", "b1", "a2", "a3"] and peak[0] == 1
+    assert started == ["a1", "a2", "b1", "a3"] and peak[0] == 1
 
 
 def test_a_job_stopped_in_the_queue_never_runs():
@@ -255,3 +258,28 @@ def test_a_visitor_may_queue_only_a_fair_share():
     assert registry.submit("theirs", lambda p, s: None, viewer="third").queued  # others are not held back
     assert registry.submit("mine0", lambda p, s: None, viewer="me").key == "mine0"  # an existing job: no new one
     release.set()
+
+
+def test_a_visitors_follow_up_job_goes_before_later_visitors_first_jobs():
+    """A page's surface comes after its training: it must not wait behind every classmate's training, or nobody
+    in a classroom sees a chart until all trainings are done."""
+    import threading
+
+    registry = Registry(workers=1)
+    release = threading.Event()
+    order: list[str] = []
+
+    def work(name):
+        def run(progress, should_stop):
+            release.wait(10)
+            order.append(name)
+        return run
+
+    train_a = registry.submit("train A", work("train A"), viewer="A")
+    others = [registry.submit(f"train {v}", work(f"train {v}"), viewer=v) for v in "BCD"]
+    surface_a = registry.submit("surface A", work("surface A"), viewer="A")  # submitted after B, C and D
+    assert registry.position(surface_a) == 0 and [registry.position(j) for j in others] == [1, 2, 3]
+    release.set()
+    for job in (train_a, surface_a, *others):
+        assert job.wait(10)
+    assert order == ["train A", "surface A", "train B", "train C", "train D"]

@@ -11,7 +11,17 @@ camera across Streamlit reruns, and every figure carries its alt text (``describ
 """
 
 from ._boundary import decision_boundary_figure
-from ._common import PALETTE, SEQUENTIAL_SCALES, Style, param_title, readable_fonts, run_label, style, text_color
+from ._common import (
+    PALETTE,
+    SEQUENTIAL_SCALES,
+    Style,
+    param_title,
+    readable_fonts,
+    run_label,
+    style,
+    text_color,
+    text_colored,
+)
 from ._curvature import CURVATURE_METRICS, curvature_figure, hessian_series, spectrum_figure
 from ._export import describe, figure_to_csv_frames
 from ._method import cost_figure, layer_series_figure
@@ -73,4 +83,5 @@ __all__ = [
     "sweep_heatmaps",
     "sweep_selection",
     "text_color",
+    "text_colored",
 ]

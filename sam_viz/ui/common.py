@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlencode
 
 import numpy as np
@@ -21,7 +21,7 @@ from ..records import Run
 from ..report import html_report
 from ..settings import EXPERIMENT_FIELDS, SERIES, Settings, format_runs, to_query
 from .sidebar import page_frame, view_option
-from .training import await_job, trained_runs
+from .training import await_job, cached, trained_runs
 
 # Streamlit 1.67's chart theme replaces this placeholder colour in a figure's spec by the theme's body-text colour
 # (dark on the light theme, light on the dark one; st.context.theme.type is not reliable on the first run). Without
@@ -30,18 +30,39 @@ BODY_TEXT = "#000037"
 CHART_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
-def chart(fig: go.Figure, key: str, *, selectable: bool = False):
-    """A Plotly chart with alt text, a PNG toolbar button and a CSV of its data underneath."""
+def chart(fig: go.Figure, key: str, *, selectable: bool = False, shared: str | None = None):
+    """A Plotly chart with alt text, a PNG toolbar button and a CSV of its data underneath.
+
+    ``shared``: the view key of a figure from ``shared_figure``, which every visitor of the view is shown: its
+    screen copy (fonts and colours set) is then made once per server too, and ``fig`` is never changed.
+    """
     config = {**CHART_CONFIG, "toImageButtonOptions": {**CHART_CONFIG["toImageButtonOptions"], "filename": f"sam-viz-{key}"}}
     kwargs = {"on_select": "rerun", "selection_mode": ("points",)} if selectable else {}
-    # Ticks and axis titles in the theme's body-text colour (Streamlit's faded grey washes out on a projector)
-    plots.readable_fonts(fig)  # 14 px ticks on every subplot axis too (builders set the first ones)
-    with plots.text_color(fig, BODY_TEXT):
-        event = st.plotly_chart(fig, key=key, config=config, alt=plots.describe(fig), **kwargs)
+    if shared is not None:
+        screen, alt = cached("screen", shared, lambda: _screen_copy(fig))
+        event = st.plotly_chart(screen, key=key, config=config, alt=alt, **kwargs)
+    else:
+        # Ticks and axis titles in the theme's body-text colour (Streamlit's faded grey washes out on a projector)
+        plots.readable_fonts(fig)  # 14 px ticks on every subplot axis too (builders set the first ones)
+        with plots.text_color(fig, BODY_TEXT):
+            event = st.plotly_chart(fig, key=key, config=config, alt=plots.describe(fig), **kwargs)
     # deferred: the CSV is built when the button is pressed, not on every rerun
     st.download_button("Data (CSV)", lambda: figure_csv(fig), file_name=f"sam-viz-{key}.csv", mime="text/csv",
                        key=f"csv_{key}", icon=":material/download:", type="tertiary", on_click="ignore")
     return event
+
+
+def _screen_copy(fig: go.Figure) -> tuple[go.Figure, str]:
+    screen = plots.readable_fonts(plots.text_colored(fig, BODY_TEXT))
+    return screen, plots.describe(screen)
+
+
+def shared_figure(key: str, build: Callable[[], go.Figure]) -> go.Figure:
+    """The figure ``build()`` makes for the view ``key`` (every input of the figure must be in the key), built once
+    per server and shared by every visitor: building a figure is pure Python under the GIL, so thirty visitors of
+    one link would otherwise build it thirty times, one after another. Draw it with ``chart(..., shared=key)``;
+    nobody may change it."""
+    return cached("figure", key, build)
 
 
 def figure_csv(fig: go.Figure) -> str:
@@ -91,8 +112,10 @@ def metric_chart(settings: Settings, runs: Sequence[Run], labels: Sequence[str],
     # analytic tasks have no data to classify and no test set: the loss itself is what to watch
     analytic = TASKS[settings.task].kind == "analytic"
     metric = view_option("series", st.selectbox, options=[m for m in SERIES if not analytic or not m.startswith("test_")])
-    fig = plots.series_figure(runs, metric, labels=labels, seed_runs=seeds_or_none(seed_runs))
-    chart(fig, "series")
+    key = view_key(settings, "seeds") + json.dumps({"series": metric, "labels": list(labels)})
+    fig = shared_figure(key, lambda: plots.series_figure(runs, metric, labels=labels,
+                                                         seed_runs=seeds_or_none(seed_runs)))
+    chart(fig, "series", shared=key)
     return fig
 
 

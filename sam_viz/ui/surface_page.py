@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
@@ -13,7 +14,7 @@ from ..data import TASKS
 from ..records import Run
 from ..settings import PLANES, Settings
 from . import state
-from .common import chart, exports, metric_chart, open_page, path_traces, surface_scene, view_key
+from .common import chart, exports, metric_chart, open_page, path_traces, shared_figure, surface_scene, view_key
 from .method_views import cost_note
 from .sidebar import view_option
 from .training import cached
@@ -42,15 +43,9 @@ def render_surface() -> None:
     sc = surface_scene(settings, runs)
     if sc is None:
         return
-    traces = path_traces(sc, runs)
-    if settings.view3d:
-        fig = plots.surface_figure(sc.surface, trajectories=traces, kind="surface3d", log_scale=settings.log,
-                                   title="Loss surface (3-D)")
-    else:
-        longest = max(len(t.steps) for t in traces)
-        fig = plots.playback_figure(sc.surface, traces, log_scale=settings.log, frame_stride=max(1, math.ceil(longest / 60)),
-                                    title="Loss surface: press ▶ to replay training")  # ≤ 60 frames keep the page light
-    chart(fig, "surface")
+    key = view_key(settings, "plane", "span", "res", "log", "view3d") + json.dumps(list(labels))
+    fig = shared_figure(key, lambda: _surface_figure(settings, sc, runs))
+    chart(fig, "surface", shared=key)
     st.caption(f"{sc.note}. Grid {sc.surface.loss.shape[1]}×{sc.surface.loss.shape[0]}, evaluator `{sc.surface.evaluator}`, "
                f"{sc.surface.seconds:.2f} s. Hover a path for its true loss, the loss at its projection and its "
                "distance from the plane: a contour is a slice, so a point off the plane need not sit on its contour.")
@@ -63,6 +58,16 @@ def render_surface() -> None:
     exports("Loss surface", settings, runs, figures, [sc.note])
 
 
+def _surface_figure(settings: Settings, sc: scene.SurfaceScene, runs: Sequence[Run]) -> go.Figure:
+    traces = path_traces(sc, runs)
+    if settings.view3d:
+        return plots.surface_figure(sc.surface, trajectories=traces, kind="surface3d", log_scale=settings.log,
+                                    title="Loss surface (3-D)")
+    longest = max(len(t.steps) for t in traces)
+    return plots.playback_figure(sc.surface, traces, log_scale=settings.log, frame_stride=max(1, math.ceil(longest / 60)),
+                                 title="Loss surface: press ▶ to replay training")  # ≤ 60 frames keep the page light
+
+
 def _boundary(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) -> go.Figure:
     st.subheader("Decision boundary")
     c1, c2 = st.columns([1, 3])
@@ -71,8 +76,9 @@ def _boundary(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) ->
     with c2:
         view_option("snap", st.slider, label="Snapshot (-1 = last)", min_value=-1, max_value=n_snaps - 1)
     snap = state.current().snap
-    b = cached("boundary", view_key(settings, "snap") + str(which), lambda: scene.decision_boundary(runs[which], snap))
-    fig = plots.decision_boundary_figure(b.xx, b.yy, b.probs, b.x_train, b.y_train,
-                                         title=f"{labels[which]} at step {b.step}")
-    chart(fig, "boundary")
+    key = view_key(settings, "snap") + json.dumps([which, labels[which]])
+    b = cached("boundary", key, lambda: scene.decision_boundary(runs[which], snap))
+    fig = shared_figure(key, lambda: plots.decision_boundary_figure(b.xx, b.yy, b.probs, b.x_train, b.y_train,
+                                                                    title=f"{labels[which]} at step {b.step}"))
+    chart(fig, "boundary", shared=key)
     return fig
