@@ -296,3 +296,19 @@ def test_stepwise_and_lockstep_keep_their_semantics():
     assert [r.n_steps for r in runs] == [4, 4, 4] and all(r.stopped for r in runs) and seen[-1] == (4, TINY.steps)
     for config, r in zip(configs, runs):
         np.testing.assert_allclose(r.batch_loss, run(config).batch_loss[:4], rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(__import__("sam_viz.optim.registry", fromlist=["OPTIMIZERS"]).OPTIMIZERS))
+def test_a_stacked_run_does_not_depend_on_its_stack(name):
+    """In float32 on the CPU a run trained in a stack (R ≥ 2) has the same arrays whatever the stack's size and its
+    place in it: what batching several visitors' trainings into one stack would rely on (benchmarks/RESULTS.md,
+    "A classroom on one server"). A run of its own (R = 1) takes plain autograd instead and may differ in rounding."""
+    from sam_viz.train import train
+
+    base = SMALL.replace(steps=12, batch_size=32)
+    if name == "mup2":
+        base = base.replace(parameterization="mup")
+    config = base.with_optimizer(name)
+    seeds = [config.replace(seed=k) for k in range(1, 6)]
+    pair, five = train([seeds[2], seeds[0]]), train(seeds)
+    assert pair[0].equal_arrays(five[2]) and pair[1].equal_arrays(five[0])
