@@ -18,9 +18,9 @@ from ._common import (
     param_title,
     readable_fonts,
     run_label,
+    set_text_color,
     style,
     text_color,
-    text_colored,
 )
 from ._curvature import CURVATURE_METRICS, curvature_figure, hessian_series, spectrum_figure
 from ._export import describe, figure_to_csv_frames
@@ -83,5 +83,5 @@ __all__ = [
     "sweep_heatmaps",
     "sweep_selection",
     "text_color",
-    "text_colored",
+    "set_text_color",
 ]

@@ -308,15 +308,12 @@ def _text_targets(fig: Any) -> list[Any]:
     return targets
 
 
-def text_colored(fig: Any, color: str) -> Any:
-    """A copy of ``fig`` with ``text_color``'s fonts in ``color`` for good (``fig`` is left as it is): for a figure
-    that many visitors are shown at once, where changing it in place and back would race."""
-    import plotly.graph_objects as go
-
-    out = go.Figure(fig)
-    for obj in _text_targets(out):
+def set_text_color(fig: Any, color: str) -> Any:
+    """``fig`` (changed in place and returned) with ``text_color``'s fonts in ``color`` for good: for a figure built
+    once and shown to many visitors at once, where changing it in place and back would race."""
+    for obj in _text_targets(fig):
         obj.color = color
-    return out
+    return fig
 
 
 def readable_axis(ax: dict[str, Any]) -> dict[str, Any]:

@@ -38,9 +38,9 @@ def chart(fig: go.Figure, key: str, *, selectable: bool = False, shared: str | N
     """
     config = {**CHART_CONFIG, "toImageButtonOptions": {**CHART_CONFIG["toImageButtonOptions"], "filename": f"sam-viz-{key}"}}
     kwargs = {"on_select": "rerun", "selection_mode": ("points",)} if selectable else {}
-    if shared is not None:
-        screen, alt = cached("screen", shared, lambda: _screen_copy(fig))
-        event = st.plotly_chart(screen, key=key, config=config, alt=alt, **kwargs)
+    if shared is not None:  # styled when it was built; its alt text is worked out once too
+        event = st.plotly_chart(fig, key=key, config=config, alt=cached("alt", shared, lambda: plots.describe(fig)),
+                                **kwargs)
     else:
         # Ticks and axis titles in the theme's body-text colour (Streamlit's faded grey washes out on a projector)
         plots.readable_fonts(fig)  # 14 px ticks on every subplot axis too (builders set the first ones)
@@ -52,17 +52,18 @@ def chart(fig: go.Figure, key: str, *, selectable: bool = False, shared: str | N
     return event
 
 
-def _screen_copy(fig: go.Figure) -> tuple[go.Figure, str]:
-    screen = plots.readable_fonts(plots.text_colored(fig, BODY_TEXT))
-    return screen, plots.describe(screen)
-
-
 def shared_figure(key: str, build: Callable[[], go.Figure]) -> go.Figure:
     """The figure ``build()`` makes for the view ``key`` (every input of the figure must be in the key), built once
     per server and shared by every visitor: building a figure is pure Python under the GIL, so thirty visitors of
-    one link would otherwise build it thirty times, one after another. Draw it with ``chart(..., shared=key)``;
-    nobody may change it."""
-    return cached("figure", key, build)
+    one link would otherwise build it thirty times, one after another. It is styled for the screen as it is built
+    (projector-sized ticks, text in ``BODY_TEXT``, which reads on the white page of an export too). Draw it with
+    ``chart(..., shared=key)``; nobody may change it afterwards."""
+    def styled() -> go.Figure:
+        fig = plots.readable_fonts(build())
+        plots.set_text_color(fig, BODY_TEXT)
+        return fig
+
+    return cached("figure", key, styled)
 
 
 def figure_csv(fig: go.Figure) -> str:
