@@ -8,16 +8,22 @@ settings gets the finished result at once.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+_LOG = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]
 Work = Callable[[ProgressFn, Callable[[], bool]], Any]
+# the same work as a picklable function and its arguments, ``fn(*args, progress, should_stop)``: what a worker
+# process can run (``Registry.use_processes``)
+Portable = tuple[Callable[..., Any], tuple[Any, ...]]
 
 MAX_KEPT = 64  # finished results kept (LRU)
 VIEWER_TIMEOUT_S = 6.0  # a viewer whose page has not asked about the job for this long has left
@@ -76,6 +82,7 @@ class Job:
     _cancel: Callable[[], None] | None = field(default=None, repr=False)
     _order: int = field(default=0, repr=False)
     _work: Work | None = field(default=None, repr=False)
+    _portable: Portable | None = field(default=None, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -166,6 +173,7 @@ class Registry:
         self._counter = itertools.count()
         self.max_queued_per_visitor = MAX_QUEUED_PER_VISITOR
         self._order_cache: dict[int, int] | None = None  # ``position``'s answers until the queue changes
+        self.runner: Any = None  # a ``process_pool.ProcessRunner`` once ``use_processes`` was called
 
     def position(self, job: Job) -> int:
         """Jobs that start before ``job`` (0 once it runs): the queue's order as it stands."""
@@ -196,7 +204,17 @@ class Registry:
                 self._jobs.move_to_end(key)
             return job
 
-    def submit(self, key: str, work: Work, *, restart: bool = False, viewer: str | None = None) -> Job:
+    def use_processes(self, threads: int) -> None:
+        """Run portable jobs (``submit(portable=...)``) in ``workers`` spawned processes with ``threads`` torch
+        threads each (``process_pool.ProcessRunner``): training then runs outside the server's GIL, with the same
+        numbers. Other jobs, and portable ones if the processes cannot be used, run in threads as before."""
+        from .process_pool import ProcessRunner
+
+        if self.runner is None:
+            self.runner = ProcessRunner(self.workers, threads)
+
+    def submit(self, key: str, work: Work, *, restart: bool = False, viewer: str | None = None,
+               portable: Portable | None = None) -> Job:
         """The job for ``key``: the existing one (running, or finished: also stopped or failed) unless ``restart``.
 
         Args:
@@ -205,6 +223,7 @@ class Registry:
                 has when ``should_stop()`` turns True.
             restart: start afresh if the existing job has finished (a running job is never duplicated).
             viewer: the session asking (``Job.watch``), so that its Stop stops the job only if nobody else waits.
+            portable: the same work as a picklable ``(fn, args)``, for a worker process (``use_processes``).
 
         Raises:
             TooManyJobs: ``viewer`` already has ``MAX_QUEUED_PER_VISITOR`` jobs waiting in the queue.
@@ -220,7 +239,8 @@ class Registry:
             if waiting >= self.max_queued_per_visitor:
                 raise TooManyJobs(f"You already have {waiting} jobs waiting for a free worker on this server; "
                                   "they start in turn. Wait for one to finish, or press Stop on one.")
-            job = Job(key, queued=True, owner=viewer or "", _order=next(self._counter), _work=work)
+            job = Job(key, queued=True, owner=viewer or "", _order=next(self._counter), _work=work,
+                      _portable=portable)
             self._arrival.setdefault(job.owner, job._order)
             job._cancel = lambda: self._dequeue(job)
             if viewer is not None:
@@ -251,15 +271,26 @@ class Registry:
             job.done_units, job.total_units = done, total
 
         try:
-            job.result = job._work(progress, job._stop.is_set)
+            job.result = self._compute(job, progress)
         except Exception as err:  # surfaced to the page as a message, never as a crash
             job.error = f"{type(err).__name__}: {err}"
         finally:
-            job._work = None  # the closure holds the page's data: let it go with the job's thread
+            job._work = job._portable = None  # the closure holds the page's data: let it go with the job's thread
             job._finish()
             with self._lock:
                 self._running -= 1
                 self._dispatch()
+
+    def _compute(self, job: Job, progress: ProgressFn) -> Any:
+        runner = self.runner
+        if runner is not None and job._portable is not None and runner.ready:
+            fn, args = job._portable
+            try:
+                return runner.run(fn, args, progress, job._stop.is_set)
+            except BrokenProcessPool:  # a worker died (out of memory, killed): this job runs here; later ones too
+                self.runner = None
+                _LOG.exception("sam-viz: the worker processes broke; jobs run in threads from now on")
+        return job._work(progress, job._stop.is_set)
 
     def _dequeue(self, job: Job) -> None:
         """A queued job was stopped: it leaves the queue and finishes without running."""

@@ -44,6 +44,7 @@ def streamlit_server(timeout: float = 60.0, *, as_readme: bool = False) -> Itera
     set through Streamlit's environment variable."""
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "STREAMLIT_SERVER_PORT": str(port)}
+    env.pop("SAM_VIZ_PROCESSES", None)  # the app's default (worker processes), whatever the tests' process uses
     started = time.perf_counter()
     command = ([shutil.which("streamlit") or "streamlit", "run", "app.py"] if as_readme else
                [sys.executable, "-m", "streamlit", "run", "app.py", f"--server.port={port}", "--server.address=127.0.0.1",

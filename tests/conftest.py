@@ -1,5 +1,6 @@
 """Shared test set-up: the tests folder on sys.path for the browser helpers, and shared fixtures."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -7,6 +8,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# AppTest pages train in threads of the test process; a real server (tests/browser.py) uses worker processes, the
+# app's default, and tests/test_process_pool.py holds the two to the same numbers
+os.environ.setdefault("SAM_VIZ_PROCESSES", "0")
 
 
 @pytest.fixture(scope="module")

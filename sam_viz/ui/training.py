@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,9 @@ from . import state
 
 # the app's jobs share the cores: each gets its share of torch's threads (``jobs.threads_per_job``)
 torch.set_num_threads(threads_per_job(REGISTRY.workers))
+# trainings run in worker processes, outside the server's GIL (``SAM_VIZ_PROCESSES=0``: in threads, as in tests)
+if os.environ.get("SAM_VIZ_PROCESSES", "1") != "0":
+    REGISTRY.use_processes(threads_per_job(REGISTRY.workers))
 
 SYNC_WAIT_S = 30.0  # a page waits this long for its job before it polls instead (defaults take a few seconds)
 SLOW_S = 90.0  # a job estimated to take longer than this waits for the user's go-ahead
@@ -69,7 +73,8 @@ def trained_runs(settings: Settings) -> list[Run] | None:
         st.error(f"These settings cannot be trained: {err}")
         return None
     key = "runs:" + scene.runs_key(configs)
-    return await_job(key, functools.partial(scene.train_all, configs), "Training", unit="steps")
+    return await_job(key, functools.partial(scene.train_all, configs), "Training", unit="steps",
+                     portable=(scene.train_all, (configs,)))
 
 
 def viewer() -> str:
@@ -91,7 +96,8 @@ def _watch_again(key: str) -> None:
     st.session_state.setdefault("left_jobs", set()).discard(key)
 
 
-def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps") -> Any:
+def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps",
+              portable: tuple[Callable[..., Any], tuple[Any, ...]] | None = None) -> Any:
     """Start (or find) the job ``key`` and wait for it while showing progress (done, time so far and left) and a
     Stop button; None if it is still running. A job is one for every session: a Stop ends this viewer's wait, and
     stops the job only when no other visitor is waiting for it."""
@@ -101,7 +107,7 @@ def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps
     if restart:
         _watch_again(key)
     try:
-        job = REGISTRY.submit(key, work, restart=restart, viewer=me)
+        job = REGISTRY.submit(key, work, restart=restart, viewer=me, portable=portable)
     except TooManyJobs as err:  # a visitor's fair share of the server: said, nothing lost
         st.warning(str(err), icon=":material/hourglass_top:")
         return None
