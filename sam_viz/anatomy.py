@@ -26,7 +26,7 @@ state, for a side-by-side comparison on the same step.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from .config import Config
-from .data import ANALYTIC, TASKS
+from .data import ANALYTIC, TASKS, analytic_loss
 from .optim import OPTIMIZERS
 from .records import Run
 from .train import _Runs
@@ -80,6 +80,8 @@ class StepAnatomy:
         update: θ_{t+1} − θ_t.
         theta_next: θ_{t+1}.
         effective_rho: the radius scale the program reported (SAM: ρ; LightSAM-I: ρ/√u_t; 0 without e_t).
+        effective_lr: the learning rate the program reported (SGD, SAM: η; LightSAM-I: η/√v_t): the figure draws
+            gradients times it, so they are displacements on the plane's own scale.
         neighbourhood: the set e_t was chosen from (module docstring); None for one-pass methods.
         eps_full_part: the component of e_t along ``full_grad``; None without e_t.
         eps_noise_part: e_t − ``eps_full_part``, the part orthogonal to the full gradient; None without e_t.
@@ -98,6 +100,7 @@ class StepAnatomy:
     update: np.ndarray
     theta_next: np.ndarray
     effective_rho: float
+    effective_lr: float
     neighbourhood: Neighbourhood | None
     eps_full_part: np.ndarray | None
     eps_noise_part: np.ndarray | None
@@ -217,6 +220,7 @@ def _record(config: Config) -> tuple[Run, list[StepAnatomy]]:
             probe=away[0][0] if away and eps is not None else None,
             probe_grad=away[0][2] if away and eps is not None else None,
             update=after - theta, theta_next=after, effective_rho=_number(report["effective_rho"]),
+            effective_lr=_number(report["effective_lr"]),
             neighbourhood=hood, eps_full_part=full_part, eps_noise_part=noise_part))
         return report
 
@@ -246,6 +250,18 @@ def anatomy(config: Config, methods: Sequence[Method]) -> Anatomy:
     for name, hp in chosen:
         runs[name], steps[name] = _record(config.with_optimizer(name, **hp))
     return Anatomy(config, tuple(n for n, _ in chosen), runs, steps)
+
+
+def loss_function(task: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The exact loss f(w1, w2) of an analytic task (no gradient noise) on numpy grids, for the figure's contour."""
+    if TASKS.get(task) is None or TASKS[task].kind != ANALYTIC:
+        raise ValueError(f"Invalid task: {task!r}; valid: {', '.join(n for n, t in TASKS.items() if t.kind == ANALYTIC)}")
+
+    def loss(w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
+        w = torch.stack([torch.as_tensor(w1, dtype=torch.float64), torch.as_tensor(w2, dtype=torch.float64)], -1)
+        return analytic_loss(task, w).numpy()
+
+    return loss
 
 
 def step_from(config: Config, theta: Sequence[float], methods: Sequence[Method]) -> dict[str, StepAnatomy]:

@@ -123,3 +123,54 @@ def test_step_from_takes_every_method_from_the_same_point(result):
 def test_bad_input_gets_a_clear_message(bad, message):
     with pytest.raises(ValueError, match=message):
         anatomy(**bad)
+
+
+def test_figure_arrows_are_the_engines_numbers(result):
+    from sam_viz.anatomy import loss_function
+    from sam_viz.plots import ANATOMY_STAGES, anatomy_figure
+
+    steps = list(result.at(3).values())
+    fig = anatomy_figure(steps, loss_function("sharp_flat"), stage=5)
+    arrows = {(t.meta["method"], t.meta["arrow"]): (np.array(t.x, float), np.array(t.y, float))
+              for t in fig.data if isinstance(t.meta, dict) and "arrow" in t.meta}
+    for s in steps:
+        lr = s.effective_lr
+        expected = {"ascent": (s.theta, s.theta + lr * s.ascent_grad), "update": (s.theta, s.theta_next)}
+        if s.perturbation is not None:
+            expected["perturbation"] = (s.theta, s.theta + s.perturbation)
+            expected["probe_grad"] = (s.probe, s.probe - lr * s.probe_grad)
+        if s.method == "fsam":
+            expected["eps_full"] = (s.theta, s.theta + s.eps_full_part)
+            expected["eps_noise"] = (s.theta + s.eps_full_part, s.theta + s.perturbation)
+        drawn = {key for m, key in arrows if m == s.method}
+        assert drawn == set(expected), s.method
+        for key, (tail, head) in expected.items():
+            xs, ys = arrows[(s.method, key)]
+            np.testing.assert_allclose([xs[0], ys[0]], tail, rtol=0, atol=1e-12)
+            np.testing.assert_allclose([xs[1], ys[1]], head, rtol=0, atol=1e-12)
+    # one panel per method, equal aspect in each, and the neighbourhood drawn for every method with an e_t
+    for i in range(1, len(steps) + 1):
+        yaxis = fig.layout[f"yaxis{'' if i == 1 else i}"]
+        assert yaxis.scaleanchor == f"x{'' if i == 1 else i}" and yaxis.scaleratio == 1
+    hoods = [t for t in fig.data if isinstance(t.meta, dict) and t.meta.get("shape") == "neighbourhood"]
+    assert len(hoods) == len(steps) - 1  # SGD has none
+    # stage 1 draws only θ_t and the ascent gradient; the stages are the five
+    first = anatomy_figure(steps, loss_function("sharp_flat"), stage=1)
+    assert {t.meta["arrow"] for t in first.data if isinstance(t.meta, dict) and "arrow" in t.meta} == {"ascent"}
+    assert len(ANATOMY_STAGES) == 5
+    with pytest.raises(ValueError, match="stage"):
+        anatomy_figure(steps, loss_function("sharp_flat"), stage=6)
+
+
+def test_figure_contour_is_the_exact_loss(result):
+    from sam_viz.anatomy import loss_function
+    from sam_viz.plots import anatomy_figure
+
+    fig = anatomy_figure([result.at(0)["sam"]], loss_function("sharp_flat"), resolution=21)
+    contour = next(t for t in fig.data if isinstance(t, __import__("plotly").graph_objects.Contour))
+    import torch
+
+    from sam_viz.data import analytic_loss
+    x, y = np.array(contour.x), np.array(contour.y)
+    w = torch.tensor([[x[4], y[7]]], dtype=torch.float64)
+    assert np.array(contour.z)[7][4] == pytest.approx(float(analytic_loss("sharp_flat", w)[0]), rel=1e-12)
