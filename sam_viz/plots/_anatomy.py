@@ -40,6 +40,7 @@ ARROWS = {
     "update": ("θ_{t+1} − θ_t: the update", "#000000", 5),
 }
 _EXTRA = "<extra></extra>"
+PANELS_PER_ROW = 3  # square panels: more in a row would shrink each below a readable size on a laptop
 
 
 def arrows(step: StepAnatomy, stage: int = 5) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -86,7 +87,7 @@ def _window(step: StepAnatomy, drawn: dict[str, tuple[np.ndarray, np.ndarray]]) 
 
 def anatomy_figure(steps: Sequence[StepAnatomy], loss: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
                    stage: int = 5, resolution: int = 81, title: str | None = None) -> go.Figure:
-    """One panel per method: the exact contour around θ_t and the step's arrows up to ``stage``.
+    """One panel per method (three to a row): the exact contour around θ_t and the step's arrows up to ``stage``.
 
     Args:
         steps: the methods' ``StepAnatomy`` (``Anatomy.at(t)`` or ``step_from``), one panel each, in order.
@@ -106,11 +107,14 @@ def anatomy_figure(steps: Sequence[StepAnatomy], loss: Callable[[np.ndarray, np.
         raise ValueError("Invalid steps: at least one method's step is needed")
     if not 11 <= resolution <= 401:
         raise ValueError(f"Invalid resolution: {resolution}; valid: 11..401")
-    cols = len(steps)
-    fig = make_subplots(rows=1, cols=cols, horizontal_spacing=0.04 if cols > 1 else 0.1,
+    cols = min(len(steps), PANELS_PER_ROW)
+    rows = -(-len(steps) // cols)
+    # ~110 px between rows: the w1 title of one row and the panel titles of the next
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=min(0.3, 110 / (400 * rows)),
                         subplot_titles=[s.label for s in steps])
     shown: set[str] = set()
-    for col, step in enumerate(steps, start=1):
+    for i, step in enumerate(steps):
+        row, col = i // cols + 1, i % cols + 1
         drawn = arrows(step, stage)
         xr, yr = _window(step, drawn)
         gx, gy = np.linspace(*xr, resolution), np.linspace(*yr, resolution)
@@ -118,14 +122,14 @@ def anatomy_figure(steps: Sequence[StepAnatomy], loss: Callable[[np.ndarray, np.
         fig.add_trace(go.Contour(x=gx, y=gy, z=z, colorscale="Viridis", showscale=False, ncontours=24,
                                  contours=dict(coloring="lines"), line=dict(width=1.5), name="loss",
                                  hovertemplate="w1 %{x:.4g}<br>w2 %{y:.4g}<br>loss %{z:.4g}" + _EXTRA,
-                                 meta={"method": step.method, "shape": "contour"}), row=1, col=col)
+                                 meta={"method": step.method, "shape": "contour"}), row=row, col=col)
         if stage >= 2 and step.neighbourhood is not None:
             ox, oy = _outline(step)
             hood = step.neighbourhood
             fig.add_trace(go.Scatter(x=ox, y=oy, mode="lines", line=dict(color=PALETTE[5], dash="dash", width=2),
                                      name=f"neighbourhood ({hood.label})", legendgroup="hood",
                                      showlegend="hood" not in shown, hoverinfo="skip",
-                                     meta={"method": step.method, "shape": "neighbourhood"}), row=1, col=col)
+                                     meta={"method": step.method, "shape": "neighbourhood"}), row=row, col=col)
             shown.add("hood")
         for key, (tail, head) in drawn.items():
             label, color, _ = ARROWS[key]
@@ -135,7 +139,7 @@ def anatomy_figure(steps: Sequence[StepAnatomy], loss: Callable[[np.ndarray, np.
                 showlegend=key not in shown, line=dict(color=color, width=3),
                 marker=dict(symbol=["circle", "arrow"], size=[4, 14], angleref="previous", color=color),
                 hovertemplate=f"{label}<br>length {fmt(length)}<br>(%{{x:.4g}}, %{{y:.4g}})" + _EXTRA,
-                meta={"arrow": key, "method": step.method}), row=1, col=col)
+                meta={"arrow": key, "method": step.method}), row=row, col=col)
             shown.add(key)
         points = [("θ_t", step.theta, "circle")]
         if stage >= 3 and step.probe is not None:
@@ -147,16 +151,20 @@ def anatomy_figure(steps: Sequence[StepAnatomy], loss: Callable[[np.ndarray, np.
                                      showlegend=name not in shown,
                                      marker=dict(symbol=symbol, size=11, color="#000000"),
                                      hovertemplate=f"{name} (%{{x:.4g}}, %{{y:.4g}})" + _EXTRA,
-                                     meta={"point": name, "method": step.method}), row=1, col=col)
+                                     meta={"point": name, "method": step.method}), row=row, col=col)
             shown.add(name)
-        suffix = "" if col == 1 else str(col)
-        fig.update_xaxes(range=list(xr), title_text="w1", constrain="domain", row=1, col=col)
+        suffix = "" if i == 0 else str(i + 1)
+        fig.update_xaxes(range=list(xr), title_text="w1", constrain="domain", row=row, col=col)
         fig.update_yaxes(range=list(yr), title_text="w2" if col == 1 else None, scaleanchor=f"x{suffix}",
-                         scaleratio=1, constrain="domain", row=1, col=col)
+                         scaleratio=1, constrain="domain", row=row, col=col)
     t = steps[0].step
     text = title or f"Step {t}, stage {stage}: {ANATOMY_STAGES[stage - 1]}"
     alt = (f"The anatomy of step {t} for {', '.join(s.label for s in steps)}: arrows to scale on the exact loss "
            f"contour, stages 1 to {stage}.")
-    fig.update_layout(**base_layout(title=text, uirevision="anatomy", alt=alt, subplot_titles=True,
-                                    height=520, showlegend=True))
+    layout = base_layout(title=text, uirevision="anatomy", alt=alt, subplot_titles=True,
+                         height=170 + 400 * rows, showlegend=True)
+    # the legend under the panels: above them, its offset in paper units would vary with the number of rows
+    layout["legend"].update(y=-0.1 / rows, yanchor="top")
+    layout["margin"].update(t=90, b=150)
+    fig.update_layout(**layout)
     return fig

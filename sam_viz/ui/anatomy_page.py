@@ -52,7 +52,7 @@ def render_anatomy() -> None:
     last = result.n_steps - 1
     if int(st.session_state.get(STEP_KEY, 0)) > last:
         st.session_state[STEP_KEY] = last
-    c1, c2, c3, c4 = st.columns([1, 1, 5, 3])
+    c1, c2, c3, c4 = st.columns([1.4, 1.1, 4, 3])
     c1.button("Previous", icon=":material/skip_previous:", on_click=_move, args=(-1, last), key="anatomy_prev",
               use_container_width=True)
     c2.button("Next", icon=":material/skip_next:", on_click=_move, args=(1, last), key="anatomy_next",
