@@ -1,5 +1,6 @@
 """The step-anatomy page in Debian's Chromium against a server started as the README starts it: Next moves the
-step counter and the drawn arrows are the engine's numbers. A screenshot goes to ``$SAM_VIZ_SHOTS`` if set."""
+step counter, the drawn arrows are the engine's numbers, and Play steps on by itself. The screenshot goes to
+``$SAM_VIZ_SHOTS`` (default /tmp)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,9 @@ def test_next_moves_the_step_and_the_browser_draws_the_engines_arrows():
         folder = os.environ.get("SAM_VIZ_SHOTS", "/tmp")
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(folder) / "step_anatomy.png"), full_page=True)
+        # Play: the view reruns itself on a timer, a step at a time, with no clicks
+        page.get_by_text("Play", exact=True).click()
+        page.wait_for_function("() => document.body.innerText.includes('Step 4 of 19')", timeout=60_000)
+        page.get_by_text("Play", exact=True).click()
+        assert page.get_by_text(FAILED).count() == 0
+        assert not [e for e in page.errors if e != "pageerror: undefined"], page.errors

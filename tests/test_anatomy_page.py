@@ -62,3 +62,14 @@ def test_same_theta_toggle_starts_every_method_at_one_point():
     first = tails["sgd"]
     for tail in tails.values():
         np.testing.assert_array_equal(tail, first)
+
+
+def test_play_moves_one_step_per_run_and_stops_at_the_last():
+    at = _page(PAGES["Step_anatomy"], task="sharp_flat", steps="5").run()
+    at.toggle(key="anatomy_play").set_value(True).run()  # AppTest has no timer: each run is one tick
+    _assert_ok(at)
+    assert _step_text(at) == "**Step 1 of 4**"
+    for _ in range(5):
+        at.run()
+    assert _step_text(at) == "**Step 4 of 4**"
+    _assert_ok(at)

@@ -18,6 +18,8 @@ from .training import cached
 DEFAULT_METHODS = ("sgd", "sam", "asam", "fsam", "lightsam1")
 MAX_PAGE_STEPS = 100  # stepping through one step at a time: the first hundred steps show every stage's behaviour
 STEP_KEY, STAGE_KEY, METHODS_KEY, SAME_KEY = "anatomy_step", "anatomy_stage", "anatomy_methods", "anatomy_same"
+PLAY_KEY = "anatomy_play"
+PLAY_SECONDS = 1.0
 FALLBACK_TASK = "sharp_flat"
 
 
@@ -49,10 +51,20 @@ def render_anatomy() -> None:
                     start_y=None if math.isnan(settings.start_y) else settings.start_y)
     chosen = [(m, dict(own.get(m, ()))) for m in methods]
     result = cached("anatomy", repr((config, chosen)), lambda: anatomy(config, chosen))
+    # outside the view's fragment: switching it reruns the page, which starts or stops the view's timer
+    playing = st.toggle("Play", key=PLAY_KEY, help=f"One step every {PLAY_SECONDS:g} s until the last step.")
+    # playing: the view reruns itself every PLAY_SECONDS, one step further each time (a rerun, not plotly frames:
+    # every step has its own zoomed contour per panel, too much to ship as frames)
+    st.fragment(run_every=PLAY_SECONDS if playing else None)(_view)(result, config, chosen, methods, task)
+
+
+def _view(result, config: Config, chosen, methods, task: str) -> None:
     last = result.n_steps - 1
     if int(st.session_state.get(STEP_KEY, 0)) > last:
         st.session_state[STEP_KEY] = last
-    c1, c2, c3, c4 = st.columns([1.4, 1.1, 4, 3])
+    if st.session_state.get(PLAY_KEY) and int(st.session_state.get(STEP_KEY, 0)) < last:
+        _move(1, last)
+    c1, c2, c3, c4 = st.columns([1.4, 1.1, 4, 3], vertical_alignment="bottom")
     c1.button("Previous", icon=":material/skip_previous:", on_click=_move, args=(-1, last), key="anatomy_prev",
               use_container_width=True)
     c2.button("Next", icon=":material/skip_next:", on_click=_move, args=(1, last), key="anatomy_next",
