@@ -124,14 +124,19 @@ class Anatomy:
 
     @property
     def n_steps(self) -> int:
-        """Steps every method took (a diverged run stops early)."""
-        return min(len(s) for s in self.steps.values())
+        """Steps the longest run took (a run whose loss turned NaN/inf stopped there, ``diverged``)."""
+        return max(len(s) for s in self.steps.values())
+
+    @property
+    def diverged(self) -> dict[str, int]:
+        """The methods whose run diverged, with the step it diverged at."""
+        return {m: r.diverged_step for m, r in self.runs.items() if r.diverged}
 
     def at(self, t: int) -> dict[str, StepAnatomy]:
-        """Step ``t`` of every method."""
+        """Step ``t`` of every method that took it (a diverged run has no steps after its divergence)."""
         if not 0 <= t < self.n_steps:
-            raise ValueError(f"Invalid step: {t}; every method has steps 0..{self.n_steps - 1}")
-        return {m: self.steps[m][t] for m in self.methods}
+            raise ValueError(f"Invalid step: {t}; the runs have steps 0..{self.n_steps - 1}")
+        return {m: self.steps[m][t] for m in self.methods if t < len(self.steps[m])}
 
 
 class _RecordingOracle:
@@ -210,10 +215,11 @@ def _record(config: Config) -> tuple[Run, list[StepAnatomy]]:
         eps = None if report["perturbation"] is None else _vector(report["perturbation"])
         full_part = noise_part = hood = None
         if eps is not None:
-            direction = full / max(np.linalg.norm(full), 1e-300)
-            full_part = float(eps @ direction) * direction
-            noise_part = eps - full_part
-            hood = _neighbourhood(name, theta, eps, hp, names)
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging run's last steps overflow: inf/NaN then
+                direction = full / max(np.linalg.norm(full), 1e-300)
+                full_part = float(eps @ direction) * direction
+                noise_part = eps - full_part
+                hood = _neighbourhood(name, theta, eps, hp, names)
         steps.append(StepAnatomy(
             method=name, label=label, step=runs.t, theta=theta, loss=loss,
             ascent_grad=at_theta[0][2] if at_theta else full, full_grad=full, perturbation=eps,

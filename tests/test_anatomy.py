@@ -174,3 +174,12 @@ def test_figure_contour_is_the_exact_loss(result):
     x, y = np.array(contour.x), np.array(contour.y)
     w = torch.tensor([[x[4], y[7]]], dtype=torch.float64)
     assert np.array(contour.z)[7][4] == pytest.approx(float(analytic_loss("sharp_flat", w)[0]), rel=1e-12)
+
+
+def test_a_diverged_run_leaves_the_step_report_where_it_diverged():
+    """Rosenbrock at SGD's default η diverges within a few steps; LightSAM-I's adaptive η does not."""
+    a = anatomy(Config(task="rosenbrock", model="point", steps=30, dtype="float64"), ["sgd", "lightsam1"])
+    k = a.diverged["sgd"]
+    assert "lightsam1" not in a.diverged and a.n_steps == 30
+    assert len(a.steps["sgd"]) == k  # the diverged step itself has a NaN/inf loss and no step taken
+    assert set(a.at(k - 1)) == {"sgd", "lightsam1"} and set(a.at(k)) == {"lightsam1"}

@@ -73,3 +73,12 @@ def test_play_moves_one_step_per_run_and_stops_at_the_last():
         at.run()
     assert _step_text(at) == "**Step 4 of 4**"
     _assert_ok(at)
+
+
+def test_a_diverged_method_gets_a_note_and_the_others_stay():
+    at = _page(PAGES["Step_anatomy"], task="rosenbrock", steps="30").run()
+    _assert_ok(at)
+    at.slider(key="anatomy_step").set_value(29).run()
+    _assert_ok(at)
+    assert any("Diverged" in w.value and "SGD" in w.value for w in at.warning)
+    assert {m for m, _ in _arrows(at)} == {"lightsam1"}  # the SAM family at its default η diverges here too

@@ -60,6 +60,10 @@ def render_anatomy() -> None:
 
 def _view(result, config: Config, chosen, methods, task: str) -> None:
     last = result.n_steps - 1
+    if last < 0:
+        st.warning("Every run diverged at its first step: lower the learning rate in the sidebar.",
+                   icon=":material/warning:")
+        return
     if int(st.session_state.get(STEP_KEY, 0)) > last:
         st.session_state[STEP_KEY] = last
     if st.session_state.get(PLAY_KEY) and int(st.session_state.get(STEP_KEY, 0)) < last:
@@ -78,15 +82,22 @@ def _view(result, config: Config, chosen, methods, task: str) -> None:
                      help="Off: each method at step t of its own run, with its real state. On: one step of each "
                           "method from the first method's θ_t, each with fresh state (as at its first step).")
     if same:
-        theta = result.steps[methods[0]][t].theta
+        first = next(m for m in methods if t < len(result.steps[m]))
+        theta = result.steps[first][t].theta
         shown = cached("anatomy_from", repr((config, chosen, theta.tolist())),
                        lambda: step_from(config, theta, chosen))
         steps_shown = [shown[m] for m in methods]
-        title = f"One step from θ_t of {OPTIMIZERS[methods[0]].label} at step {t}, stage {stage}: " \
+        title = f"One step from θ_t of {OPTIMIZERS[first].label} at step {t}, stage {stage}: " \
                 f"{plots.ANATOMY_STAGES[stage - 1]}"
     else:
         steps_shown = list(result.at(t).values())
         title = None
+    gone = {m: k for m, k in result.diverged.items() if k <= t}
+    if gone:
+        st.warning("Diverged (loss NaN/inf), so not shown from then on: " +
+                   ", ".join(f"{OPTIMIZERS[m].label} at step {k}" for m, k in gone.items()), icon=":material/warning:")
+    if not steps_shown:
+        return
     st.markdown(f"**Step {t} of {last}**")
     fig = plots.anatomy_figure(steps_shown, loss_function(task), stage=stage, title=title)
     chart(fig, "anatomy")
