@@ -19,8 +19,10 @@ and the rest (the gradient noise part), which is what F-SAM is about: it removes
 state, for a side-by-side comparison on the same step.
 
 >>> from sam_viz.config import Config
->>> a = anatomy(Config(task="rosenbrock", model="point", steps=5, dtype="float64"), ["sgd", "sam"])
->>> a.steps["sam"][0].probe  # θ_0 + e_0                                                   # doctest: +SKIP
+>>> a = anatomy(Config(task="sharp_flat", model="point", steps=5, dtype="float64"), ["sgd", "sam"])
+>>> s = a.at(0)["sam"]
+>>> bool(abs(s.probe - (s.theta + s.perturbation)).max() < 1e-15)
+True
 """
 
 from __future__ import annotations
