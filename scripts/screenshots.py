@@ -20,6 +20,7 @@ SHOTS = (
     ("hessian", "Hessian?preset=sam_lower_lambda_max&steps=300&width=32&runs=sgd;sam:rho%3D0.1", 2),
     ("radius_sensitivity", "Radius_sensitivity?preset=lightsam_parameter_agnostic&steps=100&runs=sam;lightsam1;lightsam2&sxv=0.01,0.1,1,3&syv=0.01,0.1,1,3", 1),
     ("learn", "Learn", 0),
+    ("step_anatomy", "Step_anatomy?task=sharp_flat&steps=20", 1),
 )
 # the SAM family's presets, by their own settings: (file name, preset, charts to wait for)
 PRESET_SHOTS = (("mup2_layers", "mup2_layers", 3), ("mup2_width_transfer", "mup2_width_transfer", 1))

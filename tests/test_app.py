@@ -24,7 +24,7 @@ from sam_viz.ui import training
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"Loss_surface": "pages/1_Loss_surface.py", "Perturbations": "pages/2_Perturbations.py",
          "Hessian": "pages/3_Hessian.py", "Radius_sensitivity": "pages/4_Radius_sensitivity.py",
-         "Learn": "pages/5_Learn.py"}
+         "Learn": "pages/5_Learn.py", "Step_anatomy": "pages/6_Step_anatomy.py"}
 TIMEOUT = 240
 
 

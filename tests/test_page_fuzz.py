@@ -23,7 +23,7 @@ from sam_viz.ui.guard import FAILED
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("pages/1_Loss_surface.py", "pages/2_Perturbations.py", "pages/3_Hessian.py", "pages/4_Radius_sensitivity.py",
-         "pages/5_Learn.py")
+         "pages/5_Learn.py", "pages/6_Step_anatomy.py")
 FIELDS = [name for name in Settings.__dataclass_fields__]
 
 

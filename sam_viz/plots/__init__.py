@@ -10,6 +10,7 @@ camera across Streamlit reruns, and every figure carries its alt text (``describ
 >>> fig = surface_figure(surface, trajectories=[trace])                # doctest: +SKIP
 """
 
+from ._anatomy import ANATOMY_STAGES, anatomy_figure
 from ._boundary import decision_boundary_figure
 from ._common import (
     PALETTE,
@@ -43,6 +44,7 @@ from ._surface import TrajectoryTrace, perturbation_figure, playback_figure, sur
 from ._sweep import CLICK_COLUMNS, CUSTOMDATA_COLUMNS, shared_color_range, sweep_heatmaps, sweep_selection
 
 __all__ = [
+    "ANATOMY_STAGES",
     "CLICK_COLUMNS",
     "CURVATURE_METRICS",
     "CUSTOMDATA_COLUMNS",
@@ -54,6 +56,7 @@ __all__ = [
     "SEQUENTIAL_SCALES",
     "Style",
     "TrajectoryTrace",
+    "anatomy_figure",
     "cost_figure",
     "cumulative_mean",
     "curvature_figure",

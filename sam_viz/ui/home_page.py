@@ -22,6 +22,8 @@ def render_home() -> None:
     )
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     st.caption(f"Engine device: **{device}** · torch {torch.__version__}")
+    st.page_link(PAGE_FILES["Step_anatomy"], label="The anatomy of one SAM step: every arrow of a step, side by side",
+                 icon=":material/timeline:")
     st.subheader("Presets")
     cols = st.columns(2)
     for i, preset in enumerate(PRESETS.values()):

@@ -22,6 +22,7 @@ PAGES = (
     ("pages/3_Hessian.py", "Hessian", ":material/ssid_chart:"),
     ("pages/4_Radius_sensitivity.py", "Radius sensitivity", ":material/grid_on:"),
     ("pages/5_Learn.py", "Learn", ":material/school:"),
+    ("pages/6_Step_anatomy.py", "Step anatomy", ":material/timeline:"),
 )
 # a page's file by the name in its URL ("Loss_surface" → "pages/1_Loss_surface.py"), as presets name pages
 PAGE_FILES = {path.split("_", 1)[1].removesuffix(".py"): path for path, _, _ in PAGES[1:]}
