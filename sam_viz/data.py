@@ -184,6 +184,24 @@ TASKS: dict[str, TaskInfo] = {
 }
 
 
+# Your own data: a classification task whose table is uploaded (``from_csv``, ``sam_viz.dataset_store``), not listed
+# in ``TASKS`` (it cannot be built from a name alone: it needs ``data``).
+CSV_INFO = TaskInfo("csv", CLASSIFICATION, "Your own CSV table: numeric features and a label column.")
+
+
+def task_info(name: str) -> TaskInfo:
+    """The ``TaskInfo`` of a task of ``TASKS`` or of the ``"csv"`` task.
+
+    Raises:
+        ValueError: an unknown task.
+    """
+    if name == CSV_INFO.name:
+        return CSV_INFO
+    if name not in TASKS:
+        raise ValueError(f"Invalid task: {name!r}; valid: {', '.join(TASKS)}, {CSV_INFO.name}")
+    return TASKS[name]
+
+
 def _sharp_flat(w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
     flat = torch.exp(-((w1 - 2.0) ** 2) - w2**2)
     sharp = torch.exp(-SHARP_X * w1**2 - SHARP_Y * w2**2)

@@ -112,3 +112,35 @@ def test_cli_trains_on_a_csv_file(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["train", "--csv", str(path), "--label", "nope", "--quiet", "--out", str(out)]) == 2
     assert "'nope' is not a column" in capsys.readouterr().err
+
+
+def test_a_link_with_a_held_data_set_opens_it_and_trains_on_it() -> None:
+    from sam_viz.settings import from_query, to_query
+
+    key = dataset_store.put(_csv(), "label")
+    settings, notes = from_query({"task": "csv", "data": key, "heldout": "0.2"})
+    assert notes == [] and settings.task == "csv" and settings.data == key and settings.test_fraction == 0.2
+    assert to_query(settings) == {"task": "csv", "data": key, "heldout": "0.2"}
+    configs = settings.configs()
+    assert [c.data for c in configs] == [key, key] and configs[0].test_fraction == 0.2
+
+
+@pytest.mark.parametrize("query, note", [
+    ({"task": "csv", "data": "0123456789abcdef"}, "this server does not hold that uploaded data set"),
+    ({"task": "csv", "data": "../../etc"}, "this server does not hold that uploaded data set"),
+    ({"task": "csv"}, "task=csv needs an uploaded data set"),
+])
+def test_a_link_to_a_data_set_this_server_lacks_opens_the_default_task_with_a_note(query, note) -> None:
+    from sam_viz.settings import DEFAULTS, from_query
+
+    settings, notes = from_query(query)
+    assert settings.task == DEFAULTS.task and settings.data == ""
+    assert len(notes) == 1 and note in notes[0] and "using the default task moons" in notes[0]
+    settings.configs()  # the default task trains
+
+
+def test_data_on_another_task_is_ignored_with_a_note() -> None:
+    from sam_viz.settings import from_query
+
+    settings, notes = from_query({"task": "xor", "data": dataset_store.put(_csv(), "label")})
+    assert settings.task == "xor" and settings.data == "" and "only the csv task" in notes[0]
