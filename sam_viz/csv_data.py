@@ -71,6 +71,21 @@ def read_bytes(path_or_bytes: str | Path | bytes) -> bytes:
     return content
 
 
+def header_columns(path_or_bytes: str | Path | bytes) -> list[str]:
+    """The column names of a CSV file's header (to choose the label column from before parsing it all).
+
+    Raises:
+        ValueError: the file is empty, over the limit or not text, or its header is unusable.
+    """
+    text = _decode(read_bytes(path_or_bytes))
+    first = next((line for line in text.splitlines() if line.strip()), None)
+    if first is None:
+        raise ValueError("Invalid CSV: the file has no lines, only blank space; expected a header and data rows")
+    header = [name.strip() for name in next(csv.reader([first], delimiter=max(DELIMITERS, key=first.count)))]
+    _check_header(header)
+    return header
+
+
 def parse_csv(path_or_bytes: str | Path | bytes, label: str | None = None) -> Table:
     """Reads and checks a CSV table of numeric features and one label column.
 
@@ -94,7 +109,7 @@ def parse_csv(path_or_bytes: str | Path | bytes, label: str | None = None) -> Ta
     delimiter = max(DELIMITERS, key=lines[0].count)
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter))
     header = [name.strip() for name in rows[0]]
-    _check_header(header, delimiter)
+    _check_header(header)
     data = rows[1:]
     if not data:
         raise ValueError(f"Invalid CSV: only a header ({', '.join(header)}), no data rows")
@@ -129,7 +144,7 @@ def _decode(content: bytes) -> str:
     return text[1:] if text.startswith(_BOM) else text  # spreadsheets write a BOM; it is not part of the first name
 
 
-def _check_header(header: list[str], delimiter: str) -> None:
+def _check_header(header: list[str]) -> None:
     if any(not name for name in header):
         raise ValueError(f"Invalid CSV: column {header.index('') + 1} of the header has no name; every column needs one")
     seen: set[str] = set()
