@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from . import dataset_store
 from . import hessian as H
 from . import landscape as L
 from .config import Config
 from .curvature import over_training
-from .data import TASKS
+from .data import CSV_TASK, TASKS
 from .models import MODELS
 from .optim import OPTIMIZERS
 from .progress import STOPPED_EXIT_CODE, ProgressBar, StopOnInterrupt
@@ -50,8 +51,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if f.name == "hparams":
             continue
         default = f.default
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar=type(default).__name__.upper()
-                           if default is not None else "FLOAT", help=f"{f.metadata['help']} (default: {default})")
+        metavar = "HASH" if f.name == "data" else type(default).__name__.upper() if default is not None else "FLOAT"
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar=metavar, help=f"{f.metadata['help']} (default: {default})")
     hp = parser.add_argument_group("optimizer hyperparameters (unset ones take the optimizer's default; each also "
                                    "as --hp-NAME, the only spelling where the command has its own --NAME)")
     for key, text in _hparam_help().items():
@@ -73,6 +74,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                             description="Train one config and write OUT.npz (every array) and OUT.json (summary).")
     parser.add_argument("--out", default="run", help="output path prefix (default: run → run.npz, run.json)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--csv", metavar="PATH", help="train on your own CSV table (numeric features and a label "
+                        "column; --test-fraction is the held-out share): it is kept in the data store (see "
+                        "SAM_VIZ_DATA_DIR) and the run's task is csv with data=its hash")
+    parser.add_argument("--label", metavar="COLUMN", help="the --csv table's label column (default: the last)")
     _add_config_flags(parser)
 
 
@@ -95,6 +100,10 @@ def _train_config(config: Config, quiet: bool, should_stop: Any = None):
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.csv is not None:
+        args.task, args.data = CSV_TASK, dataset_store.put(args.csv, args.label)
+    elif args.label is not None:
+        raise ValueError("Invalid --label: it names the label column of a --csv table; give --csv too")
     config = _config(args)
     with StopOnInterrupt() as stop:
         result = _train_config(config, args.quiet, stop)
@@ -253,6 +262,7 @@ def _optimizers(args: argparse.Namespace) -> int:
 def _tasks(args: argparse.Namespace) -> int:
     for name, info in TASKS.items():
         print(f"{name:<16} {info.kind:<15} {info.description}")
+    print(f"{CSV_TASK:<16} {'classification':<15} Your own CSV table: `train --csv FILE --label COLUMN`.")
     print()
     for name, info in MODELS.items():
         print(f"{name:<16} {'model':<15} {info.description}")

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import ANALYTIC, TASKS
+from .data import ANALYTIC, CSV_TASK, TASKS
+from .dataset_store import check_key
 from .models import DEFAULT_BASE_WIDTH, check_parameterization
 from .optim import OPTIMIZERS, validate
 
@@ -40,7 +41,9 @@ class Config:
     (``Config(hparams={"rho": 0.1})``) or use ``with_optimizer`` / ``replace``.
     """
 
-    task: str = _f("moons", "Data set or analytic loss (see `python -m sam_viz tasks`).")
+    task: str = _f("moons", "Data set or analytic loss (see `python -m sam_viz tasks`); csv: your own table (`data`).")
+    data: str | None = _f(None, "The csv task's data set: the hash of a table in this server's store (`train --csv` "
+                                "and the app's upload put it there). Other tasks: unset.")
     n_samples: int = _f(512, "Samples generated (analytic tasks: simulated noise vectors); digits caps at 1,797.")
     noise: float = _f(0.2, "Input noise of the 2-D generators; analytic tasks: std of the simulated gradient noise.")
     test_fraction: float = _f(0.25, "Share of the samples held out for test metrics (analytic tasks have none).")
@@ -87,6 +90,7 @@ class Config:
                              f"parameterization={variant.parameterization!r} model, got {self.parameterization!r}")
         checked = validate(self.optimizer, given)
         object.__setattr__(self, "hparams", tuple(sorted(checked.items())))
+        _check_data(self.task, self.data)
         _check_int("steps", self.steps, 1, MAX_STEPS)
         _check_int("batch_size", self.batch_size, 0, 1_000_000)
         _check_int("seed", self.seed, 0, 2**31 - 1)
@@ -208,6 +212,16 @@ def shared_validation(configs: list[Config]) -> list[Config]:
     return [c if c.val_fraction is not None else dataclasses.replace(c, val_fraction=shares[0]) for c in configs]
 
 
+def _check_data(task: str, data: Any) -> None:
+    """The csv task takes the key of a stored table; every other task none."""
+    if task == CSV_TASK:
+        if data is None:
+            raise ValueError(f"Invalid data: unset; the {CSV_TASK!r} task needs the hash of an uploaded data set")
+        check_key(data)
+    elif data is not None:
+        raise ValueError(f"Invalid data: {data!r} for the task {task!r}; only the {CSV_TASK!r} task takes data")
+
+
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"Invalid {name}: {value!r} (valid: integers in [{low}, {high}])")
@@ -236,6 +250,8 @@ def _parse_field(key: str, default: Any, raw: Any) -> Any:
     try:
         if key in ("start_x", "start_y", "val_fraction"):
             return None if raw in (None, "", "none", "None") else float(raw)
+        if key == "data":
+            return None if raw in (None, "", "none", "None") else str(raw)
         if isinstance(default, bool):
             return _parse_bool(key, raw)
         if isinstance(default, int):

@@ -184,6 +184,24 @@ TASKS: dict[str, TaskInfo] = {
 }
 
 
+# Your own data: a classification task whose table is uploaded (``from_csv``, ``sam_viz.dataset_store``), not listed
+# in ``TASKS`` (it cannot be built from a name alone: it needs ``data``).
+CSV_INFO = TaskInfo("csv", CLASSIFICATION, "Your own CSV table: numeric features and a label column.")
+
+
+def task_info(name: str) -> TaskInfo:
+    """The ``TaskInfo`` of a task of ``TASKS`` or of the ``"csv"`` task.
+
+    Raises:
+        ValueError: an unknown task.
+    """
+    if name == CSV_INFO.name:
+        return CSV_INFO
+    if name not in TASKS:
+        raise ValueError(f"Invalid task: {name!r}; valid: {', '.join(TASKS)}, {CSV_INFO.name}")
+    return TASKS[name]
+
+
 def _sharp_flat(w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
     flat = torch.exp(-((w1 - 2.0) ** 2) - w2**2)
     sharp = torch.exp(-SHARP_X * w1**2 - SHARP_Y * w2**2)
@@ -245,6 +263,7 @@ def make_dataset(
     n_classes: int = 3,
     val_fraction: float = 0.0,
     label_noise: float = 0.0,
+    data: str | None = None,
 ) -> Dataset:
     """Builds a task's data set deterministically.
 
@@ -266,6 +285,8 @@ def make_dataset(
             out), each to another class drawn uniformly; which ones and to what follow
             ``seed`` alone. The test and validation splits keep their true labels.
             Classification tasks only.
+        data: The ``"csv"`` task's data set, the key of a table in ``sam_viz.dataset_store`` (see ``from_csv``);
+            ``test_fraction`` and ``seed`` split it, ``n_samples``, ``noise`` and ``n_classes`` are ignored.
 
     Returns:
         The data set; the same arguments always give identical arrays.
@@ -274,8 +295,16 @@ def make_dataset(
         ValueError: If an argument is out of range or the task is unknown, or label
             noise is asked of an analytic task.
     """
+    if name == CSV_TASK or data is not None:
+        dataset = _stored_csv(name, data, test_fraction, seed)
+        check_int("seed", seed, 0, MAX_SEED)
+        _check_real("val_fraction", val_fraction, 0.0, MAX_TEST_FRACTION)
+        _check_real("label_noise", label_noise, 0.0, MAX_LABEL_NOISE)
+        if val_fraction > 0:
+            dataset = _with_validation(dataset, val_fraction, seed)
+        return _with_label_noise(dataset, label_noise, seed) if label_noise > 0 else dataset
     if name not in TASKS:
-        raise ValueError(f"Invalid name: {name!r}; valid: {', '.join(TASKS)}")
+        raise ValueError(f"Invalid name: {name!r}; valid: {', '.join(TASKS)}, {CSV_TASK} (with data)")
     check_int("n_samples", n_samples, MIN_SAMPLES, MAX_SAMPLES)
     _check_real("noise", noise, 0.0)
     _check_real("test_fraction", test_fraction, 0.0, MAX_TEST_FRACTION)
@@ -296,6 +325,17 @@ def make_dataset(
     if val_fraction > 0:
         dataset = _with_validation(dataset, val_fraction, seed)
     return _with_label_noise(dataset, label_noise, seed) if label_noise > 0 else dataset
+
+
+def _stored_csv(name: str, data: str | None, test_fraction: float, seed: int) -> Dataset:
+    """The ``"csv"`` task's data set ``data`` from the store, split and standardised (see ``from_csv``)."""
+    from . import dataset_store  # its own module, imported when a stored table is asked for
+
+    if name != CSV_TASK:
+        raise ValueError(f"Invalid data: {data!r} for the task {name!r}; only the {CSV_TASK!r} task takes data")
+    if data is None:
+        raise ValueError(f"Invalid data: None; the {CSV_TASK!r} task needs the hash of an uploaded data set")
+    return table_dataset(dataset_store.get(data), heldout=test_fraction, seed=seed)
 
 
 def _with_label_noise(dataset: Dataset, share: float, seed: int) -> Dataset:
@@ -337,17 +377,28 @@ def _with_validation(dataset: Dataset, val_fraction: float, seed: int) -> Datase
                                y_train_clean=y_train)
 
 
-def class_count(name: str, n_classes: int = 3) -> int:
-    """Classes of task ``name`` (0 for analytic losses): ``n_classes`` only for blobs, whose count it sets."""
+def class_count(name: str, n_classes: int = 3, data: str | None = None) -> int:
+    """Classes of task ``name`` (0 for analytic losses): ``n_classes`` only for blobs, whose count it sets; for the
+    ``"csv"`` task, those of its stored table ``data``."""
+    if name == CSV_TASK:
+        from . import dataset_store
+
+        return len(dataset_store.get(data).class_names)
     if TASKS[name].kind == ANALYTIC:
         return 0
     return {"blobs": n_classes, "digits": 10}.get(name, 2)
 
 
-def train_size(name: str, n_samples: int, test_fraction: float, val_fraction: float = 0.0) -> int:
-    """How many training examples ``make_dataset(name, n_samples=…, test_fraction=…, val_fraction=…)`` holds,
-    without building it (e.g. to check a batch size before training)."""
-    if TASKS[name].kind == ANALYTIC:
+def train_size(name: str, n_samples: int, test_fraction: float, val_fraction: float = 0.0,
+               data: str | None = None) -> int:
+    """How many training examples ``make_dataset(name, n_samples=…, test_fraction=…, val_fraction=…, data=…)``
+    holds, without building it (e.g. to check a batch size before training)."""
+    if name == CSV_TASK:
+        from . import dataset_store
+
+        total = len(dataset_store.get(data).y)
+        n_train = total - _n_test(total, test_fraction)
+    elif TASKS[name].kind == ANALYTIC:
         n_train = n_samples
     else:
         total = min(n_samples, DIGITS_IMAGES) if name == "digits" else n_samples
@@ -467,3 +518,7 @@ def _split(
         x, y, test_size=n_test, random_state=seed, stratify=y if stratifiable else None
     )
     return x_train, y_train, x_test, y_test
+
+
+# Your own data (a CSV table) lives in its own module; it is re-exported here beside the generated tasks.
+from .csv_data import CSV_TASK, from_csv, table_dataset  # noqa: E402, F401  (from_csv re-exported)

@@ -134,7 +134,7 @@ class Run:
         config = self.config.to_flat()
         if self.config.task != "blobs":
             config.pop("n_classes", None)
-        return json_ready({"config": config, "n_classes": class_count(self.config.task, self.config.n_classes),
+        return json_ready({"config": config, "n_classes": class_count(self.config.task, self.config.n_classes, self.config.data),
                            "n_steps": self.n_steps, "n_params": self.n_params, **scalars})
 
     def save(self, path: str | Path | BinaryIO) -> Path | BinaryIO:

@@ -22,7 +22,7 @@ import torch
 from . import landscape as L
 from .config import Config
 from .curvature import CurvatureEstimate, CurvatureTrace, estimate, interleaved
-from .data import TASKS, analytic_loss
+from .data import analytic_loss, task_info
 from .hessian import MAX_DENSE_PARAMS, EigenResult, make_hvp, spectral_density, top_eigenvalues
 from .models import split_parameters
 from .optim import OPTIMIZERS
@@ -87,7 +87,7 @@ def surface_scene(settings: Settings, runs: Sequence[Run], labels: Sequence[str]
     """
     if not runs:
         raise ValueError("no runs to draw")
-    if TASKS[settings.task].kind == "analytic":
+    if task_info(settings.task).kind == "analytic":
         return _analytic_scene(settings, runs, labels)
     s = setup(runs[0].config)
     batch = (s.x_train, s.y_train)
@@ -148,7 +148,7 @@ def _project(plane: L.Plane, r: Run, label: str, s, batch) -> Trajectory:
 
 
 def _analytic_scene(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) -> SurfaceScene:
-    info = TASKS[settings.task]
+    info = task_info(settings.task)
     home_lo, home_hi = np.array([info.xlim[0], info.ylim[0]]), np.array([info.xlim[1], info.ylim[1]])
     # the window holds the task's region and the paths, but no more than its own size again on each side: a run
     # that diverged left for 1e30, where the loss overflows and the contour would show nothing

@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import dataset_store
 from .config import DEFAULT_VAL_FRACTION, MAX_LABEL_NOISE, Config, bool_from_text
-from .data import TASKS, train_size
+from .data import CSV_TASK, TASKS, task_info, train_size
 from .models import ACTIVATIONS, PARAMETERIZATIONS
 from .optim import OPTIMIZERS
 
@@ -53,7 +54,9 @@ SERIES = ("test_acc", "test_loss", "train_loss", "batch_loss", "grad_norm", "eps
 class Settings:
     """The whole state of the app; the URL holds the fields that differ from these defaults."""
 
-    task: str = _f("moons", FieldSpec("choice", choices=tuple(TASKS), label="Task", help="Data set, or a 2-D analytic loss whose parameters are the plane."))
+    task: str = _f("moons", FieldSpec("choice", choices=(*TASKS, CSV_TASK), label="Task", help="Data set, or a 2-D analytic loss whose parameters are the plane; csv: your own table (upload it below)."))
+    data: str = _f("", FieldSpec("str", label="Data set", help="The csv task's uploaded table: the hash it is kept under on this server."))
+    heldout: float = _f(0.25, FieldSpec("float", 0.05, 0.5, label="Held-out share", help="Share of your table's rows held out for test metrics (the csv task; the others hold out a quarter)."))
     n: int = _f(256, FieldSpec("int", 16, 4000, label="Samples", help="Samples generated (analytic tasks: simulated noise vectors)."))
     noise: float = _f(0.2, FieldSpec("float", 0.0, 3.0, label="Noise", help="Input noise of the data; for analytic tasks the std of simulated minibatch-gradient noise."))
     lnoise: float = _f(0.0, FieldSpec("float", 0.0, MAX_LABEL_NOISE, label="Label noise", help="Share of the training labels flipped to another class (test and validation labels stay true): a network that fits them memorises noise. Classification tasks only."))
@@ -98,10 +101,12 @@ class Settings:
 
     def configs(self) -> list[Config]:
         """One engine Config per compared run: same data, θ_0 and batch order (one seed)."""
-        analytic = TASKS[self.task].kind == "analytic"
+        analytic = task_info(self.task).kind == "analytic"
         common = dict(task=self.task, n_samples=self.n, noise=self.noise, steps=self.steps, batch_size=self.batch,
                       seed=self.seed, snapshot_every=max(1, self.steps // 100), test_fraction=self.test_fraction,
                       val_fraction=self.val_fraction)
+        if self.task == CSV_TASK:
+            common["data"] = self.data
         if analytic:
             common.update(model="point", start_x=None if math.isnan(self.start_x) else self.start_x,
                           start_y=None if math.isnan(self.start_y) else self.start_y, dtype="float64")
@@ -123,8 +128,11 @@ class Settings:
 
     @property
     def test_fraction(self) -> float:
-        """The share of the data held out: a quarter on classification tasks, none on analytic ones."""
-        return 0.0 if TASKS[self.task].kind == "analytic" else 0.25
+        """The share of the data held out: a quarter on classification tasks, ``heldout`` on your own table, none on
+        analytic ones."""
+        if self.task == CSV_TASK:
+            return self.heldout
+        return 0.0 if task_info(self.task).kind == "analytic" else 0.25
 
     @property
     def labels(self) -> list[str]:
@@ -162,7 +170,7 @@ def cell_settings(settings: Settings, config: Config) -> Settings:
     defaults = OPTIMIZERS[config.optimizer].hparams
     hp = tuple(sorted((k, v) for k, v in config.hp.items() if v != defaults[k].default))
     experiment = {name: getattr(settings, name) for name in EXPERIMENT_FIELDS}
-    if TASKS[settings.task].kind != "analytic":  # a cell of a width sweep has its own width
+    if task_info(settings.task).kind != "analytic":  # a cell of a width sweep has its own width
         experiment["width"] = config.width
     return Settings(**{**experiment, "runs": ((config.optimizer, hp),)})
 _SPECS: dict[str, FieldSpec] = {f.name: f.metadata["spec"] for f in dataclasses.fields(Settings)}
@@ -399,22 +407,44 @@ def _coerce(key: str, raw: str, notes: list[str]) -> Any:
 
 def _consistent(settings: Settings, notes: list[str]) -> Settings:
     """Fix combinations that are valid one by one but not together."""
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = _stored_data(settings, notes)
+    if changes:
+        settings = dataclasses.replace(settings, **changes)
     if settings.model == "cnn" and settings.task != "digits":
         notes.append("model=cnn needs the digits task; using mlp")
         changes["model"] = "mlp"
     changes.update(_parameterization(settings, notes))
-    n_train = train_size(settings.task, settings.n, settings.test_fraction, settings.val_fraction or 0.0)
+    n_train = train_size(settings.task, settings.n, settings.test_fraction, settings.val_fraction or 0.0,
+                         settings.data or None)
     if settings.batch > n_train:
         notes.append(f"batch={settings.batch} exceeds the {n_train} training samples; using full batch")
         changes["batch"] = 0
     return dataclasses.replace(settings, **changes) if changes else settings
 
 
+def _stored_data(settings: Settings, notes: list[str]) -> dict[str, Any]:
+    """The csv task needs a table this server holds; a link to one it does not hold opens the default task."""
+    if settings.task != CSV_TASK:
+        if settings.data:
+            notes.append(f"data: only the {CSV_TASK} task takes an uploaded data set; ignored")
+            return {"data": ""}
+        return {}
+    if not settings.data:
+        notes.append(f"task={CSV_TASK} needs an uploaded data set (data=<hash>); using the default task "
+                     f"{DEFAULTS.task}: upload a CSV file in the sidebar")
+    elif not dataset_store.has(settings.data):
+        notes.append(f"data={settings.data}: this server does not hold that uploaded data set (uploads are kept only "
+                     f"on the server they were made on, and old ones are cleared); using the default task "
+                     f"{DEFAULTS.task}: upload the CSV file again to use it")
+    else:
+        return {}
+    return {"task": DEFAULTS.task, "data": ""}
+
+
 def _parameterization(settings: Settings, notes: list[str]) -> dict[str, Any]:
     """μP fits an MLP with hidden layers; a method defined on a μP model (μP²) makes the model μP."""
     needs = {OPTIMIZERS[name].parameterization for name, _ in settings.runs} - {""}
-    if TASKS[settings.task].kind == "analytic":
+    if task_info(settings.task).kind == "analytic":
         if needs:
             names = [name for name, _ in settings.runs if OPTIMIZERS[name].parameterization]
             notes.append(f"{', '.join(names)} trains a μP network, not an analytic task's point; using sam instead")

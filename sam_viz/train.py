@@ -88,7 +88,7 @@ def setup(config: Config) -> Setup:
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
     dataset = make_dataset(config.task, n_samples=config.n_samples, noise=config.noise,
                            test_fraction=config.test_fraction, seed=config.data_seed, n_classes=config.n_classes,
-                           val_fraction=config.validation_share, label_noise=config.label_noise)
+                           val_fraction=config.validation_share, label_noise=config.label_noise, data=config.data)
     start = None if config.start_x is None and config.start_y is None else _start(config, dataset)
     model = build_model(dataset, config.model, depth=config.depth, width=config.width, activation=config.activation,
                         seed=config.seed, dtype=dtype, device=device, start=start,
@@ -114,7 +114,7 @@ def setup(config: Config) -> Setup:
 def _start(config: Config, dataset: Dataset) -> tuple[float | None, float | None]:
     """The start point, the task's default filling a missing coordinate (a task without one, a classification task,
     keeps the None: build_model then says that only the point model takes a start)."""
-    default = TASKS[dataset.name].start or (None, None)
+    default = (TASKS[dataset.name].start if dataset.name in TASKS else None) or (None, None)
     return (default[0] if config.start_x is None else config.start_x,
             default[1] if config.start_y is None else config.start_y)
 

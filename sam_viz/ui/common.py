@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from .. import plots, scene
-from ..data import TASKS
+from ..data import task_info
 from ..evidence import EVIDENCE
 from ..presets import PRESETS
 from ..records import Run
@@ -111,7 +111,7 @@ def metric_chart(settings: Settings, runs: Sequence[Run], labels: Sequence[str],
                  seed_runs: Sequence[Sequence[Run]] | None = None) -> go.Figure:
     """A per-step metric the viewer picks (test accuracy by default), drawn for every run."""
     # analytic tasks have no data to classify and no test set: the loss itself is what to watch
-    analytic = TASKS[settings.task].kind == "analytic"
+    analytic = task_info(settings.task).kind == "analytic"
     metric = view_option("series", st.selectbox, options=[m for m in SERIES if not analytic or not m.startswith("test_")])
     key = view_key(settings, "seeds") + json.dumps({"series": metric, "labels": list(labels)})
     fig = shared_figure(key, lambda: plots.series_figure(runs, metric, labels=labels,
@@ -130,7 +130,7 @@ def divergence_advice(r: Run) -> str:
     lr = r.config.hp.get("lr")
     if lr is None:
         return "A smaller learning rate keeps it stable."
-    suggested = TASKS[r.config.task].suggested_lr
+    suggested = task_info(r.config.task).suggested_lr
     if suggested is not None and suggested < lr:
         return f"Its learning rate {lr:g} is too large here: {suggested:g} is stable on {r.config.task}."
     return f"Its learning rate {lr:g} is too large here: try {lr / 10:g}."

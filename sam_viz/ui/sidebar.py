@@ -9,11 +9,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..data import TASKS
+from ..data import CSV_TASK, TASKS, task_info
 from ..models import ACTIVATIONS
 from ..optim import OPTIMIZERS, HParamSpec
 from ..settings import DEFAULTS, MAX_RUNS, Settings, from_query, spec, to_query
 from . import state
+from .upload import upload_panel
 
 PAGES = (
     ("app.py", "Home", ":material/home:"),
@@ -120,7 +121,7 @@ def _optimizer_changed(slot: int) -> None:
 def _task_changed() -> None:
     """A new task: an analytic loss comes with a step size (and radius) at which plain gradient descent is stable
     on it, so every run starts from those rather than from rates that diverge there (Rosenbrock at η = 0.1)."""
-    info = TASKS[st.session_state["w_task"]]
+    info = task_info(st.session_state["w_task"])
     if info.suggested_lr is None:
         return
     for slot in range(MAX_RUNS):
@@ -167,12 +168,15 @@ def _experiment_form(settings: Settings, page: str) -> None:
         _seed_widgets(settings, page)
     ss = st.session_state
     quiet = {"on_change": "ignore"}
-    analytic = TASKS[ss["w_task"]].kind == "analytic"
+    analytic = task_info(ss["w_task"]).kind == "analytic"
     st.subheader("Experiment")
-    st.selectbox("Task", list(TASKS), key="w_task", help=spec("task").help, on_change=_task_changed,
-                 format_func=lambda t: f"{t} ({TASKS[t].kind})")
+    # your own table is a task once uploaded (its hash in the settings); the uploader is just below
+    tasks = [*TASKS, CSV_TASK] if settings.data else list(TASKS)
+    st.selectbox("Task", tasks, key="w_task", help=spec("task").help, on_change=_task_changed,
+                 format_func=lambda t: f"{t} ({task_info(t).kind})" if t != CSV_TASK else "csv (your table)")
     if ss.get("task_note"):
         st.caption(ss.pop("task_note"))
+    upload_panel()
     st.slider("Samples", int(spec("n").low), int(spec("n").high), key="w_n", help=spec("n").help, **quiet)
     st.slider("Noise", 0.0, float(spec("noise").high), key="w_noise", step=0.01, help=spec("noise").help, **quiet)
     if analytic:
@@ -252,7 +256,7 @@ def _submit() -> None:
                 hp[key] = value
         runs.append((name, tuple(sorted(hp.items()))))
     task = ss["w_task"]
-    analytic = TASKS[task].kind == "analytic"
+    analytic = task_info(task).kind == "analytic"
     start = {"start_x": ss.get("w_start_x"), "start_y": ss.get("w_start_y")} if analytic else {}
     changes = dict(task=task, n=int(ss["w_n"]), noise=float(ss["w_noise"]), runs=tuple(runs) or old.runs,
                    steps=int(ss["w_steps"]), batch=int(ss["w_batch"]), seed=int(ss["w_seed"]),
@@ -262,6 +266,8 @@ def _submit() -> None:
         changes.update(model=ss["w_model"], depth=int(ss["w_depth"]), width=int(ss["w_width"]), act=ss["w_act"],
                        param=ss["w_param"], bw=int(ss["w_bw"]), lnoise=float(ss["w_lnoise"]))
     # the preset's explanation stays while its advice is followed (same task); another task leaves the preset
+    if task != CSV_TASK:  # another task leaves your table (it stays on the server, a pick away while uploaded)
+        changes["data"] = ""
     candidate = dataclasses.replace(old, **changes, preset=old.preset if task == old.task else "")
     settings, notes = from_query(to_query(candidate))  # clamped and checked exactly as a URL is
     state.update(settings, notes)

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from .. import plots, scene
-from ..data import TASKS
+from ..data import task_info
 from ..records import Run
 from ..settings import PLANES, Settings
 from . import state
@@ -25,7 +25,7 @@ def render_surface() -> None:
     if opened is None:
         return
     settings, runs, labels, seed_runs = opened
-    analytic = TASKS[settings.task].kind == "analytic"
+    analytic = task_info(settings.task).kind == "analytic"
     c = st.columns(3) + st.columns(3)  # the toggles on a row of their own: five columns cut their labels at 1024 px
     with c[0]:
         if not analytic:
