@@ -21,9 +21,6 @@ from typing import Any
 _LOG = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]
 Work = Callable[[ProgressFn, Callable[[], bool]], Any]
-# the same work as a picklable function and its arguments, ``fn(*args, progress, should_stop)``: what a worker
-# process can run (``Registry.use_processes``)
-Portable = tuple[Callable[..., Any], tuple[Any, ...]]
 
 MAX_KEPT = 64  # finished results kept (LRU)
 VIEWER_TIMEOUT_S = 6.0  # a viewer whose page has not asked about the job for this long has left
@@ -82,7 +79,7 @@ class Job:
     _cancel: Callable[[], None] | None = field(default=None, repr=False)
     _order: int = field(default=0, repr=False)
     _work: Work | None = field(default=None, repr=False)
-    _portable: Portable | None = field(default=None, repr=False)
+    _portable: bool = field(default=False, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -185,7 +182,8 @@ class Registry:
             return self._order_cache.get(id(job), 0)
 
     def _fair_order(self) -> list[Job]:
-        """The queue in the order it would be served (lock held): by the owner's jobs served so far, then age."""
+        """The queue in the order it would be served (lock held): by the owner's turns served so far, then the
+        owner's arrival, then age."""
         served = dict(self._served)
         pending = list(self._queue)
         out = []
@@ -205,7 +203,7 @@ class Registry:
             return job
 
     def use_processes(self, threads: int) -> None:
-        """Run portable jobs (``submit(portable=...)``) in ``workers`` spawned processes with ``threads`` torch
+        """Run portable jobs (``submit(portable=True)``) in ``workers`` spawned processes with ``threads`` torch
         threads each (``process_pool.ProcessRunner``): training then runs outside the server's GIL, with the same
         numbers. Other jobs, and portable ones if the processes cannot be used, run in threads as before."""
         from .process_pool import ProcessRunner
@@ -214,7 +212,7 @@ class Registry:
             self.runner = ProcessRunner(self.workers, threads)
 
     def submit(self, key: str, work: Work, *, restart: bool = False, viewer: str | None = None,
-               portable: Portable | None = None) -> Job:
+               portable: bool = False) -> Job:
         """The job for ``key``: the existing one (running, or finished: also stopped or failed) unless ``restart``.
 
         Args:
@@ -223,7 +221,8 @@ class Registry:
                 has when ``should_stop()`` turns True.
             restart: start afresh if the existing job has finished (a running job is never duplicated).
             viewer: the session asking (``Job.watch``), so that its Stop stops the job only if nobody else waits.
-            portable: the same work as a picklable ``(fn, args)``, for a worker process (``use_processes``).
+            portable: ``work`` pickles (a ``functools.partial`` of a module-level function, say), so a worker
+                process may run it (``use_processes``).
 
         Raises:
             TooManyJobs: ``viewer`` already has ``MAX_QUEUED_PER_VISITOR`` jobs waiting in the queue.
@@ -275,7 +274,7 @@ class Registry:
         except Exception as err:  # surfaced to the page as a message, never as a crash
             job.error = f"{type(err).__name__}: {err}"
         finally:
-            job._work = job._portable = None  # the closure holds the page's data: let it go with the job's thread
+            job._work = None  # the closure holds the page's data: let it go with the job's thread
             job._finish()
             with self._lock:
                 self._running -= 1
@@ -283,10 +282,9 @@ class Registry:
 
     def _compute(self, job: Job, progress: ProgressFn) -> Any:
         runner = self.runner
-        if runner is not None and job._portable is not None and runner.ready:
-            fn, args = job._portable
+        if runner is not None and job._portable and runner.ready:
             try:
-                return runner.run(fn, args, progress, job._stop.is_set)
+                return runner.run(job._work, progress, job._stop.is_set)
             except BrokenProcessPool:  # a worker died (out of memory, killed): this job runs here; later ones too
                 self.runner = None
                 _LOG.exception("sam-viz: the worker processes broke; jobs run in threads from now on")

@@ -1,14 +1,14 @@
 """Jobs in worker processes: training outside the server's GIL, with progress and stop over a pipe (no UI imports).
 
 A Streamlit server is one Python process: at the size of this app's models a training step is mostly Python, so
-thread workers take turns on the GIL with every visitor's page. ``ProcessRunner`` sends a job that names a
-picklable function and its arguments (``jobs.Portable``) to one of ``workers`` spawned processes instead. Each
+thread workers take turns on the GIL with every visitor's page. ``ProcessRunner`` sends a job whose work pickles
+(``Registry.submit(portable=True)``) to one of ``workers`` spawned processes instead. Each
 worker sets the same torch thread count as a thread worker would (``jobs.threads_per_job``) and runs the same
 code, so the numbers are the same bit for bit; the job's thread in the server only relays progress and Stop.
 
 The processes are started with ``spawn`` (a fork of a server with running threads can deadlock), without the
-parent's ``__main__`` (``_without_main``), and warm themselves up (imports) as soon as the runner is made. They end with the server: a worker whose parent is gone
-exits (``_parent_watch``).
+parent's ``__main__`` (``_without_main``), and warm themselves up (imports) as soon as the runner is made. They
+end with the server: a worker whose parent is gone exits (``_parent_watch``).
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def _warm() -> int:
     return os.getpid()
 
 
-def _entry(fn: Callable[..., Any], args: tuple[Any, ...], conn: Any) -> Any:
-    """In the worker: ``fn(*args, progress, should_stop)``, progress sent to and Stop read from ``conn``."""
+def _entry(work: Callable[..., Any], conn: Any) -> Any:
+    """In the worker: ``work(progress, should_stop)``, progress sent to and Stop read from ``conn``."""
     state = {"stopped": False, "sent": 0.0}
 
     def progress(done: int, total: int) -> None:
@@ -80,7 +80,7 @@ def _entry(fn: Callable[..., Any], args: tuple[Any, ...], conn: Any) -> Any:
         return state["stopped"]
 
     try:
-        return fn(*args, progress, should_stop)
+        return work(progress, should_stop)
     finally:
         conn.close()
 
@@ -107,31 +107,31 @@ class ProcessRunner:
         has them already: the same numbers either way)."""
         return all(f.done() for f in self._warming)
 
-    def run(self, fn: Callable[..., Any], args: tuple[Any, ...], progress: Callable[[int, int], None],
+    def run(self, work: Callable[..., Any], progress: Callable[[int, int], None],
             should_stop: Callable[[], bool]) -> Any:
-        """``fn(*args, progress, should_stop)`` in a worker; blocks the calling (job) thread until it returns, relaying
-        progress and a stop. Raises what ``fn`` raised, or ``BrokenProcessPool`` if the worker died."""
+        """``work(progress, should_stop)`` in a worker (``work`` must pickle); blocks the calling (job) thread until it
+        returns, relaying progress and a stop. Raises what ``work`` raised, or ``BrokenProcessPool`` if the worker
+        died."""
         here, there = self._context.Pipe()
         with _without_main():  # a submit may start a worker
-            future = self._executor.submit(_entry, fn, args, there)
+            future = self._executor.submit(_entry, work, there)
         told_stop = False
         try:
-            while True:
+            while not future.done():
                 if here.poll(0.05):
                     try:
                         progress(*here.recv())
-                    except EOFError:  # the worker closed its end: the result is (about to be) ready
-                        pass
+                    except EOFError:  # the worker closed its end after the last progress: only the result is left
+                        break
                 if not told_stop and should_stop():
                     here.send(_STOP)
                     told_stop = True
-                if future.done():
-                    while here.poll():
-                        try:
-                            progress(*here.recv())
-                        except EOFError:
-                            break
-                    return future.result()
+            while here.poll():  # progress sent just before the end
+                try:
+                    progress(*here.recv())
+                except EOFError:
+                    break
+            return future.result()
         finally:
             here.close()
             there.close()

@@ -6,12 +6,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+from test_app import PAGES, _assert_ok, _decode, _figures, _page
 
 from sam_viz import plots
 from sam_viz.config import Config
 from sam_viz.sweep import run_grid
 from sam_viz.train import run
-from test_app import PAGES, _assert_ok, _decode, _figures, _page
 
 SMALL = Config(n_samples=96, width=8, steps=8, snapshot_every=2, device="cpu", dtype="float64")
 

@@ -13,11 +13,11 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from sam_viz.plots._common import HEATMAP_TEXT_SIZE
 from sam_viz import plots as P
 from sam_viz.config import Config
 from sam_viz.hessian import Density, EigenResult, TraceResult
 from sam_viz.landscape import Plane, Projection, Surface, axes_plane
+from sam_viz.plots._common import HEATMAP_TEXT_SIZE
 from sam_viz.train import run
 
 

@@ -32,7 +32,7 @@ def registry():
 
 
 def _submit(reg: Registry, key: str, configs=CONFIGS, **kwargs):
-    return reg.submit(key, functools.partial(scene.train_all, configs), portable=(scene.train_all, (configs,)), **kwargs)
+    return reg.submit(key, functools.partial(scene.train_all, configs), portable=True, **kwargs)
 
 
 def test_a_training_in_a_worker_process_equals_one_in_a_thread(registry):
@@ -62,7 +62,7 @@ def test_stop_reaches_the_worker_and_keeps_the_steps_done(registry):
 
 def test_an_error_in_the_worker_is_the_jobs_error(registry):
     bad = [CONFIGS[0].replace(steps=10)]
-    job = registry.submit("bad", lambda p, s: None, portable=(scene.train_all, (bad, "not a config")))
+    job = registry.submit("bad", functools.partial(scene.train_all, bad, "not a config"), portable=True)
     assert job.wait(60) and job.error is not None and job.result is None
 
 
@@ -85,7 +85,7 @@ def test_a_killed_worker_only_moves_the_jobs_into_threads():
 
 def test_jobs_run_in_the_worker_process(registry):
     """The worker really does the work: the job's runs come back from another process id."""
-    pids = registry.runner.run(_pid, (), lambda d, n: None, lambda: False)
+    pids = registry.runner.run(_pid, lambda d, n: None, lambda: False)
     assert pids != os.getpid()
 
 

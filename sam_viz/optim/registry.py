@@ -14,14 +14,52 @@ from typing import Any
 import torch
 
 from . import esam, gsam, lets, looksam, mbsam, mup2, sampa, ssam, wsam
-from .functional import (BASES, Rule, adam_init, adam_update, adasam_init, adasam_update, asam_perturb, fsam_init,
-                         fsam_perturb, lightsam1_init, lightsam1_perturb, lightsam1_update, lightsam2_init,
-                         lightsam2_perturb, lightsam2_update, lightsam3_init, lightsam3_perturb, lightsam3_update,
-                         msam_perturb, sam_perturb, sgd_init, sgd_update)
+from .functional import (
+    BASES,
+    Rule,
+    adam_init,
+    adam_update,
+    adasam_init,
+    adasam_update,
+    asam_perturb,
+    fsam_init,
+    fsam_perturb,
+    lightsam1_init,
+    lightsam1_perturb,
+    lightsam1_update,
+    lightsam2_init,
+    lightsam2_perturb,
+    lightsam2_update,
+    lightsam3_init,
+    lightsam3_perturb,
+    lightsam3_update,
+    msam_perturb,
+    sam_perturb,
+    sgd_init,
+    sgd_update,
+)
 from .programs import ascent_descent, descent
-from .variant import (ACC_EPS, ADAM_EPS, ADAPTIVE, BASE_CHOICES, BETAS, LIGHTSAM, MOMENTUM, NESTEROV,  # noqa: F401
-                      SAM_STEP, THIRD_PARTY, WD_COUPLED, WD_DECOUPLED, HParamSpec, OptimizerInfo, Variant, lr_spec,
-                      plain_gd, rho_spec, sam_hparams)
+from .variant import (  # noqa: F401
+    ACC_EPS,
+    ADAM_EPS,
+    ADAPTIVE,
+    BASE_CHOICES,
+    BETAS,
+    LIGHTSAM,
+    MOMENTUM,
+    NESTEROV,
+    SAM_STEP,
+    THIRD_PARTY,
+    WD_COUPLED,
+    WD_DECOUPLED,
+    HParamSpec,
+    OptimizerInfo,
+    Variant,
+    lr_spec,
+    plain_gd,
+    rho_spec,
+    sam_hparams,
+)
 
 OPTIMIZERS: dict[str, Variant] = {
     "sgd": Variant(

@@ -33,12 +33,12 @@ CHART_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", 
 def chart(fig: go.Figure, key: str, *, selectable: bool = False, shared: str | None = None):
     """A Plotly chart with alt text, a PNG toolbar button and a CSV of its data underneath.
 
-    ``shared``: the view key of a figure from ``shared_figure``, which every visitor of the view is shown: its
-    screen copy (fonts and colours set) is then made once per server too, and ``fig`` is never changed.
+    ``shared``: the view key of a figure from ``shared_figure``, which every visitor of the view is shown: it was
+    styled when it was built, so it is drawn as it is (never changed), and its alt text is worked out once too.
     """
     config = {**CHART_CONFIG, "toImageButtonOptions": {**CHART_CONFIG["toImageButtonOptions"], "filename": f"sam-viz-{key}"}}
     kwargs = {"on_select": "rerun", "selection_mode": ("points",)} if selectable else {}
-    if shared is not None:  # styled when it was built; its alt text is worked out once too
+    if shared is not None:
         event = st.plotly_chart(fig, key=key, config=config, alt=cached("alt", shared, lambda: plots.describe(fig)),
                                 **kwargs)
     else:

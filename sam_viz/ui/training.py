@@ -73,8 +73,7 @@ def trained_runs(settings: Settings) -> list[Run] | None:
         st.error(f"These settings cannot be trained: {err}")
         return None
     key = "runs:" + scene.runs_key(configs)
-    return await_job(key, functools.partial(scene.train_all, configs), "Training", unit="steps",
-                     portable=(scene.train_all, (configs,)))
+    return await_job(key, functools.partial(scene.train_all, configs), "Training", unit="steps", portable=True)
 
 
 def viewer() -> str:
@@ -96,8 +95,7 @@ def _watch_again(key: str) -> None:
     st.session_state.setdefault("left_jobs", set()).discard(key)
 
 
-def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps",
-              portable: tuple[Callable[..., Any], tuple[Any, ...]] | None = None) -> Any:
+def await_job(key: str, work: Callable[..., Any], label: str, unit: str = "steps", portable: bool = False) -> Any:
     """Start (or find) the job ``key`` and wait for it while showing progress (done, time so far and left) and a
     Stop button; None if it is still running. A job is one for every session: a Stop ends this viewer's wait, and
     stops the job only when no other visitor is waiting for it."""
