@@ -16,6 +16,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -28,6 +30,15 @@ _PROBE = re.compile(r"/[^/]+/_stcore/(health|host-config)$")
 
 def chromium_available() -> bool:
     return Path(CHROMIUM).exists() or shutil.which("chromium") is not None
+
+
+def require_chromium() -> None:
+    """At a browser-test module's top: skip it where Debian's chromium is missing, except in CI, which must run it."""
+    if chromium_available():
+        return
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the browser tests: /usr/bin/chromium is missing (apt-get install chromium)")
+    pytest.skip("Debian chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 
 def free_port() -> int:

@@ -6,17 +6,12 @@ absent outside CI; in CI a missing Chromium is a failure (the test command insta
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from browser import browser_page, chromium_available, streamlit_server, wait_charts, wait_idle
+from browser import browser_page, require_chromium, streamlit_server, wait_charts, wait_idle
 
 pytestmark = pytest.mark.e2e
 
-if not chromium_available():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the browser tests: /usr/bin/chromium is missing (apt-get install chromium)")
-    pytest.skip("Debian chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 
 @pytest.fixture(scope="module")

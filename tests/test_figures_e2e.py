@@ -10,17 +10,14 @@ import os
 
 import numpy as np
 import pytest
-from browser import browser_page, chromium_available
+from browser import browser_page, require_chromium
 
 from sam_viz import plots as P
 from sam_viz.landscape import Surface, axes_plane
 
 pytestmark = pytest.mark.e2e
 
-if not chromium_available():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the browser tests: /usr/bin/chromium is missing (apt-get install chromium)")
-    pytest.skip("Debian chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 CONTOUR_PATHS = "() => document.querySelectorAll('.contourlayer path').length"
 ACTIVE = "() => document.querySelector('.js-plotly-plot')._fullLayout.sliders[0].active"

@@ -8,16 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import browser_page, chromium_available, streamlit_server, wait_charts, wait_idle
+from browser import browser_page, require_chromium, streamlit_server, wait_charts, wait_idle
 
 from sam_viz.ui.guard import FAILED
 
 pytestmark = pytest.mark.e2e
 
-if not chromium_available():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the browser tests: /usr/bin/chromium is missing (apt-get install chromium)")
-    pytest.skip("Debian chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 EXCEPTION = "[data-testid=stException]"
 

@@ -13,14 +13,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
-from browser import browser_page, chromium_available, streamlit_server, wait_charts, wait_idle
+from browser import browser_page, require_chromium, streamlit_server, wait_charts, wait_idle
 
 pytestmark = pytest.mark.e2e
 
-if not chromium_available():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the browser tests: /usr/bin/chromium is missing (apt-get install chromium)")
-    pytest.skip("Debian chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 
 def _keep(path: Path) -> None:
