@@ -250,7 +250,8 @@ def table_dataset(table: Table, *, heldout: float = 0.25, seed: int = 0):
     std = x_train.std(axis=0)
     std = np.where(std > 0, std, 1.0)  # a constant column: centred, not divided by zero
     return Dataset(CSV_TASK, CLASSIFICATION, (x_train - mean) / std, y_train, (x_test - mean) / std, y_test,
-                   len(table.class_names), table.x.shape[1])
+                   len(table.class_names), table.x.shape[1], class_names=table.class_names,
+                   feature_names=table.feature_names)
 
 
 def from_csv(path_or_bytes: str | Path | bytes, label: str | None = None, *, heldout: float = 0.25, seed: int = 0):

@@ -89,6 +89,9 @@ class Dataset:
             empty without label noise.
         y_train_clean: The training labels before any flip, int64 of shape (N,) (``y_train`` itself without
             label noise).
+        class_names: One name per class where the data name them (an uploaded table's label values); empty for
+            the generated tasks, whose classes are "class 0", "class 1", ...
+        feature_names: One name per input where the data name them (a table's columns); empty otherwise.
     """
 
     name: str
@@ -103,6 +106,8 @@ class Dataset:
     y_val: np.ndarray | None = None
     flipped: np.ndarray | None = None
     y_train_clean: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
+    feature_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.x_val is None:  # no validation split: empty arrays, so every caller sees the same types

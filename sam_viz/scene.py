@@ -190,6 +190,8 @@ class Boundary:
     x_train: np.ndarray
     y_train: np.ndarray
     step: int
+    class_names: tuple[str, ...] = ()  # the data's own names (an uploaded table's), empty for generated tasks
+    feature_names: tuple[str, ...] = ()
 
 
 def decision_boundary(r: Run, snap: int = -1, resolution: int = 80) -> Boundary | None:
@@ -211,7 +213,8 @@ def decision_boundary(r: Run, snap: int = -1, resolution: int = 80) -> Boundary 
         logits = torch.func.functional_call(s.model, params, (grid,))
         probs = torch.softmax(logits, -1).cpu().numpy()
     field = probs[:, 1].reshape(xx.shape) if probs.shape[1] == 2 else probs.reshape(*xx.shape, probs.shape[1])
-    return Boundary(xs, ys, field, x, s.dataset.y_train, int(r.snapshot_step[idx]))
+    return Boundary(xs, ys, field, x, s.dataset.y_train, int(r.snapshot_step[idx]), s.dataset.class_names,
+                    s.dataset.feature_names)
 
 
 def _snap_index(r: Run, snap: int) -> int:

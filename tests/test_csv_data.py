@@ -135,3 +135,11 @@ def test_no_heldout_and_a_bad_share() -> None:
     assert len(from_csv(GOOD, label="kind", heldout=0.0).y_test) == 0
     with pytest.raises(ValueError, match="Invalid heldout"):
         from_csv(GOOD, label="kind", heldout=0.95)
+
+
+def test_a_tables_dataset_keeps_its_column_and_class_names() -> None:
+    content = b"height,weight,side\n" + b"".join(f"{i},{i % 7},{'top' if i % 2 else 'bottom'}\n".encode()
+                                                for i in range(30))
+    ds = from_csv(content, label="side")
+    assert ds.class_names == ("bottom", "top") and ds.feature_names == ("height", "weight")
+    assert ds.n_classes == 2 and set(ds.y_train.tolist()) == {0, 1}

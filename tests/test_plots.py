@@ -825,6 +825,13 @@ def test_decision_boundary_binary_and_multiclass():
     np.testing.assert_allclose(fig3.data[0].z, p3.max(axis=-1))
     np.testing.assert_array_equal(np.asarray(fig3.data[0].customdata)[:, :, 0], p3.argmax(axis=-1))
     assert sum("(test)" in t.name for t in fig3.data) == 3
+    named = P.decision_boundary_figure(x, y, probs, pts, labels, class_names=["cat", "dog"],
+                                       feature_names=["height", "weight"])
+    assert [t.name for t in named.data[2:]] == ["cat (train)", "dog (train)"]
+    assert title(named.layout.xaxis) == "x₁ (height)" and title(named.layout.yaxis) == "x₂ (weight)"
+    assert named.data[0].name == "P(dog)"
+    with pytest.raises(ValueError, match="feature_names"):
+        P.decision_boundary_figure(x, y, probs, pts, labels, feature_names=["height"])
     with pytest.raises(ValueError, match="probs"):
         P.decision_boundary_figure(x, y, probs.T, pts, labels)
     with pytest.raises(ValueError, match="labels"):

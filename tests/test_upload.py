@@ -100,8 +100,12 @@ def test_every_view_renders_on_an_uploaded_table(page: str) -> None:
     assert not at.warning or all("Link setting changed" not in w.value for w in at.warning)
     assert at.selectbox(key="w_task").value == "csv"
     assert len(at.get("plotly_chart")) >= (0 if page.endswith("Learn.py") else 1)  # Learn has no charts
-    if page.endswith("Loss_surface.py"):  # 2-D inputs: the decision boundary view is there
-        assert any('"probability field"' in el.proto.spec for el in at.get("plotly_chart"))
+    # a table has its own rows and no generator noise: those sliders are not offered
+    assert not [s for s in at.sidebar.slider if s.label in ("Samples", "Noise")]
+    if page.endswith("Loss_surface.py"):  # 2-D inputs: the decision boundary view is there, in the table's words
+        spec = next(el.proto.spec for el in at.get("plotly_chart") if '"probability field"' in el.proto.spec)
+        assert "bottom (train)" in spec and "top (train)" in spec and "class 0" not in spec
+        assert "x₁ (height)" in spec and "x₂ (weight)" in spec and "P(top)" in spec
 
 
 def test_a_link_to_a_table_this_server_lacks_opens_the_default_task_with_a_note() -> None:

@@ -52,7 +52,8 @@ def _points(name: str, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 
 @doc
 def decision_boundary_figure(xx: Any, yy: Any, probs: Any, x_train: Any, y_train: Any, *, x_test: Any = None,
-                             y_test: Any = None, class_names: Any = None, colorscale: str = "Cividis",
+                             y_test: Any = None, class_names: Any = None, feature_names: Any = None,
+                             colorscale: str = "Cividis",
                              title: str | None = None, uirevision: str | None = None) -> go.Figure:
     """A 2-D classifier's probability field with the training (and test) points.
 
@@ -67,6 +68,8 @@ def decision_boundary_figure(xx: Any, yy: Any, probs: Any, x_train: Any, y_train
         x_train: (N, 2) inputs; y_train: (N,) integer labels.
         x_test, y_test: optional held-out points, drawn with open markers.
         class_names: one name per class; default "class 0", "class 1", ...
+        feature_names: the two inputs' names for the axes (an uploaded table's columns); default "input feature 1"
+            and "input feature 2".
         {colorscale}
         {title}
         {uirevision}
@@ -93,8 +96,11 @@ def decision_boundary_figure(xx: Any, yy: Any, probs: Any, x_train: Any, y_train
     if len(names) < n_classes:
         raise ValueError(f"Invalid class_names: {len(names)} names for {n_classes} classes")
 
+    features = ("input feature 1", "input feature 2") if feature_names is None else tuple(map(str, feature_names))
+    if len(features) != 2:
+        raise ValueError(f"Invalid feature_names: {len(features)} names for 2 inputs")
     binary = predicted is None
-    z_title = "P(class 1)" if binary else "confidence (max class probability)"
+    z_title = f"P({names[1]})" if binary else "confidence (max class probability)"
     extra: dict[str, Any] = {}
     hover = f"x₁ %{{x:.3~g}}<br>x₂ %{{y:.3~g}}<br>{z_title} %{{z:.3f}}"
     if not binary:
@@ -130,7 +136,7 @@ def decision_boundary_figure(xx: Any, yy: Any, probs: Any, x_train: Any, y_train
            f"{fmt(ys[0])} to {fmt(ys[-1])}, with the decision boundary in white and {pts.shape[0]} training "
            f"points ({counts})" + (f" plus {sets[1][1].shape[0]} test points" if len(sets) > 1 else "") + ".")
     layout = base_layout(title=title or "Decision boundary", uirevision=uirevision or f"boundary:{n_classes}",
-                         alt=alt, xaxis=axis("x₁ (input feature 1)", scaleanchor="y", scaleratio=1,
+                         alt=alt, xaxis=axis(f"x₁ ({features[0]})", scaleanchor="y", scaleratio=1,
                                              constrain="domain"),
-                         yaxis=axis("x₂ (input feature 2)", constrain="domain"))
+                         yaxis=axis(f"x₂ ({features[1]})", constrain="domain"))
     return go.Figure(data=data, layout=layout)

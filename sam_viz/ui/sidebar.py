@@ -177,8 +177,10 @@ def _experiment_form(settings: Settings, page: str) -> None:
     if ss.get("task_note"):
         st.caption(ss.pop("task_note"))
     upload_panel()
-    st.slider("Samples", int(spec("n").low), int(spec("n").high), key="w_n", help=spec("n").help, **quiet)
-    st.slider("Noise", 0.0, float(spec("noise").high), key="w_noise", step=0.01, help=spec("noise").help, **quiet)
+    if ss["w_task"] != CSV_TASK:  # a table has its own rows and no generator noise
+        st.slider("Samples", int(spec("n").low), int(spec("n").high), key="w_n", help=spec("n").help, **quiet)
+        st.slider("Noise", 0.0, float(spec("noise").high), key="w_noise", step=0.01, help=spec("noise").help,
+                  **quiet)
     if analytic:
         c1, c2 = st.columns(2)
         c1.number_input("Start w1", key="w_start_x", value=None, min_value=-10.0, max_value=10.0,
@@ -258,7 +260,8 @@ def _submit() -> None:
     task = ss["w_task"]
     analytic = task_info(task).kind == "analytic"
     start = {"start_x": ss.get("w_start_x"), "start_y": ss.get("w_start_y")} if analytic else {}
-    changes = dict(task=task, n=int(ss["w_n"]), noise=float(ss["w_noise"]), runs=tuple(runs) or old.runs,
+    generated = {} if task == CSV_TASK else dict(n=int(ss["w_n"]), noise=float(ss["w_noise"]))
+    changes = dict(task=task, **generated, runs=tuple(runs) or old.runs,
                    steps=int(ss["w_steps"]), batch=int(ss["w_batch"]), seed=int(ss["w_seed"]),
                    seeds=int(ss["w_seeds"]),
                    **{k: math.nan if v is None else float(v) for k, v in start.items()})

@@ -78,7 +78,8 @@ def _boundary(settings: Settings, runs: Sequence[Run], labels: Sequence[str]) ->
     snap = state.current().snap
     key = view_key(settings, "snap") + json.dumps([which, labels[which]])
     b = cached("boundary", key, lambda: scene.decision_boundary(runs[which], snap))
-    fig = shared_figure(key, lambda: plots.decision_boundary_figure(b.xx, b.yy, b.probs, b.x_train, b.y_train,
-                                                                    title=f"{labels[which]} at step {b.step}"))
+    fig = shared_figure(key, lambda: plots.decision_boundary_figure(
+        b.xx, b.yy, b.probs, b.x_train, b.y_train, class_names=b.class_names or None,
+        feature_names=b.feature_names or None, title=f"{labels[which]} at step {b.step}"))
     chart(fig, "boundary", shared=key)
     return fig
