@@ -10,8 +10,8 @@ re-derived: the loop's oracle is wrapped by a recording oracle, so
 * the optimizer state at step t is the real state of a run trained to step t.
 
 A step's neighbourhood is the set e_t was chosen from: SAM's ρ-ball; ASAM's ellipse {e : ‖T⁻¹e‖ ≤ ρ} with
-T = diag(|θ_t| + η) on tensors named "weight" and I elsewhere (``functional.asam_perturb``'s rule: the point model's
-parameter is named "w", so there ASAM's ellipse is the ρ-ball); the LightSAM methods' shrinking ball of radius
+T = diag(|θ_t| + η) on tensors named "weight" and I elsewhere (``functional.asam_perturb``'s rule; the point model's
+parameter is its weight, so on the analytic tasks ASAM's neighbourhood is an ellipse); the LightSAM methods' shrinking ball of radius
 ‖e_t‖ (LightSAM-I: ρ‖s_t‖/√u_t ≤ ρ). Each e_t is also split into its component along the full-batch gradient at θ_t
 and the rest (the gradient noise part), which is what F-SAM is about: it removes the full-gradient part.
 

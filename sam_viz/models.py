@@ -102,13 +102,19 @@ class PlanePoint(nn.Module):
 
     Attributes:
         task: Name of the analytic task.
-        w: The parameter, shape (2,).
+        weight: The parameter w, shape (2,). Named "weight" because it is the model's weight: rules that act on
+            weight tensors only (ASAM's T = |θ| + η) act on it, so ASAM's neighbourhood here is its ellipse.
+        w: The same parameter (the name it had before).
     """
 
     def __init__(self, task: str, start: tuple[float, float]) -> None:
         super().__init__()
         self.task = task
-        self.w = nn.Parameter(torch.tensor(start, dtype=torch.float64))
+        self.weight = nn.Parameter(torch.tensor(start, dtype=torch.float64))
+
+    @property
+    def w(self) -> nn.Parameter:
+        return self.weight
 
     def forward(self, x: Tensor) -> Tensor:
         """Per-sample losses ``f(w) + xi_i . w`` for noise vectors ``x`` of shape (B, 2).
@@ -119,7 +125,7 @@ class PlanePoint(nn.Module):
         Returns:
             Per-sample losses, shape (B,); their mean is the minibatch loss.
         """
-        return analytic_loss(self.task, self.w) + x @ self.w
+        return analytic_loss(self.task, self.weight) + x @ self.weight
 
 
 def build_model(

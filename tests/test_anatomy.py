@@ -79,12 +79,15 @@ def test_probe_gradient_is_the_gradient_at_the_probe(result):
 
 
 def test_asam_perturbation_lies_on_its_ellipse(result):
-    rho = dict(result.runs["asam"].config.hparams)["rho"]
+    hp = dict(result.runs["asam"].config.hparams)
+    rho, eta = hp["rho"], hp.get("eta", 0.01)
     for s in result.steps["asam"]:
         axes = s.neighbourhood.semi_axes
         assert np.sum((s.perturbation / axes) ** 2) == pytest.approx(1.0, rel=1e-9)
-        assert axes == pytest.approx(axes[0]) or s.neighbourhood.kind == "ellipse"
-        assert axes[0] > 0 and rho > 0
+        # the point model's parameter is its weight: T = |θ_t| + η, an ellipse wherever |θ_1| ≠ |θ_2|
+        np.testing.assert_allclose(axes, rho * (np.abs(s.theta) + eta), rtol=1e-12)
+        assert s.neighbourhood.kind == ("ellipse" if not np.isclose(abs(s.theta[0]), abs(s.theta[1])) else "ball")
+    assert any(s.neighbourhood.kind == "ellipse" for s in result.steps["asam"])
 
 
 def test_fsam_parts_sum_to_e_and_split_along_the_full_gradient(result):

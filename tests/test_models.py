@@ -129,7 +129,8 @@ def test_init_follows_pytorch_default_bounds(digits: Dataset) -> None:
 def test_point_model_starts_at_task_start_and_computes_per_sample_loss(sharp_flat: Dataset) -> None:
     model = build_model(sharp_flat, "point", dtype=torch.float64)
     assert isinstance(model, PlanePoint) and model.task == "sharp_flat"
-    assert [name for name, _ in model.named_parameters()] == ["w"]
+    assert [name for name, _ in model.named_parameters()] == ["weight"]  # ASAM scales weight tensors: this one too
+    assert model.w is model.weight
     assert model.w.tolist() == list(TASKS["sharp_flat"].start)
     xi = torch.as_tensor(sharp_flat.x_train)
     out = model(xi)

@@ -231,8 +231,10 @@ def _variants(name: str) -> list[Config]:
 
 
 # LookSAM rescales g_v by ‖s‖/(‖g_v‖ + 1e-8); for a tensor with g ∥ s (the two-class output bias) g_v is rounding
-# noise, so a different summation order in a stack moves d by ~‖s‖·1e-17/1e-8 ≈ 1e-9 relative (seen on a Xeon).
-STACK_RTOL = {"looksam": 1e-7}
+# noise, so a different summation order in a stack moves d by ~‖s‖·1e-17/1e-8: 1e-9 relative seen on a Xeon,
+# 2.2e-7 on an AMD EPYC (one output-bias entry, after 12 steps). The method amplifies rounding there; no stack can
+# avoid it.
+STACK_RTOL = {"looksam": 1e-6}
 
 
 @pytest.mark.parametrize("batch_size", [0, 32])
