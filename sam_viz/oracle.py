@@ -125,16 +125,18 @@ class ModelOracle:
         return self._cache[batch]
 
     @torch.no_grad()
-    def outputs(self, point: Sequence[Tensor], x: Tensor) -> Tensor:
-        """Model outputs (R, N, ...) at ``point`` on a shared input ``x``."""
-        if point[0].shape[0] == 1:
+    def outputs(self, point: Sequence[Tensor], x: Tensor, *, stacked: bool = False) -> Tensor:
+        """Model outputs (R, N, ...) at ``point`` on a shared input ``x``; ``stacked`` takes the vmapped forward
+        even for one point (so a point's outputs do not depend on how many were evaluated with it)."""
+        if point[0].shape[0] == 1 and not stacked:
             model, _ = self._load(point)
             return model(x).unsqueeze(0)
         return self._forward[None](self._named(point), x)
 
-    def metric(self, fn: Callable[[Tensor, Tensor], Tensor], outputs: Tensor, y: Tensor) -> Tensor:
+    def metric(self, fn: Callable[[Tensor, Tensor], Tensor], outputs: Tensor, y: Tensor, *,
+               stacked: bool = False) -> Tensor:
         """``fn(outputs, y)`` per run, shape (R,) (loss or accuracy of shared labels ``y``)."""
-        if outputs.shape[0] == 1:
+        if outputs.shape[0] == 1 and not stacked:
             return fn(outputs[0], y).reshape(1)
         return vmap(fn, in_dims=(0, None))(outputs, y)
 

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from .config import Config, shared_validation
 from .data import TASKS, Dataset, make_dataset
+from .deferred_eval import DeferredEvaluation, deferrable
 from .models import accuracy, build_model, loss_fn
 from .optim import OPTIMIZERS, REPORT_FIELDS, global_norm, validate
 from .oracle import ModelOracle
@@ -327,6 +328,13 @@ class _Runs:
         self._constants: dict[tuple[float, int], Tensor] = {}
         self.frozen: dict[int, Tensor] = {}  # θ at the diverged step, per diverged run
         self.snapshots: list[tuple[int, np.ndarray, Tensor, Tensor | None]] = []  # (t, runs, θ_t, e_t)
+        self.columns = torch.arange(n, device=s.device)  # ``active`` on the device
+        # the test split's per-step metrics, a batch of steps at a time (bit-identical however many are batched)
+        metrics = [(RECORD_FIELDS.index("test_loss"), s.loss)]
+        if s.classification:
+            metrics.append((RECORD_FIELDS.index("test_acc"), accuracy))
+        self.deferred = (DeferredEvaluation(self.oracle, s.x_test, s.y_test, metrics, n)
+                         if s.x_test.shape[0] and deferrable(s.model) else None)
         self.t, self.stopped = 0, False
         self.started = time.perf_counter()
 
@@ -350,7 +358,10 @@ class _Runs:
         if t % c.eval_every == 0:
             if full_batch:  # the step's batch is the train set: its loss is the train loss
                 rows["train_loss"] = probe.loss
-            self._evaluate(rows, outputs if full_batch else (None if full is None else full[1]))
+            self._evaluate(rows, outputs if full_batch else (None if full is None else full[1]),
+                           test=self.deferred is None)
+            if self.deferred is not None:
+                self.deferred.keep(t, self.columns, self.params)
         # the one host sync per step: a diverged run is recorded, then frozen (one run: a float is the cheapest)
         finite = math.isfinite(probe.loss.item()) if len(self.active) == 1 else bool(torch.isfinite(probe.loss).all())
         if not finite:
@@ -382,7 +393,14 @@ class _Runs:
         if theta is not None:
             self.snapshots.append((t, self.active.copy(), theta, None if eps is None else eps.clone()))
         self._write(t, rows, None)
+        if self.deferred is not None and self.deferred.full:
+            self.deferred.flush(self.record)
         self._tick(t)
+
+    def flush(self) -> None:
+        """Write the deferred test metrics of the steps so far into the record."""
+        if self.deferred is not None:
+            self.deferred.flush(self.record)
 
     def _tick(self, t: int) -> None:
         self.elapsed[t] = time.perf_counter() - self.started
@@ -400,11 +418,12 @@ class _Runs:
         per_run = torch.stack(idx)[self.seed_of[active]]
         return s.x_train[per_run], s.y_train[per_run], 0
 
-    def _evaluate(self, rows: dict[str, Tensor], train_outputs: Tensor | None) -> None:
-        """Full train (reusing the whole train set's outputs when the step computed them) and test metrics."""
+    def _evaluate(self, rows: dict[str, Tensor], train_outputs: Tensor | None, *, test: bool = True) -> None:
+        """Full train (reusing the whole train set's outputs when the step computed them) and, with ``test``, test
+        metrics."""
         s = self.s
         for split, x, y, out in (("train", s.x_train, s.y_train, train_outputs), ("test", s.x_test, s.y_test, None)):
-            if x.shape[0] == 0:
+            if x.shape[0] == 0 or (split == "test" and not test):
                 continue
             out = self.oracle.outputs(self.params, x) if out is None else out
             if f"{split}_loss" not in rows:
@@ -427,6 +446,7 @@ class _Runs:
         self.state = _take(self.state, keep, runs)
         self.hp = _take(self.hp, keep, runs)
         self.active = self.active[~mask]
+        self.columns = self.columns[keep]
         self.oracle.drop(keep, self.params)
 
     def _write(self, t: int, rows: Mapping[str, Tensor], mask: Tensor | None) -> None:
@@ -486,6 +506,7 @@ class _Runs:
     @torch.no_grad()
     def finish(self) -> list[Run]:
         """The Runs, with final metrics at θ_n for the runs that did not diverge."""
+        self.flush()
         final: dict[str, Tensor] = {}
         if len(self.active):
             self._evaluate(final, None)
@@ -541,6 +562,7 @@ class _Row(Mapping):
 
     def _load(self) -> dict[str, float]:
         if self._values is None:
+            self._runs.flush()
             values = self._runs.record[self._t, :, self._k].tolist()
             self._values = {"step": self._t, **dict(zip(RECORD_FIELDS, values)),
                             "elapsed": float(self._runs.elapsed[self._t])}
