@@ -4,10 +4,12 @@ a chunk that cannot be trained marks its cells, the command line, and no Ray imp
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +140,45 @@ print(sorted(m for m in sys.modules if m == "ray" or m.startswith("ray.")))
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_app_jobs_run_on_ray(embedded_ray):
+    from sam_viz import scene
+    from sam_viz.jobs import Registry
+
+    registry = Registry(workers=2)
+    registry.use_ray()
+    assert registry.runner.ready or _wait(lambda: registry.runner.ready, 60)
+
+    def where(_progress, _should_stop):  # nested: shipped by value
+        return os.getpid()
+
+    job = registry.submit("pid", where, portable=True)
+    assert job.wait(120) and job.error is None and job.result != os.getpid()  # a Ray worker ran it
+
+    configs = [BASE.replace(optimizer="sam", rho=0.1), BASE.replace(optimizer="sgd")]
+    job = registry.submit("train", functools.partial(scene.train_all, configs), portable=True)
+    assert job.wait(120) and job.error is None
+    assert job.done_units == job.total_units == BASE.steps  # the last progress is relayed
+    for remote, here in zip(job.result, scene.train_all(configs, lambda *_: None, lambda: False)):
+        np.testing.assert_allclose(remote.train_loss, here.train_loss, rtol=1e-10, atol=1e-12)
+
+    long = [BASE.replace(steps=20_000, snapshot_every=1000)]
+    job = registry.submit("long", functools.partial(scene.train_all, long), portable=True)
+    assert _wait(lambda: job.done_units > 0, 120)
+    job.stop()  # reaches the task through the relay: the run keeps its steps so far
+    assert job.wait(120) and job.error is None
+    assert job.result[0].stopped and 0 < job.result[0].n_steps < 20_000
+
+    job = registry.submit("bad", functools.partial(scene.train_all, [BASE.replace(batch_size=10_000)]), portable=True)
+    assert job.wait(120) and job.error.startswith("ValueError: Invalid batch_size")  # raised as in a thread
+    assert registry.runner is not None  # a job's own error does not lose the cluster
+
+
+def _wait(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
