@@ -385,7 +385,7 @@ def run_grid(base_config: Config, x: tuple[str, Sequence[float]] = ("rho", (0.01
         y: (name, values) of the rows.
         seeds: seeds per cell, ``base_config.seed + s`` for s < seeds (θ_0 and minibatch order follow the seed).
         progress: called as ``progress(done, total, info)`` in cell-steps (total = cells × steps), after every
-            step (batched, sequential) or every finished cell (process); info["phase"] is "train" or
+            step (batched, sequential), every finished cell (process) or chunk (Ray); info["phase"] is "train" or
             "lambda_max".
         should_stop: polled before every step (or between cells); True ends the grid, keeping what was computed
             (on Ray: the finished chunks; the others are cancelled).
