@@ -510,7 +510,7 @@ class _Sink:
         self.failure = ""
 
     def add_run(self, k: int, r: Run) -> None:
-        """Cell k from a single run (every strategy)."""
+        """Cell k from a single run (the local strategies)."""
         self.add(k, cell_record(r))
 
     def add(self, k: int, record: Mapping[str, Any]) -> None:
