@@ -626,7 +626,7 @@ def _chunks(plan: _Plan, memory_budget_mb: float, min_chunks: int = 1) -> list[l
         size = chunk_size(plan.cells[members[0]], len(members), memory_budget_mb)
         n_chunks = max(math.ceil(len(members) / size), min(min_chunks, len(members)))
         size = math.ceil(len(members) / n_chunks)
-        chunks += [members[c * size:(c + 1) * size] for c in range(n_chunks)]
+        chunks += [members[start:start + size] for start in range(0, len(members), size)]
     return chunks
 
 

@@ -182,3 +182,17 @@ def _wait(condition, timeout_s: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+@pytest.mark.parametrize("n_cells, workers", [(49, 2), (49, 1), (8, 2), (3, 4), (1, 2)])
+def test_chunks_share_the_cells_among_the_workers(n_cells, workers):
+    from sam_viz.sweep import _chunks, _plan
+
+    rows = 7 if n_cells == 49 else 1  # at most 15 values an axis
+    plan = _plan(BASE, ("rho", [0.01 * (k + 1) for k in range(n_cells // rows)]),
+                 ("lr", [0.1 * (k + 1) for k in range(rows)]), 1)
+    wanted = workers * ray_backend.CHUNKS_PER_WORKER
+    chunks = _chunks(plan, 512, min_chunks=wanted)
+    assert sorted(k for chunk in chunks for k in chunk) == list(range(n_cells))  # every cell once
+    assert all(chunks) and min(n_cells, workers) <= len(chunks) <= min(n_cells, wanted)  # none empty, none idle
+    assert len({len(chunk) for chunk in chunks[:-1]}) <= 1 and len(chunks[-1]) <= len(chunks[0])  # even
