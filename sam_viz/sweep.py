@@ -557,7 +557,8 @@ def cell_record(r: Run) -> dict[str, Any]:
             "final_weights": None if r.diverged else r.final_weights}
 
 
-def train_chunk(configs: Sequence[Config], lambda_max: bool = False) -> tuple[str, list[dict[str, Any]]]:
+def train_chunk(configs: Sequence[Config], lambda_max: bool = False,
+                memory_budget_mb: float = 512) -> tuple[str, list[dict[str, Any]]]:
     """Train ``configs`` (cells that share a stack) as one stacked call: the unit of work of a remote worker.
 
     The worker builds the data set and the model from the configs; only the records travel back, without θ_n.
@@ -566,10 +567,14 @@ def train_chunk(configs: Sequence[Config], lambda_max: bool = False) -> tuple[st
         configs: the chunk's cells.
         lambda_max: also compute each converged cell's top Hessian eigenvalue at θ_n, as (value, residual) under
             the record's "lambda_max".
+        memory_budget_mb: the budget the chunk was sized for (glibc keeps that much freed memory, as here).
 
     Returns:
         (the device that trained them, one ``cell_record`` per config).
     """
+    device = resolve_device(configs[0].device)
+    if device.type == "cpu":
+        _retain_freed_memory(memory_budget_mb)
     s = setup(configs[0].replace(steps=1)) if lambda_max else None
     records = []
     for r in train(list(configs), diagnostics=False):
@@ -578,7 +583,7 @@ def train_chunk(configs: Sequence[Config], lambda_max: bool = False) -> tuple[st
         if s is not None and theta is not None:
             record["lambda_max"] = _top_eigenvalue(s, theta)
         records.append(record)
-    return str(resolve_device(configs[0].device)), records
+    return str(device), records
 
 
 

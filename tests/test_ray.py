@@ -69,7 +69,7 @@ def test_ray_equals_local_cell_for_cell(embedded_ray, local_grid):
 def test_stop_cancels_the_rest_and_keeps_finished_cells(embedded_ray, local_grid):
     calls = []
     grid = run_grid(BASE, X, Y, seeds=2, backend="ray", progress=lambda *a: calls.append(a),
-                    should_stop=lambda: bool(calls))  # stop once the first chunk is in
+                    should_stop=lambda: bool(calls), memory_budget_mb=0.01)  # a cell a chunk; stop after the first
     finished = grid.n_steps > 0
     assert grid.stopped and calls
     assert finished.sum() * BASE.steps >= calls[-1][0] and not finished.all()  # 8 chunks on 2 CPUs: some left
@@ -81,14 +81,14 @@ def test_stop_cancels_the_rest_and_keeps_finished_cells(embedded_ray, local_grid
 
 
 def test_a_chunk_that_cannot_be_trained_marks_its_cells(embedded_ray, local_grid, monkeypatch, tmp_path):
-    def dies_at_large_lr(configs, lambda_max):  # nested: Ray ships it by value to the workers
+    def dies_at_large_lr(configs, *args):  # nested: Ray ships it by value to the workers
         if configs[0].hp["lr"] > 0.1:
             os._exit(1)  # the worker process dies, on every try
-        return train_chunk(configs, lambda_max)
+        return train_chunk(configs, *args)
 
     monkeypatch.setattr(ray_backend, "MAX_RETRIES", 1)
     monkeypatch.setattr(ray_backend, "_train_chunk", ray.remote(max_retries=1)(dies_at_large_lr))
-    grid = run_grid(BASE, X, Y, seeds=2, backend="ray")
+    grid = run_grid(BASE, X, Y, seeds=2, backend="ray", memory_budget_mb=0.01)  # a cell a chunk
     large_lr = np.zeros(grid.shape, dtype=bool)
     large_lr[:, 1, :] = True
     np.testing.assert_array_equal(grid.failed, large_lr)
