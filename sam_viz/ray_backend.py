@@ -14,6 +14,7 @@ the app is started with ``RAY_ADDRESS`` set.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ CHUNKS_PER_WORKER = 1
 POLL_S = 0.1  # how often the driver looks for finished chunks, a job's progress and a stop
 PROGRESS_EVERY_S = 0.2  # a job's task reports progress (and learns of a stop) at most this often
 
+_LOG = logging.getLogger(__name__)
 _train_chunk = ray.remote(max_retries=MAX_RETRIES)(train_chunk)
 _CONNECT_LOCK = threading.Lock()  # the app's job threads may connect at once
 
@@ -169,8 +171,12 @@ class RayRunner:
         threading.Thread(target=self._join, args=(address,), name="sam-viz ray join", daemon=True).start()
 
     def _join(self, address: str | None) -> None:
-        connect(address)
-        self._relay = _Relay.remote()
+        try:
+            connect(address)
+            self._relay = _Relay.remote()
+        except Exception:  # the server goes on: its jobs run in threads, as without a cluster
+            _LOG.exception("sam-viz: could not join the Ray cluster at %s; jobs run in this server", address)
+            return
         self._joined.set()
 
     @property
