@@ -38,6 +38,10 @@ class TooManyJobs(ValueError):
     """A visitor asked for more queued jobs than ``MAX_QUEUED_PER_VISITOR``."""
 
 
+class WorkersLost(RuntimeError):
+    """A runner could not run a job on its workers (a Ray cluster lost them); later jobs run in threads."""
+
+
 def default_workers() -> int:
     """Jobs run at once: one per core (``SAM_VIZ_WORKERS`` overrides), each with ``threads_per_job`` torch threads,
     so that a classroom's jobs share the cores instead of fighting over them."""
@@ -174,7 +178,7 @@ class Registry:
         self._counter = itertools.count()
         self.max_queued_per_visitor = MAX_QUEUED_PER_VISITOR
         self._order_cache: dict[int, int] | None = None  # ``position``'s answers until the queue changes
-        self.runner: Any = None  # a ``process_pool.ProcessRunner`` once ``use_processes`` was called
+        self.runner: Any = None  # a ``ProcessRunner`` or ``RayRunner`` once ``use_processes``/``use_ray`` was called
 
     def position(self, job: Job) -> int:
         """Jobs that start before ``job`` (0 once it runs): the queue's order as it stands."""
@@ -214,6 +218,15 @@ class Registry:
 
         if self.runner is None:
             self.runner = ProcessRunner(self.workers, threads)
+
+    def use_ray(self, address: str | None = None) -> None:
+        """Run portable jobs on the Ray cluster at ``address`` (None: ``RAY_ADDRESS``) as tasks of one CPU each
+        (``ray_backend.RayRunner``); other jobs (surfaces, figures) stay in this server's threads. Until the
+        cluster is joined, and if it is lost, portable jobs run in threads too."""
+        from .ray_backend import RayRunner
+
+        if self.runner is None:
+            self.runner = RayRunner(address)
 
     def submit(self, key: str, work: Work, *, restart: bool = False, viewer: str | None = None,
                portable: bool = False) -> Job:
@@ -292,9 +305,9 @@ class Registry:
         if runner is not None and job._portable and runner.ready:
             try:
                 return runner.run(job._work, progress, job._stop.is_set)
-            except BrokenProcessPool:  # a worker died (out of memory, killed): this job runs here; later ones too
-                self.runner = None
-                _LOG.exception("sam-viz: the worker processes broke; jobs run in threads from now on")
+            except (BrokenProcessPool, WorkersLost):  # workers died (out of memory, killed): this job runs here, and
+                self.runner = None                    # later ones too
+                _LOG.exception("sam-viz: the job runner's workers are lost; jobs run in threads from now on")
         return job._work(progress, job._stop.is_set)
 
     def _dequeue(self, job: Job) -> None:

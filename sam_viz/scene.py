@@ -501,9 +501,11 @@ def sweep_all(entries: Sequence[tuple[str, Config]], x: tuple[str, Sequence[floa
     progress(0, total)  # the bar shows the whole sweep's size at once
     for (label, config), grid in zip(entries, known):
         if grid is None:
-            # one fixed strategy: a timing-based choice would make a shared link's map depend on machine load
+            # one fixed strategy: a timing-based choice would make a shared link's map depend on machine load; on
+            # the Ray cluster of RAY_ADDRESS when the app was started with it
             grid = run_grid(config, x=(x[0], list(x[1])), y=(y[0], list(y[1])), seeds=seeds, strategy="batched",
-                            progress=lambda d, _t, *_, base=offset: progress(base + d, total), should_stop=should_stop)
+                            progress=lambda d, _t, *_, base=offset: progress(base + d, total), should_stop=should_stop,
+                            backend="auto")
         done.append((label, grid))
         if grid.stopped:  # the count stays where the stop left it
             break

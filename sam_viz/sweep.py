@@ -38,6 +38,7 @@ MAX_AXIS_VALUES = 15  # values per axis: a 15 × 15 heat map is the largest the 
 MAX_SEEDS = 5
 MAX_CELL_STEPS = 1_000_000  # cells × steps: bounds the per-step records (11 float64 series: 88 MB) and the time
 STRATEGIES = ("auto", "batched", "process", "sequential")
+BACKENDS = ("local", "ray", "auto")
 
 # Per-step series of a Grid (a subset of ``records.STEP_FIELDS``: the full-gradient diagnostics are left out,
 # they would cost a full-batch backward per cell and step in minibatch training).
@@ -86,8 +87,11 @@ class Grid:
             batch (``Run.grad_evals`` summed): the cost axis; NaN in grids saved before it existed.
         stopped: stopped early on request (what was computed is kept; cells never started have n_steps 0).
         wall_time: seconds for the whole grid (λ_max included).
-        strategy: "batched", "process" or "sequential": what computed it.
+        strategy: "batched", "process" or "sequential": what computed it; "ray": batched chunks on a Ray cluster.
         device: the device that ran it.
+        failed: (seeds, ny, nx) bool, cells that could not be trained (a Ray chunk whose retries were spent); their
+            arrays are NaN and n_steps 0. All False in grids saved before it existed.
+        failure: why those cells failed ("" when none did).
     """
 
     config: Config
@@ -121,10 +125,14 @@ class Grid:
     strategy: str
     device: str
     total_grad_evals: np.ndarray = None  # type: ignore[assignment]  # NaN for grids saved before it existed
+    failed: np.ndarray = None  # type: ignore[assignment]  # all False for grids saved before it existed
+    failure: str = ""
 
     def __post_init__(self) -> None:
         if self.total_grad_evals is None:
             object.__setattr__(self, "total_grad_evals", np.full(self.n_steps.shape, np.nan))
+        if self.failed is None:
+            object.__setattr__(self, "failed", np.zeros(self.n_steps.shape, dtype=bool))
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -175,14 +183,16 @@ class Grid:
             "config": self.config.to_flat(), "x_name": self.x_name, "x_values": self.x_values,
             "y_name": self.y_name, "y_values": self.y_values, "seeds": self.seeds,
             "seed_values": self.seed_values, "shape": list(self.shape), "stopped": self.stopped,
-            "wall_time": self.wall_time, "strategy": self.strategy, "device": self.device, **cells,
+            "wall_time": self.wall_time, "strategy": self.strategy, "device": self.device, "failure": self.failure,
+            "failed": self.failed, **cells,
         })
 
     def save(self, path: str | Path | BinaryIO) -> Path | BinaryIO:
         """Write every array to ``path`` (``.npz``, or an open binary file) with the config and scalars as JSON."""
-        arrays = {name: getattr(self, name) for name in ("x_values", "y_values", *STEP_FIELDS, *CELL_FIELDS)}
+        arrays = {name: getattr(self, name) for name in ("x_values", "y_values", *STEP_FIELDS, *CELL_FIELDS, "failed")}
         meta = {"config": self.config.to_flat(), "x_name": self.x_name, "y_name": self.y_name, "seeds": self.seeds,
-                "stopped": self.stopped, "wall_time": self.wall_time, "strategy": self.strategy, "device": self.device}
+                "stopped": self.stopped, "wall_time": self.wall_time, "strategy": self.strategy, "device": self.device,
+                "failure": self.failure}
         if hasattr(path, "write"):
             np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
             return path
@@ -346,7 +356,8 @@ def width_axis_problem(config: Config, values: Sequence[float]) -> str:
 def run_grid(base_config: Config, x: tuple[str, Sequence[float]] = ("rho", (0.01, 0.05, 0.1)),
              y: tuple[str, Sequence[float]] = ("lr", (0.01, 0.1, 1.0)), seeds: int = 1, *,
              progress: ProgressFn | None = None, should_stop: StopFn | None = None, strategy: str = "auto",
-             memory_budget_mb: float = 512, lambda_max: bool = True) -> Grid:
+             memory_budget_mb: float = 512, lambda_max: bool = True, backend: str = "local",
+             address: str | None = None) -> Grid:
     """Train every cell of a hyperparameter grid and record each as ``train.run`` would.
 
     Cell (s, i, j) is ``base_config.replace(**{x_name: x[j], y_name: y[i]}, seed=base_config.seed + s)`` and gives
@@ -364,6 +375,9 @@ def run_grid(base_config: Config, x: tuple[str, Sequence[float]] = ("rho", (0.01
     "auto" takes "batched" on CUDA, "sequential" for one cell, and otherwise the fastest by a short timing of
     each on this model (``choose_strategy``, cached per model size and device).
 
+    The "ray" backend sends each batched chunk to a Ray cluster as one task (``ray_backend``): configs go out,
+    numpy arrays come back, and every cell has the numbers of the local backend. Ray is imported only then.
+
     Args:
         base_config: everything but the two swept hyperparameters and the seed offset.
         x: (name, values) of the columns: a float hyperparameter of ``base_config.optimizer``, or "width" (the
@@ -371,21 +385,27 @@ def run_grid(base_config: Config, x: tuple[str, Sequence[float]] = ("rho", (0.01
         y: (name, values) of the rows.
         seeds: seeds per cell, ``base_config.seed + s`` for s < seeds (θ_0 and minibatch order follow the seed).
         progress: called as ``progress(done, total, info)`` in cell-steps (total = cells × steps), after every
-            step (batched, sequential) or every finished cell (process); info["phase"] is "train" or
+            step (batched, sequential), every finished cell (process) or chunk (Ray); info["phase"] is "train" or
             "lambda_max".
-        should_stop: polled before every step (or between cells); True ends the grid, keeping what was computed.
-        strategy: "auto", "batched", "process" or "sequential"; the numbers are the same to rounding.
+        should_stop: polled before every step (or between cells); True ends the grid, keeping what was computed
+            (on Ray: the finished chunks; the others are cancelled).
+        strategy: "auto", "batched", "process" or "sequential" (local backend; Ray's chunks are batched); the
+            numbers are the same to rounding.
         memory_budget_mb: memory a batched chunk of cells may use (sets the chunk size).
         lambda_max: compute each cell's top Hessian eigenvalue at θ_n on the full train set.
+        backend: "local" (this machine), "ray" (a Ray cluster) or "auto" (Ray when ``address`` or the
+            ``RAY_ADDRESS`` environment variable is set, else local).
+        address: the Ray cluster's HOST:PORT; None uses ``RAY_ADDRESS``, or starts Ray inside this process.
 
     Returns:
-        The Grid (numpy arrays only).
+        The Grid (numpy arrays only). On Ray, cells whose chunk could not be trained are ``Grid.failed``.
 
     Raises:
         ValueError: an axis that is not a float hyperparameter of the optimizer nor "width" (or a width axis on a
             model without one), a value outside its range,
             more than ``MAX_AXIS_VALUES`` values per axis or ``MAX_SEEDS`` seeds, more than ``MAX_CELL_STEPS``
-            cells × steps, an unknown strategy or a budget ≤ 0. Divergence never raises: it is recorded.
+            cells × steps, an unknown strategy or backend, an address for the local backend, or a budget ≤ 0.
+            Divergence never raises: it is recorded.
     """
     plan = _plan(base_config, x, y, seeds)
     if strategy not in STRATEGIES:
@@ -394,6 +414,12 @@ def run_grid(base_config: Config, x: tuple[str, Sequence[float]] = ("rho", (0.01
         raise ValueError(f"Invalid memory_budget_mb: {memory_budget_mb!r} (must be > 0)")
     started = time.perf_counter()
     sink = _Sink(len(plan.cells), plan.steps)
+    if resolve_backend(backend, address) == "ray":
+        from . import ray_backend  # only here: without Ray requested, ray is never imported
+
+        report = _Progress(progress, len(plan.cells) * plan.steps)
+        device = ray_backend.train_grid(plan, sink, report, should_stop, memory_budget_mb, lambda_max, address)
+        return sink.grid(plan, time.perf_counter() - started, "ray", device)
     chosen = (choose_strategy(_costliest(plan), len(plan.cells), memory_budget_mb)[0] if strategy == "auto"
               else strategy)
     report = _Progress(progress, len(plan.cells) * plan.steps)
@@ -403,8 +429,24 @@ def run_grid(base_config: Config, x: tuple[str, Sequence[float]] = ("rho", (0.01
         device = _train_process(plan, sink, report, should_stop)
     else:
         device = _train_sequential(plan, sink, report, should_stop)
-    lam = _lambda_max(plan, sink, report) if lambda_max and not sink.stopped else None
-    return sink.grid(plan, lam, time.perf_counter() - started, chosen, device)
+    if lambda_max and not sink.stopped:
+        _lambda_max(plan, sink, report)
+    return sink.grid(plan, time.perf_counter() - started, chosen, device)
+
+
+def resolve_backend(backend: str, address: str | None = None) -> str:
+    """"local" or "ray": what ``backend`` means here ("auto" is Ray when an address or ``RAY_ADDRESS`` is set).
+
+    Raises:
+        ValueError: an unknown backend, or an address for the local backend.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"Invalid backend: {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "ray" if address or os.environ.get("RAY_ADDRESS") else "local"
+    if backend == "local" and address:
+        raise ValueError(f"Invalid address {address!r} for the local backend (use backend='ray')")
+    return backend
 
 
 def _plan(base: Config, x: tuple[str, Sequence[float]], y: tuple[str, Sequence[float]], seeds: int) -> _Plan:
@@ -461,36 +503,88 @@ class _Sink:
         self.n_steps = np.zeros(n_cells, dtype=np.int64)
         self.diverged_step = np.full(n_cells, -1, dtype=np.int64)
         self.total_grad_evals = np.full(n_cells, np.nan)
+        self.lambda_max, self.lambda_max_residual = np.full(n_cells, np.nan), np.full(n_cells, np.nan)
         self.theta: dict[int, np.ndarray] = {}  # θ_n of cells that did not diverge, for λ_max
         self.stopped = False
+        self.failed = np.zeros(n_cells, dtype=bool)
+        self.failure = ""
 
     def add_run(self, k: int, r: Run) -> None:
-        """Cell k from a single run (process and sequential strategies)."""
-        n = r.n_steps
-        for name in STEP_FIELDS:
-            self.series[name][k, :n] = getattr(r, name)
-        for name in FINAL_FIELDS:
-            self.final[name][k] = getattr(r, name)
-        self.n_steps[k], self.diverged_step[k] = n, r.diverged_step
-        self.total_grad_evals[k] = float(np.nansum(r.grad_evals)) if n else np.nan
-        if not r.diverged:
-            self.theta[k] = r.final_weights
+        """Cell k from a single run (the local strategies)."""
+        self.add(k, cell_record(r))
 
-    def grid(self, plan: _Plan, lam: tuple[np.ndarray, np.ndarray] | None, wall_time: float, strategy: str,
-             device: str) -> Grid:
+    def add(self, k: int, record: Mapping[str, Any]) -> None:
+        """Cell k from its ``cell_record`` (built here, or by a remote worker)."""
+        n = record["n_steps"]
+        for name in STEP_FIELDS:
+            self.series[name][k, :n] = record[name]
+        for name in FINAL_FIELDS:
+            self.final[name][k] = record[name]
+        self.n_steps[k], self.diverged_step[k] = n, record["diverged_step"]
+        self.total_grad_evals[k] = record["total_grad_evals"]
+        self.lambda_max[k], self.lambda_max_residual[k] = record.get("lambda_max", (np.nan, np.nan))
+        if record.get("final_weights") is not None:
+            self.theta[k] = record["final_weights"]
+
+    def fail(self, cells: Sequence[int], reason: str) -> None:
+        """Cells that could not be trained: marked, their arrays left NaN; ``reason`` says why."""
+        self.failed[list(cells)] = True
+        self.failure = reason
+
+    def grid(self, plan: _Plan, wall_time: float, strategy: str, device: str) -> Grid:
         shape = plan.shape
-        nan = np.full(len(plan.cells), np.nan)
-        lam_value, lam_res = lam if lam is not None else (nan, nan)
         return Grid(
             config=plan.base, x_name=plan.x_name, x_values=plan.x_values, y_name=plan.y_name,
             y_values=plan.y_values, seeds=plan.seeds,
             **{name: a.reshape(*shape, plan.steps) for name, a in self.series.items()},
             **{name: a.reshape(shape) for name, a in self.final.items()},
-            lambda_max=lam_value.reshape(shape), lambda_max_residual=lam_res.reshape(shape),
+            lambda_max=self.lambda_max.reshape(shape), lambda_max_residual=self.lambda_max_residual.reshape(shape),
             n_steps=self.n_steps.reshape(shape), diverged=(self.diverged_step >= 0).reshape(shape),
             diverged_step=self.diverged_step.reshape(shape), stopped=self.stopped, wall_time=wall_time,
             strategy=strategy, device=device, total_grad_evals=self.total_grad_evals.reshape(shape),
+            failed=self.failed.reshape(shape), failure=self.failure,
         )
+
+
+def cell_record(r: Run) -> dict[str, Any]:
+    """What a grid keeps of a cell's run: numpy arrays and numbers (what a remote worker sends back).
+
+    ``final_weights`` (θ_n, for λ_max) is None for a diverged cell.
+    """
+    return {**{name: getattr(r, name) for name in (*STEP_FIELDS, *FINAL_FIELDS)},
+            "n_steps": r.n_steps, "diverged_step": r.diverged_step,
+            "total_grad_evals": float(np.nansum(r.grad_evals)) if r.n_steps else np.nan,
+            "final_weights": None if r.diverged else r.final_weights}
+
+
+def train_chunk(configs: Sequence[Config], lambda_max: bool = False,
+                memory_budget_mb: float = 512) -> tuple[str, list[dict[str, Any]]]:
+    """Train ``configs`` (cells that share a stack) as one stacked call: the unit of work of a remote worker.
+
+    The worker builds the data set and the model from the configs; only the records travel back, without θ_n.
+
+    Args:
+        configs: the chunk's cells.
+        lambda_max: also compute each converged cell's top Hessian eigenvalue at θ_n, as (value, residual) under
+            the record's "lambda_max".
+        memory_budget_mb: the budget the chunk was sized for (glibc keeps that much freed memory, as here).
+
+    Returns:
+        (the device that trained them, one ``cell_record`` per config).
+    """
+    device = resolve_device(configs[0].device)
+    if device.type == "cpu":
+        _retain_freed_memory(memory_budget_mb)
+    s = setup(configs[0].replace(steps=1)) if lambda_max else None
+    records = []
+    for r in train(list(configs), diagnostics=False):
+        record = cell_record(r)
+        theta = record.pop("final_weights")
+        if s is not None and theta is not None:
+            record["lambda_max"] = _top_eigenvalue(s, theta)
+        records.append(record)
+    return str(device), records
+
 
 
 # ------------------------------------------------------------------------------------------------------ batched
@@ -525,18 +619,19 @@ def _train_batched(plan: _Plan, sink: _Sink, report: _Progress, should_stop: Sto
     return str(resolve_device(plan.base.device))
 
 
-def _chunks(plan: _Plan, memory_budget_mb: float) -> list[list[int]]:
+def _chunks(plan: _Plan, memory_budget_mb: float, min_chunks: int = 1) -> list[list[int]]:
     """The flat cell indices of each stacked call: cells grouped by what a stack must share (in grid order), each
-    group cut into even chunks within the budget (the last one is not a straggler of one or two cells)."""
+    group cut into even chunks within the budget (the last one is not a straggler of one or two cells), and into
+    at least ``min_chunks`` where it has that many cells (so that that many workers share it)."""
     groups: dict[tuple[Any, ...], list[int]] = {}
     for k, cell in enumerate(plan.cells):
         groups.setdefault(group_key(cell), []).append(k)
     chunks = []
     for members in groups.values():
         size = chunk_size(plan.cells[members[0]], len(members), memory_budget_mb)
-        n_chunks = math.ceil(len(members) / size)
+        n_chunks = max(math.ceil(len(members) / size), min(min_chunks, len(members)))
         size = math.ceil(len(members) / n_chunks)
-        chunks += [members[c * size:(c + 1) * size] for c in range(n_chunks)]
+        chunks += [members[start:start + size] for start in range(0, len(members), size)]
     return chunks
 
 
@@ -705,22 +800,22 @@ def _deliver_run(plan: _Plan, sink: _Sink, report: _Progress, k: int, r: Run, de
 # ------------------------------------------------------------------------------------------------------ λ_max
 
 
-def _lambda_max(plan: _Plan, sink: _Sink, report: _Progress) -> tuple[np.ndarray, np.ndarray]:
-    """Top Hessian eigenvalue and its residual at each cell's θ_n (full train set); NaN for diverged cells."""
-    n = len(plan.cells)
-    value, residual = np.full(n, np.nan), np.full(n, np.nan)
-    if not sink.theta:
-        return value, residual
+def _lambda_max(plan: _Plan, sink: _Sink, report: _Progress) -> None:
+    """Top Hessian eigenvalue and its residual at each cell's θ_n (full train set) into ``sink``; NaN for
+    diverged cells."""
     setups: dict[int, Setup] = {}  # the architecture of each width swept; every cell's own θ_n is passed in
     for count, k in enumerate(sorted(sink.theta)):
         width = plan.cells[k].width
         if width not in setups:
             setups[width] = setup(plan.base.replace(steps=1, width=width))
-        s = setups[width]
-        result = top_eigenvalues(s.model, s.loss, (s.x_train, s.y_train), k=1, weights=torch.as_tensor(sink.theta[k]))
-        value[k], residual[k] = float(result.eigenvalues[0]), float(result.residuals[0])
+        sink.lambda_max[k], sink.lambda_max_residual[k] = _top_eigenvalue(setups[width], sink.theta[k])
         report(report.total, {"phase": "lambda_max", "cell": k, "done": count + 1, "n_cells": len(sink.theta)})
-    return value, residual
+
+
+def _top_eigenvalue(s: Setup, theta: np.ndarray) -> tuple[float, float]:
+    """(λ_max, its Ritz residual) of the full train loss of ``s``'s model at the flat parameters ``theta``."""
+    result = top_eigenvalues(s.model, s.loss, (s.x_train, s.y_train), k=1, weights=torch.as_tensor(theta))
+    return float(result.eigenvalues[0]), float(result.residuals[0])
 
 
 # ------------------------------------------------------------------------------------------------------ strategy
@@ -809,6 +904,11 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto", help="how to train the cells (default: auto)")
     parser.add_argument("--memory-budget-mb", type=float, default=512, help="memory per batched chunk (default: 512)")
     parser.add_argument("--no-lambda-max", action="store_true", help="skip the Hessian eigenvalue of each cell")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="where to train: this machine, or a Ray cluster (default: auto, Ray when --address or "
+                             "RAY_ADDRESS is set)")
+    parser.add_argument("--address", metavar="HOST:PORT", help="the Ray cluster's head (default: RAY_ADDRESS; "
+                        "without either, --backend ray starts Ray inside this process)")
     parser.add_argument("--out", default="sweep", help="output path prefix (default: sweep → sweep.npz, sweep.csv)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
@@ -816,6 +916,9 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 def sweep_main(args: argparse.Namespace) -> int:
     """Run the ``sweep`` command parsed by ``add_sweep_parser``.
+
+    Returns:
+        The exit code: 0, ``STOPPED_EXIT_CODE`` after Ctrl-C, 1 when cells could not be trained (``Grid.failed``).
 
     Raises:
         ValueError: a malformed ``--set``, or invalid settings (as ``run_grid``).
@@ -841,7 +944,7 @@ def sweep_main(args: argparse.Namespace) -> int:
         with StopOnInterrupt() as stop:
             grid = run_grid(config, (args.x, args.x_values), (args.y, args.y_values), args.seeds, progress=progress,
                             should_stop=stop, strategy=args.strategy, memory_budget_mb=args.memory_budget_mb,
-                            lambda_max=not args.no_lambda_max)
+                            lambda_max=not args.no_lambda_max, backend=args.backend, address=args.address)
     finally:
         for bar in bars.values():
             bar.close()
@@ -849,7 +952,8 @@ def sweep_main(args: argparse.Namespace) -> int:
     npz = grid.save(output_path(out, ".npz"))
     csv = grid.to_csv(output_path(out, ".csv"))
     summary = {"npz": str(npz), "csv": str(csv), "cells": int(np.prod(grid.shape)), "strategy": grid.strategy,
-               "wall_time_s": round(grid.wall_time, 3), "diverged": int(grid.diverged.sum()), "stopped": grid.stopped}
+               "wall_time_s": round(grid.wall_time, 3), "diverged": int(grid.diverged.sum()), "stopped": grid.stopped,
+               "failed": int(grid.failed.sum())}
     metric = "test_acc" if np.isfinite(grid.final_test_acc).any() else "train_loss"
     stats = robustness(grid, metric)
     summary.update({f"{metric}_mean": stats.mean, f"{metric}_std": stats.std, "share_near_best": stats.share_near_best})
@@ -858,6 +962,9 @@ def sweep_main(args: argparse.Namespace) -> int:
         print(f"stopped after {int(grid.n_steps.sum()):,} of {int(np.prod(grid.shape)) * config.steps:,} cell-steps; "
               f"wrote {npz} and {csv}", file=sys.stderr)
         return STOPPED_EXIT_CODE
+    if grid.failure:
+        print(f"{grid.failure}; wrote {npz} and {csv}", file=sys.stderr)
+        return 1
     return 0
 
 

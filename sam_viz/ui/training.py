@@ -21,8 +21,11 @@ from . import state
 
 # the app's jobs share the cores: each gets its share of torch's threads (``jobs.threads_per_job``)
 torch.set_num_threads(threads_per_job(REGISTRY.workers))
-# trainings run in worker processes, outside the server's GIL (``SAM_VIZ_PROCESSES=0``: in threads, as in tests)
-if os.environ.get("SAM_VIZ_PROCESSES", "1") != "0":
+# trainings run in worker processes, outside the server's GIL (``SAM_VIZ_PROCESSES=0``: in threads, as in tests),
+# or on the Ray cluster of ``RAY_ADDRESS`` when the app was started with it (and sweeps' chunks too, ``scene``)
+if os.environ.get("RAY_ADDRESS"):
+    REGISTRY.use_ray()
+elif os.environ.get("SAM_VIZ_PROCESSES", "1") != "0":
     REGISTRY.use_processes(threads_per_job(REGISTRY.workers))
 
 SYNC_WAIT_S = 30.0  # a page waits this long for its job before it polls instead (defaults take a few seconds)
