@@ -94,7 +94,7 @@ class Settings:
     sseeds: int = _f(1, FieldSpec("int", 1, 5, label="Seeds", help="Seeds per cell (seed, seed + 1, …): the heatmaps show the mean over seeds, the hover its std."))
     preset: str = _f("", FieldSpec("str", label="Preset"))
     astep: int = _f(0, FieldSpec("int", 0, 10_000, label="Step t", help="The step the Step anatomy page shows."))
-    present: bool = _f(False, FieldSpec("bool", label="Presenter mode", help="For a projector: no sidebar, large fonts, wide charts. The link keeps it."))
+    present: bool = _f(False, FieldSpec("bool", label="Presenter mode", help="For a projector: no sidebar, large fonts, wide charts. The link keeps it (present=1 in any link turns it on)."))
 
     # ------------------------------------------------------------------ experiment → engine configs
 
