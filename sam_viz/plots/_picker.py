@@ -21,14 +21,16 @@ PICKER_OPACITY = 0.01  # invisible, still hit by clicks and hover (opacity 0 wou
 START_DECIMALS = 3  # a picked start is rounded to this many decimals: a short link that reproduces it exactly
 
 
-def picker_points(xlim: Sequence[float], ylim: Sequence[float], *, n: int = 41, marker_px: float = 18.0) -> go.Scatter:
+def picker_points(xlim: Sequence[float], ylim: Sequence[float], *, n: int = 41, marker_px: float = 8.0) -> go.Scatter:
     """An ``n`` × ``n`` grid of clickable, invisible markers over the box ``xlim`` × ``ylim``.
 
     Args:
         xlim: (low, high) of the first coordinate (the map's x axis).
         ylim: (low, high) of the second coordinate.
         n: grid points per axis (≥ 2); the spacing is what a click snaps to.
-        marker_px: marker size in pixels, about the grid spacing on screen so that every click is near a point.
+        marker_px: marker size in pixels, well under the grid spacing on screen: plotly takes a point whose
+            marker covers the cursor at distance 0, so overlapping markers would tie and the first (not the
+            nearest) would win; a click between points goes to the nearest within plotly's 20 px hover distance.
 
     Returns:
         A ``go.Scatter`` whose points carry their own (x, y) as customdata, rounded to ``START_DECIMALS``.
@@ -55,7 +57,8 @@ def picker_points(xlim: Sequence[float], ylim: Sequence[float], *, n: int = 41, 
 
 
 def start_marker(x: float, y: float, *, picked: bool = False) -> go.Scatter:
-    """The start point θ₀ of every run, as a large open cross (clear on any colour of the map).
+    """The start point θ₀ of every run, as a large white cross outlined in black (clear on any colour of the map
+    and in the legend).
 
     Args:
         x, y: θ₀.
@@ -63,8 +66,7 @@ def start_marker(x: float, y: float, *, picked: bool = False) -> go.Scatter:
     """
     name = "θ₀ (clicked)" if picked else "θ₀ (click the map to move it)"
     return go.Scatter(x=[float(x)], y=[float(y)], mode="markers", name=name, showlegend=True,
-                      marker={"symbol": "x-thin-open", "size": 22, "color": "#FFFFFF",
-                              "line": {"width": 4, "color": "#FFFFFF"}},
+                      marker={"symbol": "x", "size": 17, "color": "#FFFFFF", "line": {"width": 1.5, "color": "#000000"}},
                       hovertemplate=f"θ₀ = ({fmt(x, 4)}, {fmt(y, 4)})<extra></extra>",
                       meta={"key": "start", "x": "w1", "y": "w2"})
 
