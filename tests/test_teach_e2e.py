@@ -128,9 +128,15 @@ def test_presenter_mode_at_1024_by_768_hides_the_sidebar_and_cuts_nothing_off(se
         assert h1 > h1_plain and chart_title > chart_title_plain
         assert page.evaluate(SIDEWAYS) == []
         assert page.evaluate(CUT_OFF) == []
+        # the larger axis title stays clear of the Play buttons under it (they sit at a fraction of the plot's height)
+        title_bottom, buttons_top = page.evaluate("""() => { const gd = document.querySelector('.js-plotly-plot');
+          return [gd.querySelector('.xtitle').getBoundingClientRect().bottom,
+                  Math.min(...Array.from(gd.querySelectorAll('.updatemenu-button')).map(b => b.getBoundingClientRect().top))]; }""")
+        assert title_bottom < buttons_top
         width = page.evaluate("() => document.querySelector('.js-plotly-plot').getBoundingClientRect().width")
         assert width > 0.9 * 1024  # the chart takes the page's width
         _shot(page, "presenter-1024")
+        page.mouse.move(512, 500)  # the wheel scrolls what is under the mouse: Streamlit's main column
         page.mouse.wheel(0, 700)
         page.wait_for_timeout(500)
         _shot(page, "presenter-1024-scrolled")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ._common import FONT_SIZE
@@ -16,7 +17,9 @@ def presenter_fonts(fig: Any, scale: float = PRESENTER_SCALE) -> Any:
     ticks and axis titles of every subplot and 3-D scene, annotations, buttons, sliders, colour bars and cell text.
 
     Sizes a figure does not set are taken as the body size (``FONT_SIZE``) first, so nothing is left at the
-    theme's 12 px. Margins grow a little with the text; the figure's height is kept (the page widens the chart).
+    theme's 12 px. Margins grow a little with the text and the 2-D axes take the room their labels need
+    (``automargin``); a figure that sets its height grows as its margins do, so that buttons and sliders placed
+    at fractions of the plot's height below it stay clear of the larger axis labels.
 
     Args:
         fig: a ``go.Figure``.
@@ -34,9 +37,14 @@ def presenter_fonts(fig: Any, scale: float = PRESENTER_SCALE) -> Any:
     layout.setdefault("font", {})
     _scale_fonts(layout, scale)
     margin = dict(layout.get("margin") or {})
-    for side, default in (("l", 80), ("t", 100)):
+    for side, default in (("l", 80), ("t", 100), ("b", 80)):
         margin[side] = round(margin.get(side, default) * _MARGIN_SCALE)
     layout["margin"] = margin
+    if layout.get("height"):  # buttons and sliders sit at fractions of the plot's height below it: keep them apart
+        layout["height"] = round(layout["height"] * _MARGIN_SCALE)
+    for name in list(layout):  # the larger tick labels and axis titles push the margins out rather than being cut
+        if re.fullmatch(r"[xy]axis\d*", name) and isinstance(layout[name], dict):
+            layout[name]["automargin"] = True
     fig.update_layout(layout)
     for trace in fig.data:
         spec = trace.to_plotly_json()

@@ -19,7 +19,6 @@ section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [da
 [data-testid="stSidebarCollapseButton"] { display: none !important; }
 [data-testid="stMainBlockContainer"], .block-container {
   max-width: 100% !important; padding-left: 1.2rem !important; padding-right: 1.2rem !important;
-  padding-top: 2.2rem !important;
 }
 h1 { font-size: 2.6rem !important; }
 </style>"""
