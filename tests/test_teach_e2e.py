@@ -45,6 +45,11 @@ CUT_OFF = """() => Array.from(document.querySelectorAll(
   .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.dataset.testid || e.tagName)"""
 
 
+# button labels Streamlit cut to "Previ…" (its labels clip with an ellipsis when the column is too narrow)
+TRUNCATED = """() => Array.from(document.querySelectorAll('button p, button div'))
+  .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)"""
+
+
 @pytest.fixture(scope="module")
 def server():
     with streamlit_server(as_readme=True) as (base, _):
@@ -147,3 +152,16 @@ def test_presenter_mode_at_1024_by_768_hides_the_sidebar_and_cuts_nothing_off(se
         wait_idle(page)
         page.locator("[data-testid=stSidebar]").wait_for(state="visible", timeout=60_000)
         assert not [e for e in page.errors if e != "pageerror: undefined"], page.errors
+
+
+def test_presenter_mode_at_1024_by_768_cuts_no_control_of_the_step_anatomy(server):
+    with browser_page(1024, 768) as page:
+        page.goto(f"{server}/Step_anatomy?task=sharp_flat&steps=12&astep=3&present=1")
+        wait_charts(page)
+        wait_idle(page)
+        _no_exception(page)
+        assert not page.locator("[data-testid=stSidebar]").is_visible()
+        page.wait_for_function("() => document.body.innerText.includes('Step 3 of 11')", timeout=60_000)
+        assert page.evaluate(TRUNCATED) == []
+        assert page.evaluate(SIDEWAYS) == [] and page.evaluate(CUT_OFF) == []
+        _shot(page, "presenter-anatomy-1024")

@@ -69,7 +69,9 @@ def _view(result, config: Config, chosen, methods, task: str) -> None:
     _step_from_url(last)
     if st.session_state.get(PLAY_KEY) and int(st.session_state.get(STEP_KEY, 0)) < last:
         _move(1, last)
-    c1, c2, c3, c4 = st.columns([1.4, 1.1, 4, 3], vertical_alignment="bottom")
+    # presenter mode's larger text needs wider buttons (at 1024 px "Previous" was cut to "Previ…")
+    widths = [2.1, 1.6, 3.6, 2.8] if state.current().present else [1.4, 1.1, 4, 3]
+    c1, c2, c3, c4 = st.columns(widths, vertical_alignment="bottom")
     c1.button("Previous", icon=":material/skip_previous:", on_click=_move, args=(-1, last), key="anatomy_prev",
               use_container_width=True)
     c2.button("Next", icon=":material/skip_next:", on_click=_move, args=(1, last), key="anatomy_next",

@@ -191,8 +191,8 @@ def _experiment_form(settings: Settings, page: str) -> None:
     if analytic:
         c1, c2 = st.columns(2)
         # no bounds here: Train clamps to the task's domain (data.start_limits), with a note, as a link is
-        c1.number_input("Start w1", key="w_start_x", value=None, help=spec("start_x").help, **quiet)
-        c2.number_input("Start w2", key="w_start_y", value=None, **quiet)
+        c1.number_input("Start w1", key="w_start_x", value=None, format="%.3f", help=spec("start_x").help, **quiet)
+        c2.number_input("Start w2", key="w_start_y", value=None, format="%.3f", **quiet)
     else:
         st.slider(spec("lnoise").label, 0.0, float(spec("lnoise").high), key="w_lnoise", step=0.01,
                   help=spec("lnoise").help, **quiet)
