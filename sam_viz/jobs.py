@@ -29,6 +29,9 @@ MAX_QUEUED_PER_VISITOR = 4  # jobs one visitor may have waiting in the queue at 
 # before the next visitor's second page starts (otherwise every surface waits behind every classmate's training,
 # and nobody sees a chart until all the trainings are done)
 JOBS_PER_TURN = 2
+# An owner's place in the fair order (turns served, first arrival) is forgotten once it has had no job for this
+# long: a visitor's page keeps its place between its jobs, and a server up for a term does not grow without bound.
+FORGET_OWNER_AFTER_S = 600.0
 
 
 class TooManyJobs(ValueError):
@@ -167,6 +170,7 @@ class Registry:
         self._running = 0
         self._served: dict[str, int] = {}
         self._arrival: dict[str, int] = {}  # each visitor's first submission: who came first is served first
+        self._last_active: dict[str, float] = {}  # when each owner's last job was submitted or ended
         self._counter = itertools.count()
         self.max_queued_per_visitor = MAX_QUEUED_PER_VISITOR
         self._order_cache: dict[int, int] | None = None  # ``position``'s answers until the queue changes
@@ -240,7 +244,9 @@ class Registry:
                                   "they start in turn. Wait for one to finish, or press Stop on one.")
             job = Job(key, queued=True, owner=viewer or "", _order=next(self._counter), _work=work,
                       _portable=portable)
+            self._forget_idle_owners()
             self._arrival.setdefault(job.owner, job._order)
+            self._last_active[job.owner] = time.monotonic()
             job._cancel = lambda: self._dequeue(job)
             if viewer is not None:
                 job.watch(viewer)
@@ -278,6 +284,7 @@ class Registry:
             job._finish()
             with self._lock:
                 self._running -= 1
+                self._last_active[job.owner] = time.monotonic()
                 self._dispatch()
 
     def _compute(self, job: Job, progress: ProgressFn) -> Any:
@@ -299,6 +306,20 @@ class Registry:
             self._order_cache = None
             job.queued, job._cancel = False, None
         job._finish()
+
+    def _forget_idle_owners(self) -> None:
+        """Drop the fairness records of owners with no job queued or running for ``FORGET_OWNER_AFTER_S`` (lock
+        held)."""
+        busy = {j.owner for j in self._jobs.values() if j.queued or j.running}
+        cutoff = time.monotonic() - FORGET_OWNER_AFTER_S
+        for owner in [o for o, t in self._last_active.items() if t < cutoff and o not in busy]:
+            for record in (self._last_active, self._arrival, self._served):
+                record.pop(owner, None)
+
+    def owners_remembered(self) -> int:
+        """Owners whose place in the fair order is kept (bounded by ``FORGET_OWNER_AFTER_S``)."""
+        with self._lock:
+            return len(self._arrival)
 
     def _evict(self) -> None:
         finished = [k for k, j in self._jobs.items() if not j.running]

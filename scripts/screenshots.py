@@ -1,6 +1,7 @@
 """Regenerate the README's screenshots in assets/: one per page, taken in Debian's Chromium from a real server.
 
-Run: ``python scripts/screenshots.py`` (after ``bash scripts/test.sh`` has installed chromium and playwright).
+Run: ``python scripts/screenshots.py [NAME ...]`` (after ``bash scripts/test.sh`` has installed chromium and
+playwright); names (``step_anatomy``, ``loss_surface``, ...) retake only those.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     with streamlit_server() as (base, _), browser_page(width=1400, height=1700) as page:
         shots = [*SHOTS, *((file, _preset_path(preset), charts) for file, preset, charts in PRESET_SHOTS)]
+        wanted = set(sys.argv[1:])
+        unknown = wanted - {name for name, _, _ in shots}
+        if unknown:
+            raise SystemExit(f"unknown screenshots: {sorted(unknown)}")
+        shots = [shot for shot in shots if not wanted or shot[0] in wanted]
         for name, path, charts in shots:
             page.goto(f"{base}/{path}")
             if charts:

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet -r requirements-dev.txt
+# the peer libraries the oracle tests compare against (curvlinops) declare unpinned torch: --no-deps keeps the CPU wheel
+python -m pip install --quiet --no-deps -r benchmarks/requirements.txt
 if [ ! -x /usr/bin/chromium ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

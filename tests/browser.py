@@ -129,3 +129,29 @@ def wait_idle(page, timeout: float = 180_000) -> None:
 
 def wait_charts(page, count: int = 1, timeout: float = 180_000) -> None:
     page.wait_for_function(f"() => document.querySelectorAll('{CHART}').length >= {count}", timeout=timeout)
+
+
+# The playback chart paints its loss map as a layout image under the traces (plots/_raster.py): frames cannot
+# erase it, so it must be in the page at every paint while the paths replay.
+PLAYBACK = ".js-plotly-plot:has(.updatemenu-button)"
+MAP_IMAGES = f"() => document.querySelectorAll('{PLAYBACK} .imagelayer image').length"
+# Pushed just before each paint, so a map missing for one frame shows up (a count taken from Python can land
+# between two steps of a redraw that nobody sees).
+SAMPLE_MAP = ("() => { window.samples = []; const f = () => { window.samples.push((" + MAP_IMAGES + ")());"
+              " requestAnimationFrame(f); }; requestAnimationFrame(f); }")
+
+
+def map_share(page, selector: str = ".js-plotly-plot") -> float:
+    """Share of the first ``selector`` chart's plot area in strong colour, from a screenshot: what a viewer sees.
+
+    A colour map (viridis and its kin) has a chroma (max − min channel) above 40 everywhere; a white, grey or dark
+    blank plot area has none, and gridlines and paths cover only a thin share.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    area = page.locator(selector).first.locator(".nsewdrag").first  # the plot area's drag layer (scrolled to)
+    pixels = np.asarray(Image.open(io.BytesIO(area.screenshot())).convert("RGB")).astype(int)
+    return float(((pixels.max(axis=-1) - pixels.min(axis=-1)) > 40).mean())

@@ -64,7 +64,9 @@ def _ours_gsam(schedule: bool, **hp) -> list[np.ndarray]:
 def test_gsam_equals_pytorch_optimizer(rho, rho_min, alpha, adaptive, schedule):
     expected = _po_gsam(rho, rho_min, alpha, adaptive, schedule)
     ours = _ours_gsam(schedule, rho=rho, rho_min=rho_min, alpha=alpha, adaptive=adaptive)
-    _assert_paths_close(ours, expected, rtol=1e-6, atol=1e-9)  # its norms are float32 (spec §5)
+    # its norms are float32 (spec §5): ε₃₂ ≈ 1.2e-7 of a step, so an entry near 0 differs by up to 2.3e-9 (seen on
+    # an Intel Xeon); a wrong rule differs by more than 1e-4
+    _assert_paths_close(ours, expected, rtol=1e-6, atol=2e-8)
     assert np.abs(ours[-1] - ours[0]).max() > 1e-3  # the run moved: the comparison is not vacuous
     sam = _ours("sam", rho=rho, adaptive=adaptive, batches=_batches(STEPS), **BASE_KW)
     assert np.abs(ours[-1] - sam[-1]).max() > 1e-6  # and GSAM is not SAM here

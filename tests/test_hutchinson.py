@@ -47,7 +47,7 @@ def test_trace_dispatches_by_name(case):
 
 
 def test_hutchpp_agrees_with_curvlinops(case):
-    curvlinops = pytest.importorskip("curvlinops")
+    import curvlinops  # installed by scripts/test.sh (benchmarks/requirements.txt)
     model, batch, op, exact = case
     theirs_op = curvlinops.HessianLinearOperator(model, nn.CrossEntropyLoss(), list(model.parameters()), [batch],
                                                  check_deterministic=False)

@@ -283,3 +283,34 @@ def test_a_visitors_follow_up_job_goes_before_later_visitors_first_jobs():
     for job in (train_a, surface_a, *others):
         assert job.wait(10)
     assert order == ["train A", "surface A", "train B", "train C", "train D"]
+
+
+def test_an_idle_visitors_place_in_the_fair_order_is_forgotten(monkeypatch):
+    """A server up for a term meets thousands of sessions: their fairness records must not pile up, yet a visitor
+    with a job still queued or running keeps its place."""
+    import sam_viz.jobs as J
+
+    clock = [1000.0]
+    monkeypatch.setattr(J.time, "monotonic", lambda: clock[0])
+    registry = Registry(workers=1)
+    for visitor in "ABC":
+        assert registry.submit(f"job {visitor}", _counting(1), viewer=visitor).wait(10)
+    assert registry.owners_remembered() == 3
+    clock[0] += J.FORGET_OWNER_AFTER_S / 2
+    assert registry.submit("job D", _counting(1), viewer="D").wait(10)
+    assert registry.owners_remembered() == 4  # A, B and C have not been idle long enough yet
+    clock[0] += J.FORGET_OWNER_AFTER_S / 2 + 1
+    import threading
+
+    release = threading.Event()
+
+    def held(progress, should_stop):
+        release.wait(10)
+
+    busy = registry.submit("job E", held, viewer="E")  # E runs: A, B, C are forgotten, D is not yet
+    assert registry.owners_remembered() == 2
+    clock[0] += J.FORGET_OWNER_AFTER_S + 1
+    registry.submit("job F", _counting(1), viewer="F")  # E is still running: it keeps its place
+    assert registry.owners_remembered() == 2  # E and F
+    release.set()
+    assert busy.wait(10)

@@ -267,7 +267,7 @@ def test_playback_frames_grow_one_point_per_step():
     assert any(t.opacity == 0.35 and len(t.x) == 6 for t in fig.data)
     play, pause, replay = fig.layout.updatemenus[0].buttons
     assert play.method == "animate" and play.args[1]["frame"]["duration"] == 50
-    assert play.args[1]["frame"]["redraw"] is True  # non-animatable contour: redrawn in the browser, no rerun
+    assert play.args[1]["frame"]["redraw"] is False  # the map is an image that frames leave alone
     assert list(pause.args[0]) == [None]
     assert play.args[1]["fromcurrent"] is True and replay.args[1]["fromcurrent"] is False
     steps = fig.layout.sliders[0].steps
@@ -305,13 +305,23 @@ def _animate_options(fig):
     return opts + [s.args[1] for sl in fig.layout.sliders for s in sl.steps]
 
 
-def test_playback_redraws_so_the_contour_stays():
-    """Bug B2: plotly.js transitions only scatter traces; without redraw the contour layer is dropped on Play."""
-    fig = P.playback_figure(bowl_surface(), [trace("SAM", n=6)])
+def test_playback_paints_the_map_as_an_image_frames_leave_alone():
+    """Bug B2: plotly.js drops a contour's layer on every animation frame; a per-frame redraw brought it back too
+    late on a loaded machine. The map is a layout image under the traces; the contour stays, clear, for hover."""
+    surface = bowl_surface()
+    fig = P.playback_figure(surface, [trace("SAM", n=6)])
     opts = _animate_options(fig)
     assert len(opts) == 3 + 4 + 6  # Play, Pause, Replay, four speeds, six slider steps
-    assert all(o["frame"]["redraw"] is True for o in opts)
-    assert all(o["transition"]["duration"] == 0 for o in opts)
+    assert all(o["frame"]["redraw"] is False and o["transition"]["duration"] == 0 for o in opts)
+    (image,) = fig.layout.images
+    assert image.layer == "below" and image.xref == "x" and image.yref == "y" and image.sizing == "stretch"
+    assert (image.x, image.y) == (surface.alpha[0], surface.beta[-1])  # top-left corner of the grid
+    assert (image.sizex, image.sizey) == (np.ptp(surface.alpha), np.ptp(surface.beta))
+    contour = fig.data[0]
+    assert contour.type == "contour" and contour.opacity == 0 and "loss" in contour.hovertemplate
+    assert (contour.zmin, contour.zmax) == (surface.loss.min(), surface.loss.max())  # the image's colour range
+    assert all(0 not in f.traces for f in fig.frames)
+    assert not fig.layout.xaxis.showgrid and not fig.layout.yaxis.showgrid  # the contour used to hide the grid
 
 
 def test_playback_shows_whole_runs_until_play():

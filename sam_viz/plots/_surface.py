@@ -26,6 +26,7 @@ from ._common import (
     run_label,
     style,
 )
+from ._raster import contour_image, nice_levels
 
 if TYPE_CHECKING:  # both modules import torch; plots only reads their numpy fields
     from ..landscape import Projection, Surface
@@ -588,9 +589,9 @@ def playback_figure(surface: Surface, trajectories: Sequence[TrajectoryTrace], *
     step), so a glance, a screenshot or an export shows where each run went; Play then starts from step 0.
 
     Frames only carry the moving traces (``go.Frame.traces``): the surface is sent once and playing needs no
-    server rerun. Every animation step uses ``redraw: True``: plotly.js only transitions "animatable" traces
-    (scatter), and a transition that leaves a contour out removes its layer, so without a redraw the loss map
-    vanished on Play and on the slider (bug B2).
+    server rerun. The map is painted as a layout image under the traces: plotly.js drops a contour's layer on every
+    animation frame (bug B2), and redrawing the whole figure per frame left it unpainted on a loaded machine; the
+    contour trace stays, transparent, for hover, colour bar and export. Frames therefore need no redraw.
 
     Args:
         {surface}
@@ -626,7 +627,14 @@ def playback_figure(surface: Surface, trajectories: Sequence[TrajectoryTrace], *
     g = _geometry(surface, log_scale=log_scale)
     timeline = _timeline(trajs, int(frame_stride), int(max_frames))
 
-    data: list[Any] = [_surface_trace(g, colorscale), _best_cell_trace(g)]
+    # The map is an image under the traces (frames cannot erase it, see _raster); the contour trace stays, clear,
+    # for its hover, colour bar and export.
+    zmin, zmax = finite_range(g.z)
+    levels = nice_levels(zmin, zmax)
+    surface_trace = _surface_trace(g, colorscale)
+    surface_trace.update(opacity=0.0, zmin=zmin, zmax=zmax, autocontour=False,
+                         contours=dict(start=levels[0], end=levels[1], size=levels[2]))
+    data: list[Any] = [surface_trace, _best_cell_trace(g)]
     moving: list[tuple[int, TrajectoryTrace, str]] = []  # (trace index, trajectory, role)
     for i, t in enumerate(trajs):
         s = style(i)
@@ -679,15 +687,19 @@ def playback_figure(surface: Surface, trajectories: Sequence[TrajectoryTrace], *
                          uirevision=_uirevision("playback", g, uirevision),
                          alt=_alt(g, trajs, f"Animated contour map ({len(frames)} frames)"),
                          **_plane_axes(g, trajs),
-                         updatemenus=menus, sliders=sliders)
+                         updatemenus=menus, sliders=sliders,
+                         images=[contour_image(g.alpha, g.beta, g.z, colorscale=colorscale, zmin=zmin, zmax=zmax,
+                                               levels=levels)])
+    for name in ("xaxis", "yaxis"):  # a contour trace hid the grid; an image under the traces would not
+        layout[name].update(showgrid=False, zeroline=False)
     layout["margin"] = {**layout["margin"], "b": 270}
     layout.setdefault("height", 800)  # room for the map above the Play and speed buttons and the step slider
     return go.Figure(data=data, layout=layout, frames=frames)
 
 
 def _animation(duration_ms: float, *, fromcurrent: bool | None = None) -> dict[str, Any]:
-    """``Plotly.animate`` options: ``redraw`` is always on (without it the contour vanishes, see above)."""
-    opts: dict[str, Any] = {"frame": {"duration": duration_ms, "redraw": True}, "mode": "immediate",
+    """``Plotly.animate`` options: no full redraw per frame (the map is an image that frames leave alone)."""
+    opts: dict[str, Any] = {"frame": {"duration": duration_ms, "redraw": False}, "mode": "immediate",
                             "transition": {"duration": 0}}
     if fromcurrent is not None:
         opts["fromcurrent"] = fromcurrent
