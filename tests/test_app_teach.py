@@ -192,3 +192,12 @@ def test_an_anatomy_step_beyond_the_run_shows_the_last():
     at = _page(PAGES["Step_anatomy"], task="sharp_flat", steps="6", astep="40").run()
     _assert_ok(at)
     assert _step_text(at) == "**Step 5 of 5**" and _q(at, "astep") == "5"
+
+
+def test_a_data_tasks_start_does_not_reach_the_anatomys_fallback_task():
+    """The fuzz's find: task=moons&start_x=-100 (no domain to clamp to on moons) on the anatomy page, which shows
+    sharp_flat, where -100 is outside the domain."""
+    at = _page(PAGES["Step_anatomy"], task="moons", start_x="-100", steps="6").run()
+    _assert_ok(at)
+    assert any("analytic" in i.value for i in at.info)
+    assert _step_text(at) == "**Step 0 of 5**"

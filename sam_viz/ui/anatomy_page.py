@@ -36,7 +36,7 @@ def render_anatomy() -> None:
              "neighbourhood e_t is chosen from, the probe θ_t + e_t, the gradient there, and the update. Every arrow is "
              "the engine's own number, drawn to scale (gradients times the step's learning rate).")
     task = settings.task
-    if TASKS[task].kind != "analytic":
+    if task not in TASKS or TASKS[task].kind != "analytic":
         st.info(f"The step anatomy needs a 2-D analytic task; {task!r} is a data set, so this shows "
                 f"{FALLBACK_TASK!r}. Choose an analytic task in the sidebar.", icon=":material/info:")
         task = FALLBACK_TASK
@@ -47,10 +47,13 @@ def render_anatomy() -> None:
         st.info("Choose at least one method.", icon=":material/info:")
         return
     steps = min(settings.steps, MAX_PAGE_STEPS)
+    # the settings' start belongs to their own task (the URL checked it against that task's domain); the fallback
+    # task starts from its own θ₀
+    own_task = task == settings.task
     config = Config(task=task, model="point", n_samples=settings.n, noise=settings.noise, steps=steps,
                     batch_size=settings.batch, seed=settings.seed, dtype="float64",
-                    start_x=None if math.isnan(settings.start_x) else settings.start_x,
-                    start_y=None if math.isnan(settings.start_y) else settings.start_y)
+                    start_x=None if math.isnan(settings.start_x) or not own_task else settings.start_x,
+                    start_y=None if math.isnan(settings.start_y) or not own_task else settings.start_y)
     chosen = [(m, dict(own.get(m, ()))) for m in methods]
     result = cached("anatomy", repr((config, chosen)), lambda: anatomy(config, chosen))
     # outside the view's fragment: switching it reruns the page, which starts or stops the view's timer
