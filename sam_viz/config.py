@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import ANALYTIC, CSV_TASK, TASKS
+from .data import ANALYTIC, CSV_TASK, TASKS, start_limits
 from .dataset_store import check_key
 from .models import DEFAULT_BASE_WIDTH, check_parameterization
 from .optim import OPTIMIZERS, validate
@@ -113,6 +113,7 @@ class Config:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not math.isfinite(float(value))):
                 raise ValueError(f"Invalid {name}: {value!r} is not a finite number")
+        _check_start(self.task, self.start_x, self.start_y)
         if not 0.0 <= self.label_noise <= MAX_LABEL_NOISE:
             raise ValueError(f"Invalid label_noise: {self.label_noise!r} (valid: a share in [0, {MAX_LABEL_NOISE}])")
         if self.label_noise > 0 and TASKS.get(self.task) is not None and TASKS[self.task].kind == ANALYTIC:
@@ -220,6 +221,17 @@ def _check_data(task: str, data: Any) -> None:
         check_key(data)
     elif data is not None:
         raise ValueError(f"Invalid data: {data!r} for the task {task!r}; only the {CSV_TASK!r} task takes data")
+
+
+def _check_start(task: str, start_x: float | None, start_y: float | None) -> None:
+    """An analytic task's start lies in its domain (``data.start_limits``). Other tasks are left to ``train``,
+    which says that only the point model takes a start."""
+    if TASKS.get(task) is None or TASKS[task].kind != ANALYTIC:
+        return
+    for name, value, (low, high) in zip(("start_x", "start_y"), (start_x, start_y), start_limits(task)):
+        if value is not None and not low <= float(value) <= high:
+            raise ValueError(f"Invalid {name}: {value!r} is outside the {task} task's domain [{low:g}, {high:g}] "
+                             "(its plot window widened by its size on each side)")
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

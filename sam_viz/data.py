@@ -207,6 +207,27 @@ def task_info(name: str) -> TaskInfo:
     return TASKS[name]
 
 
+def start_limits(name: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The start points an analytic task accepts: ((w1 low, w1 high), (w2 low, w2 high)).
+
+    Its plot window widened by the window's own size on each side: the largest window the loss-surface view draws
+    (``scene``), so a start picked on the map, a run's θ_t and a hand-typed link all fit, and a typo such as
+    ``start_x=1e6`` (where the loss overflows) does not.
+
+    Raises:
+        ValueError: a task that is not analytic (only the point model takes a start).
+    """
+    info = task_info(name)
+    if info.kind != ANALYTIC or info.xlim is None or info.ylim is None:
+        raise ValueError(f"Invalid task: {name!r} has no start point (only the analytic tasks' point model takes one)")
+
+    def widened(lim: tuple[float, float]) -> tuple[float, float]:
+        size = lim[1] - lim[0]
+        return float(lim[0] - size), float(lim[1] + size)
+
+    return widened(info.xlim), widened(info.ylim)
+
+
 def _sharp_flat(w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
     flat = torch.exp(-((w1 - 2.0) ** 2) - w2**2)
     sharp = torch.exp(-SHARP_X * w1**2 - SHARP_Y * w2**2)

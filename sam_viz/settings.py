@@ -16,7 +16,7 @@ from typing import Any
 
 from . import dataset_store
 from .config import DEFAULT_VAL_FRACTION, MAX_LABEL_NOISE, Config, bool_from_text
-from .data import CSV_TASK, TASKS, task_info, train_size
+from .data import CSV_TASK, TASKS, start_limits, task_info, train_size
 from .models import ACTIVATIONS, PARAMETERIZATIONS
 from .optim import OPTIMIZERS
 
@@ -71,8 +71,9 @@ class Settings:
     batch: int = _f(0, FieldSpec("int", 0, 4000, label="Batch size", help="0 = full batch; smaller batches add gradient noise."))
     seed: int = _f(0, FieldSpec("int", 0, 10_000, label="Seed", help="Initialisation and batch order, shared by every optimizer."))
     seeds: int = _f(1, FieldSpec("int", 1, 5, label="Seeds", help="Runs per optimizer with seeds seed, seed + 1, …: the curves show their mean ± std (the paths on the surface are the first seed's)."))
-    start_x: float = _f(math.nan, FieldSpec("float", -10.0, 10.0, label="Start w1", help="Analytic tasks: starting point (blank: the task's default)."))
-    start_y: float = _f(math.nan, FieldSpec("float", -10.0, 10.0, label="Start w2"))
+    # the task's own domain (data.start_limits) narrows these: _consistent clamps to it
+    start_x: float = _f(math.nan, FieldSpec("float", -100.0, 100.0, label="Start w1", help="Analytic tasks: starting point (blank: the task's default; a click on the loss surface sets it too)."))
+    start_y: float = _f(math.nan, FieldSpec("float", -100.0, 100.0, label="Start w2"))
     val: float = _f(DEFAULT_VAL_FRACTION, FieldSpec("float", 0.05, 0.5, label="Validation share", help="Share of the training samples held out as a validation split when a compared optimizer learns on one (LETS); every compared run then trains on the same remaining samples. Ignored otherwise."))
     # view options: changing these never retrains
     plane: str = _f("pca", FieldSpec("choice", choices=PLANES, label="Plane", help="pca: the trajectories' top-2 principal components; random: filter-normalised directions (Li et al.); hessian: top-2 Hessian eigenvectors; three_points: through the final weights of the first three runs."))
@@ -92,6 +93,8 @@ class Settings:
     smetric: str = _f("test_acc", FieldSpec("choice", choices=SWEEP_METRICS, label="Heatmap metric"))
     sseeds: int = _f(1, FieldSpec("int", 1, 5, label="Seeds", help="Seeds per cell (seed, seed + 1, …): the heatmaps show the mean over seeds, the hover its std."))
     preset: str = _f("", FieldSpec("str", label="Preset"))
+    astep: int = _f(0, FieldSpec("int", 0, 10_000, label="Step t", help="The step the Step anatomy page shows."))
+    present: bool = _f(False, FieldSpec("bool", label="Presenter mode", help="For a projector: no sidebar, large fonts, wide charts. The link keeps it (present=1 in any link turns it on)."))
 
     # ------------------------------------------------------------------ experiment → engine configs
 
@@ -414,6 +417,7 @@ def _consistent(settings: Settings, notes: list[str]) -> Settings:
         notes.append("model=cnn needs the digits task; using mlp")
         changes["model"] = "mlp"
     changes.update(_parameterization(settings, notes))
+    changes.update(_start_in_domain(settings, notes))
     n_train = train_size(settings.task, settings.n, settings.test_fraction, settings.val_fraction or 0.0,
                          settings.data or None)
     if settings.batch > n_train:
@@ -439,6 +443,19 @@ def _stored_data(settings: Settings, notes: list[str]) -> dict[str, Any]:
     else:
         return {}
     return {"task": DEFAULTS.task, "data": ""}
+
+
+def _start_in_domain(settings: Settings, notes: list[str]) -> dict[str, Any]:
+    """An analytic task's start point clamped to the task's domain (``data.start_limits``), as ``Config`` requires;
+    other tasks ignore the start (their model is a network)."""
+    if task_info(settings.task).kind != "analytic":
+        return {}
+    changes: dict[str, Any] = {}
+    for name, (low, high) in zip(("start_x", "start_y"), start_limits(settings.task)):
+        value = getattr(settings, name)
+        if not math.isnan(value) and not low <= value <= high:
+            changes[name] = _clamp_number(value, low, high, f"{name} ({settings.task}'s domain)", notes)
+    return changes
 
 
 def _parameterization(settings: Settings, notes: list[str]) -> dict[str, Any]:

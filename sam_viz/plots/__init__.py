@@ -26,6 +26,8 @@ from ._common import (
 from ._curvature import CURVATURE_METRICS, curvature_figure, hessian_series, spectrum_figure
 from ._export import describe, figure_to_csv_frames
 from ._method import cost_figure, layer_series_figure
+from ._picker import PICKER_KEY, picked_start, picker_points, start_marker
+from ._present import PRESENTER_SCALE, presenter_fonts
 from ._series import (
     EXTRA_PREFIX,
     METRICS,
@@ -52,6 +54,8 @@ __all__ = [
     "METRICS",
     "MetricInfo",
     "PALETTE",
+    "PICKER_KEY",
+    "PRESENTER_SCALE",
     "RUNNING_MEAN_METRICS",
     "SEQUENTIAL_SCALES",
     "Style",
@@ -74,12 +78,16 @@ __all__ = [
     "metric_title",
     "param_title",
     "perturbation_figure",
+    "picked_start",
+    "picker_points",
+    "presenter_fonts",
     "playback_figure",
     "readable_fonts",
     "run_label",
     "series_figure",
     "shared_color_range",
     "spectrum_figure",
+    "start_marker",
     "static_figure",
     "style",
     "surface_figure",

@@ -20,6 +20,7 @@ from ..presets import PRESETS
 from ..records import Run
 from ..report import html_report
 from ..settings import EXPERIMENT_FIELDS, SERIES, Settings, format_runs, to_query
+from . import state
 from .sidebar import page_frame, view_option
 from .training import await_job, cached, trained_runs
 
@@ -30,20 +31,25 @@ BODY_TEXT = "#000037"
 CHART_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
-def chart(fig: go.Figure, key: str, *, selectable: bool = False, shared: str | None = None):
+def chart(fig: go.Figure, key: str, *, selectable: bool = False, shared: str | None = None,
+          on_select: Callable[[], None] | None = None):
     """A Plotly chart with alt text, a PNG toolbar button and a CSV of its data underneath.
 
     ``shared``: the view key of a figure from ``shared_figure``, which every visitor of the view is shown: it was
     styled when it was built, so it is drawn as it is (never changed), and its alt text is worked out once too.
+    ``selectable``: a click on a point reruns the page (the selection is returned); ``on_select``: instead, a
+    click calls this (before the rerun; the selection is in ``st.session_state[key]``), once per new selection.
     """
     config = {**CHART_CONFIG, "toImageButtonOptions": {**CHART_CONFIG["toImageButtonOptions"], "filename": f"sam-viz-{key}"}}
-    kwargs = {"on_select": "rerun", "selection_mode": ("points",)} if selectable else {}
+    kwargs = {"on_select": on_select or "rerun", "selection_mode": ("points",)} if selectable or on_select else {}
     if shared is not None:
         event = st.plotly_chart(fig, key=key, config=config, alt=cached("alt", shared, lambda: plots.describe(fig)),
                                 **kwargs)
     else:
         # Ticks and axis titles in the theme's body-text colour (Streamlit's faded grey washes out on a projector)
         plots.readable_fonts(fig)  # 14 px ticks on every subplot axis too (builders set the first ones)
+        if state.current().present:  # built for this rerun alone, so it may be changed in place
+            plots.presenter_fonts(fig)
         with plots.text_color(fig, BODY_TEXT):
             event = st.plotly_chart(fig, key=key, config=config, alt=plots.describe(fig), **kwargs)
     # deferred: the CSV is built when the button is pressed, not on every rerun
@@ -57,13 +63,18 @@ def shared_figure(key: str, build: Callable[[], go.Figure]) -> go.Figure:
     per server and shared by every visitor: building a figure is pure Python under the GIL, so thirty visitors of
     one link would otherwise build it thirty times, one after another. It is styled for the screen as it is built
     (projector-sized ticks, text in ``BODY_TEXT``, which reads on the white page of an export too). Draw it with
-    ``chart(..., shared=key)``; nobody may change it afterwards."""
+    ``chart(..., shared=key)``; nobody may change it afterwards. In presenter mode its fonts are projector-sized: the
+    mode is part of the cache key, so each mode has its own figure."""
+    present = state.current().present
+
     def styled() -> go.Figure:
         fig = plots.readable_fonts(build())
+        if present:
+            plots.presenter_fonts(fig)
         plots.set_text_color(fig, BODY_TEXT)
         return fig
 
-    return cached("figure", key, styled)
+    return cached("figure", key + ("\0present" if present else ""), styled)
 
 
 def figure_csv(fig: go.Figure) -> str:

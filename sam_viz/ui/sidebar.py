@@ -14,6 +14,7 @@ from ..models import ACTIVATIONS
 from ..optim import OPTIMIZERS, HParamSpec
 from ..settings import DEFAULTS, MAX_RUNS, Settings, from_query, spec, to_query
 from . import state
+from .presenter import presenter_style
 from .upload import upload_panel
 
 PAGES = (
@@ -33,16 +34,20 @@ ICON = Path(__file__).resolve().parents[2] / "assets" / "icon.png"
 
 def page_frame(title: str) -> Settings:
     """Set up the page (config, menu, experiment form, URL notes) and return the current settings."""
-    # a local icon: a ":material/..." page icon makes the browser fetch the favicon from a font CDN
-    st.set_page_config(page_title=f"{title} · sam-viz", page_icon=str(ICON), layout="wide")
     settings = state.current()
+    # a local icon: a ":material/..." page icon makes the browser fetch the favicon from a font CDN
+    st.set_page_config(page_title=f"{title} · sam-viz", page_icon=str(ICON), layout="wide",
+                       initial_sidebar_state="collapsed" if settings.present else "auto")
     with st.sidebar:
         query = to_query(settings)
         for path, label, icon in PAGES:
             st.page_link(path, label=label, icon=icon, query_params=query)
         st.divider()
         _experiment_form(settings, title)
+    # on the page, not in the sidebar: presenter mode hides the sidebar, and this switch turns it off again
+    view_option("present", st.toggle)
     settings = state.current()
+    presenter_style(settings)
     state.sync_url(settings)
     for note in state.notes():
         st.warning(f"Link setting changed: {note}", icon=":material/tune:")
@@ -122,6 +127,8 @@ def _task_changed() -> None:
     """A new task: an analytic loss comes with a step size (and radius) at which plain gradient descent is stable
     on it, so every run starts from those rather than from rates that diverge there (Rosenbrock at η = 0.1)."""
     info = task_info(st.session_state["w_task"])
+    # a start picked on one loss is no place in particular on another: each task starts from its own θ₀
+    st.session_state["w_start_x"] = st.session_state["w_start_y"] = None
     if info.suggested_lr is None:
         return
     for slot in range(MAX_RUNS):
@@ -183,9 +190,9 @@ def _experiment_form(settings: Settings, page: str) -> None:
                   **quiet)
     if analytic:
         c1, c2 = st.columns(2)
-        c1.number_input("Start w1", key="w_start_x", value=None, min_value=-10.0, max_value=10.0,
-                        help=spec("start_x").help, **quiet)
-        c2.number_input("Start w2", key="w_start_y", value=None, min_value=-10.0, max_value=10.0, **quiet)
+        # no bounds here: Train clamps to the task's domain (data.start_limits), with a note, as a link is
+        c1.number_input("Start w1", key="w_start_x", value=None, format="%.3f", help=spec("start_x").help, **quiet)
+        c2.number_input("Start w2", key="w_start_y", value=None, format="%.3f", **quiet)
     else:
         st.slider(spec("lnoise").label, 0.0, float(spec("lnoise").high), key="w_lnoise", step=0.01,
                   help=spec("lnoise").help, **quiet)
