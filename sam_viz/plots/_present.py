@@ -8,6 +8,7 @@ from typing import Any
 from ._common import FONT_SIZE
 
 PRESENTER_SCALE = 1.5  # 14 px ticks → 21 px, 18 px titles → 27 px
+_DEFAULT_HEIGHT = 450  # plotly's, which Streamlit keeps for a figure that sets none
 _MARGIN_SCALE = 1.25  # room for the larger title, legend and axis titles (the plot itself stays large)
 _TRACE_FONT_KEYS = ("textfont", "insidetextfont", "outsidetextfont", "colorbar", "legendgrouptitle")
 
@@ -18,8 +19,10 @@ def presenter_fonts(fig: Any, scale: float = PRESENTER_SCALE) -> Any:
 
     Sizes a figure does not set are taken as the body size (``FONT_SIZE``) first, so nothing is left at the
     theme's 12 px. Margins grow a little with the text and the 2-D axes take the room their labels need
-    (``automargin``); a figure that sets its height grows as its margins do, so that buttons and sliders placed
-    at fractions of the plot's height below it stay clear of the larger axis labels.
+    (``automargin``); the figure grows as its fonts do (from plotly's 450 px where it sets no height), so that
+    buttons and sliders placed at fractions of the plot's height below it stay clear of the larger axis labels and
+    a long y-axis title still fits beside the plot; a legend row above the plot moves up with the larger panel
+    titles.
 
     Args:
         fig: a ``go.Figure``.
@@ -40,8 +43,15 @@ def presenter_fonts(fig: Any, scale: float = PRESENTER_SCALE) -> Any:
     for side, default in (("l", 80), ("t", 100), ("b", 80)):
         margin[side] = round(margin.get(side, default) * _MARGIN_SCALE)
     layout["margin"] = margin
-    if layout.get("height"):  # buttons and sliders sit at fractions of the plot's height below it: keep them apart
-        layout["height"] = round(layout["height"] * _MARGIN_SCALE)
+    legend = dict(layout.get("legend") or {})
+    if legend.get("orientation") == "h" and legend.get("yanchor") == "bottom" and (legend.get("y") or 0) > 1:
+        # a legend row above the plot (and above panel titles) sits a font-sized gap higher: the larger panel
+        # titles and a wrapped second legend row would overlap otherwise
+        legend["y"] = 1 + (legend["y"] - 1) * scale * scale
+        layout["legend"] = legend
+    # buttons and sliders sit at fractions of the plot's height below it, and a long y-axis title needs the plot's
+    # height: the figure grows with its fonts (from plotly's 450 px where it sets none)
+    layout["height"] = round((layout.get("height") or _DEFAULT_HEIGHT) * scale)  # as tall as its text grew
     for name in list(layout):  # the larger tick labels and axis titles push the margins out rather than being cut
         if re.fullmatch(r"[xy]axis\d*", name) and isinstance(layout[name], dict):
             layout[name]["automargin"] = True

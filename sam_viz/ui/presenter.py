@@ -12,7 +12,8 @@ import streamlit as st
 from ..settings import Settings
 
 # Streamlit's own elements scale with the root font size (rem units); the sidebar and its collapsed-sidebar button
-# go, and the main column loses its side padding and width cap. data-testids of Streamlit 1.67.
+# go, and the main column loses its side padding and width cap; a widget label that no longer fits its column
+# wraps instead of ending in "…" (Streamlit's stMarkdownEllipsis). data-testids and classes of Streamlit 1.67.
 PRESENTER_CSS = """<style>
 html { font-size: 21px !important; }
 section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"],
@@ -21,6 +22,9 @@ section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [da
   max-width: 100% !important; padding-left: 1.2rem !important; padding-right: 1.2rem !important;
 }
 h1 { font-size: 2.6rem !important; }
+.stMarkdownEllipsis, .stMarkdownEllipsis * {
+  white-space: normal !important; overflow: visible !important; text-overflow: clip !important; max-width: 100%;
+}
 </style>"""
 
 
