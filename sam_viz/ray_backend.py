@@ -38,7 +38,22 @@ POLL_S = 0.1  # how often the driver looks for finished chunks, a job's progress
 PROGRESS_EVERY_S = 0.2  # a job's task reports progress (and learns of a stop) at most this often
 
 _LOG = logging.getLogger(__name__)
-_train_chunk = ray.remote(max_retries=MAX_RETRIES)(train_chunk)
+
+
+@ray.remote(max_retries=MAX_RETRIES)
+def _train_chunk(configs: Sequence[Any], lambda_max: bool, memory_budget_mb: float, relay: Any,
+                 chunk: int) -> tuple[str, list[dict[str, Any]]]:
+    """In a worker: ``sweep.train_chunk``, its steps done sent to ``relay`` (at most every ``PROGRESS_EVERY_S``,
+    without waiting for the answer)."""
+    sent = [-PROGRESS_EVERY_S]
+
+    def progress(done: int) -> None:
+        if (now := time.monotonic()) - sent[0] >= PROGRESS_EVERY_S:
+            sent[0] = now
+            relay.report.remote(chunk, done, 0)
+
+    return train_chunk(configs, lambda_max, memory_budget_mb, progress=progress)
+
 _CONNECT_LOCK = threading.Lock()  # the app's job threads may connect at once
 
 
@@ -70,12 +85,15 @@ def train_grid(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn 
     connect(address)
     slots, resources = workers(plan.base.device)
     chunks = _chunks(plan, memory_budget_mb, min_chunks=slots * CHUNKS_PER_WORKER)
-    task = _train_chunk.options(**resources)
-    pending = {task.remote([plan.cells[k] for k in ks], lambda_max, memory_budget_mb): ks for ks in chunks}
+    task = _train_chunk.options(name="train_chunk", **resources)  # the workers' process title: ray::train_chunk
+    relay = _Relay.remote()  # each running chunk's steps done, for progress between chunks
+    pending = {task.remote([plan.cells[k] for k in ks], lambda_max, memory_budget_mb, relay, i): (i, ks)
+               for i, ks in enumerate(chunks)}
     devices: set[str] = set()
     failed: list[int] = []
     reasons: list[str] = []
-    done = 0
+    done, last = 0, 0
+    reached: dict[int, int] = {}  # steps each running chunk has reported
     while pending:
         if should_stop is not None and should_stop():
             for ref in pending:
@@ -84,7 +102,8 @@ def train_grid(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn 
             break
         ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_S)
         for ref in ready:
-            ks = pending.pop(ref)
+            chunk, ks = pending.pop(ref)
+            relay.forget.remote(chunk)
             try:
                 device, records = ray.get(ref)
             except RayError as err:  # the worker died MAX_RETRIES + 1 times, or the chunk raised
@@ -95,7 +114,13 @@ def train_grid(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn 
             for k, record in zip(ks, records):
                 sink.add(k, record)
             done += len(ks)
-            report(done * plan.steps, {"phase": "train", "cells_done": done, "n_cells": len(plan.cells)})
+        if pending:  # the running chunks' steps, as a local grid reports them (a retried chunk never goes back)
+            for chunk, steps in ray.get(relay.steps.remote()).items():
+                reached[chunk] = max(reached.get(chunk, 0), steps)
+        cell_steps = done * plan.steps + sum(len(ks) * reached.get(chunk, 0) for chunk, ks in pending.values())
+        if cell_steps != last:
+            last = cell_steps
+            report(cell_steps, {"phase": "train", "cells_done": done, "n_cells": len(plan.cells)})
     if failed:
         sink.fail(failed, f"{len(failed)} of {len(plan.cells)} cells could not be trained on the Ray cluster "
                           f"({_distinct(reasons)}); the other cells are complete")
@@ -121,7 +146,8 @@ def _distinct(reasons: Sequence[str]) -> str:
 
 @ray.remote(num_cpus=0)
 class _Relay:
-    """Each running job's last progress, out of its task, and its Stop, into it (one actor per runner)."""
+    """Each running job's (or grid chunk's) last progress, out of its task, and its Stop, into it (one actor per
+    runner, one per grid)."""
 
     def __init__(self) -> None:
         self.progress: dict[int, tuple[int, int]] = {}
@@ -133,6 +159,10 @@ class _Relay:
 
     def poll(self, job: int) -> tuple[int, int] | None:
         return self.progress.get(job)
+
+    def steps(self) -> dict[int, int]:
+        """Steps done by each reporting chunk of a grid."""
+        return {job: done for job, (done, _) in self.progress.items()}
 
     def stop(self, job: int) -> None:
         self.stops.add(job)

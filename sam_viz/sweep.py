@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -557,8 +557,8 @@ def cell_record(r: Run) -> dict[str, Any]:
             "final_weights": None if r.diverged else r.final_weights}
 
 
-def train_chunk(configs: Sequence[Config], lambda_max: bool = False,
-                memory_budget_mb: float = 512) -> tuple[str, list[dict[str, Any]]]:
+def train_chunk(configs: Sequence[Config], lambda_max: bool = False, memory_budget_mb: float = 512, *,
+                progress: Callable[[int], None] | None = None) -> tuple[str, list[dict[str, Any]]]:
     """Train ``configs`` (cells that share a stack) as one stacked call: the unit of work of a remote worker.
 
     The worker builds the data set and the model from the configs; only the records travel back, without θ_n.
@@ -568,6 +568,7 @@ def train_chunk(configs: Sequence[Config], lambda_max: bool = False,
         lambda_max: also compute each converged cell's top Hessian eigenvalue at θ_n, as (value, residual) under
             the record's "lambda_max".
         memory_budget_mb: the budget the chunk was sized for (glibc keeps that much freed memory, as here).
+        progress: called after each step with the steps done (every cell of the chunk is at that step).
 
     Returns:
         (the device that trained them, one ``cell_record`` per config).
@@ -577,7 +578,8 @@ def train_chunk(configs: Sequence[Config], lambda_max: bool = False,
         _retain_freed_memory(memory_budget_mb)
     s = setup(configs[0].replace(steps=1)) if lambda_max else None
     records = []
-    for r in train(list(configs), diagnostics=False):
+    tick = None if progress is None else (lambda done, total, row: progress(done))
+    for r in train(list(configs), progress=tick, diagnostics=False):
         record = cell_record(r)
         theta = record.pop("final_weights")
         if s is not None and theta is not None:

@@ -66,25 +66,39 @@ def test_ray_equals_local_cell_for_cell(embedded_ray, local_grid):
     assert len(calls) > 1 and done == sorted(done) and done[-1] == calls[-1][1] == 8 * BASE.steps
 
 
-def test_stop_cancels_the_rest_and_keeps_finished_cells(embedded_ray, local_grid):
+def test_progress_arrives_while_the_chunks_train(embedded_ray):
+    """As on one machine, progress counts the steps of the running chunks, not only finished chunks."""
+    steps = 600
     calls = []
-    grid = run_grid(BASE, X, Y, seeds=2, backend="ray", progress=lambda *a: calls.append(a),
-                    should_stop=lambda: bool(calls), memory_budget_mb=0.01)  # a cell a chunk; stop after the first
+    run_grid(BASE.replace(steps=steps, dtype="float32"), X, Y, backend="ray", progress=lambda *a: calls.append(a[0]))
+    total = 4 * steps
+    assert calls == sorted(calls) and calls[-1] == total
+    assert any(0 < done < total and done % steps for done in calls), calls  # between whole cells: within a chunk
+
+
+def test_stop_cancels_the_rest_and_keeps_finished_cells(embedded_ray):
+    config = BASE.replace(steps=300)  # chunks long enough that some are still waiting when Stop comes
+    local = run_grid(config, X, Y, seeds=2, strategy="batched")
+    calls = []
+    grid = run_grid(config, X, Y, seeds=2, backend="ray", progress=lambda *a: calls.append(a),
+                    should_stop=lambda: any(c[2]["cells_done"] for c in calls),  # after the first whole cell
+                    memory_budget_mb=0.01)  # a cell a chunk
     finished = grid.n_steps > 0
     assert grid.stopped and calls
-    assert finished.sum() * BASE.steps >= calls[-1][0] and not finished.all()  # 8 chunks on 2 CPUs: some left
-    assert (grid.n_steps[finished] == BASE.steps).all()
-    assert_cells_equal(grid, local_grid, finished)
+    # the chunks still running when Stop came are cancelled: only whole cells are kept (8 chunks on 2 CPUs)
+    assert finished.sum() >= calls[-1][2]["cells_done"] >= 1 and not finished.all()
+    assert (grid.n_steps[finished] == config.steps).all()
+    assert_cells_equal(grid, local, finished)
     assert np.isnan(grid.final_train_loss[~finished]).all() and np.isnan(grid.batch_loss[~finished]).all()
     assert not grid.failed.any()
     assert run_grid(BASE, X, Y, backend="ray", should_stop=lambda: True).n_steps.sum() == 0
 
 
 def test_a_chunk_that_cannot_be_trained_marks_its_cells(embedded_ray, local_grid, monkeypatch, tmp_path):
-    def dies_at_large_lr(configs, *args):  # nested: Ray ships it by value to the workers
+    def dies_at_large_lr(configs, lambda_max, budget, relay, chunk):  # nested: Ray ships it by value to the workers
         if configs[0].hp["lr"] > 0.1:
             os._exit(1)  # the worker process dies, on every try
-        return train_chunk(configs, *args)
+        return train_chunk(configs, lambda_max, budget)
 
     monkeypatch.setattr(ray_backend, "MAX_RETRIES", 1)
     monkeypatch.setattr(ray_backend, "_train_chunk", ray.remote(max_retries=1)(dies_at_large_lr))
