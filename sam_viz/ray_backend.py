@@ -79,8 +79,8 @@ def train_grid(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn 
                lambda_max: bool, address: str | None) -> str:
     """Train ``plan``'s cells on the cluster into ``sink``, one task per chunk; returns the devices that ran them.
 
-    Progress is reported as chunks finish. A stop cancels the chunks not finished (their cells stay NaN with
-    n_steps 0) and keeps the others.
+    Progress counts the finished cells' steps and the steps each running chunk reported (``_train_chunk``). A stop
+    cancels the chunks not finished (their cells stay NaN with n_steps 0) and keeps the others.
     """
     connect(address)
     slots, resources = workers(plan.base.device)
