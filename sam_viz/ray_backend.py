@@ -36,6 +36,9 @@ MAX_RETRIES = 3  # runs of a chunk after its worker died, before its cells are m
 CHUNKS_PER_WORKER = 1
 POLL_S = 0.1  # how often the driver looks for finished chunks, a job's progress and a stop
 PROGRESS_EVERY_S = 0.2  # a job's task reports progress (and learns of a stop) at most this often
+# a grid's chunks report their steps, and the driver asks for them, at most this often: on a small machine the
+# relay's messages take CPU from the chunks (0.2 s cost 1.59x -> 1.43x of scaling on 2 cores)
+GRID_PROGRESS_EVERY_S = 1.0
 
 _LOG = logging.getLogger(__name__)
 
@@ -43,12 +46,12 @@ _LOG = logging.getLogger(__name__)
 @ray.remote(max_retries=MAX_RETRIES)
 def _train_chunk(configs: Sequence[Any], lambda_max: bool, memory_budget_mb: float, relay: Any,
                  chunk: int) -> tuple[str, list[dict[str, Any]]]:
-    """In a worker: ``sweep.train_chunk``, its steps done sent to ``relay`` (at most every ``PROGRESS_EVERY_S``,
-    without waiting for the answer)."""
-    sent = [-PROGRESS_EVERY_S]
+    """In a worker: ``sweep.train_chunk``, its steps done sent to ``relay`` (at most every
+    ``GRID_PROGRESS_EVERY_S``, without waiting for the answer)."""
+    sent = [time.monotonic()]
 
     def progress(done: int) -> None:
-        if (now := time.monotonic()) - sent[0] >= PROGRESS_EVERY_S:
+        if (now := time.monotonic()) - sent[0] >= GRID_PROGRESS_EVERY_S:
             sent[0] = now
             relay.report.remote(chunk, done, 0)
 
@@ -92,7 +95,7 @@ def train_grid(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn 
     devices: set[str] = set()
     failed: list[int] = []
     reasons: list[str] = []
-    done, last = 0, 0
+    done, last, asked = 0, 0, time.monotonic()
     reached: dict[int, int] = {}  # steps each running chunk has reported
     while pending:
         if should_stop is not None and should_stop():
@@ -114,7 +117,8 @@ def train_grid(plan: _Plan, sink: _Sink, report: _Progress, should_stop: StopFn 
             for k, record in zip(ks, records):
                 sink.add(k, record)
             done += len(ks)
-        if pending:  # the running chunks' steps, as a local grid reports them (a retried chunk never goes back)
+        if pending and (now := time.monotonic()) - asked >= GRID_PROGRESS_EVERY_S:
+            asked = now  # the running chunks' steps, as a local grid reports them (a retried chunk never goes back)
             for chunk, steps in ray.get(relay.steps.remote()).items():
                 reached[chunk] = max(reached.get(chunk, 0), steps)
         cell_steps = done * plan.steps + sum(len(ks) * reached.get(chunk, 0) for chunk, ks in pending.values())

@@ -68,7 +68,7 @@ def test_ray_equals_local_cell_for_cell(embedded_ray, local_grid):
 
 def test_progress_arrives_while_the_chunks_train(embedded_ray):
     """As on one machine, progress counts the steps of the running chunks, not only finished chunks."""
-    steps = 600
+    steps = 3000  # a few seconds a chunk: reports come every GRID_PROGRESS_EVERY_S
     calls = []
     run_grid(BASE.replace(steps=steps, dtype="float32"), X, Y, backend="ray", progress=lambda *a: calls.append(a[0]))
     total = 4 * steps
