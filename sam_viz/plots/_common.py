@@ -357,3 +357,20 @@ def axis(title: str, **extra: Any) -> dict[str, Any]:
 
 def as_mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def selected_points(event: Any) -> Iterator[tuple[dict, list]]:
+    """(point, customdata as a list) of each point a Streamlit selection event holds, skipping points without
+    customdata; nothing for an event that is not one (``{"selection": {"points": [...]}}``)."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError, IndexError):
+        return
+    for point in points or ():
+        custom = point.get("customdata") if isinstance(point, dict) else None
+        if isinstance(custom, dict):  # plotly.js may hand a typed array over as {0: …, 1: …}
+            custom = [custom[k] for k in sorted(custom, key=int)]
+        try:
+            yield point, list(custom)
+        except TypeError:
+            continue

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from ._common import fmt
+from ._common import fmt, selected_points
 
 PICKER_KEY = "start picker"  # meta.key of the picker layer: what ``picked_start`` reads
 PICKER_OPACITY = 0.01  # invisible, still hit by clicks and hover (opacity 0 would be left out by some renderers)
@@ -80,16 +80,9 @@ def picked_start(event: Any) -> tuple[float, float] | None:
     points carry two-number customdata under its ``meta.key``; the curve number is not used (it shifts with the
     traces a figure holds), so a point of a path, whose customdata has another length, is never taken for a pick.
     """
-    try:
-        points = event["selection"]["points"]
-    except (KeyError, TypeError, IndexError):
-        return None
-    for point in points or ():
-        custom = point.get("customdata") if isinstance(point, dict) else None
-        if isinstance(custom, dict):  # plotly.js may hand a typed array over as {0: …, 1: …}
-            custom = [custom[k] for k in sorted(custom, key=int)]
+    for point, custom in selected_points(event):
         try:
-            values = [float(v) for v in list(custom)]
+            values = [float(v) for v in custom]
         except (TypeError, ValueError):
             continue
         if len(values) == 2 and all(np.isfinite(values)) and _on_grid(point, values):

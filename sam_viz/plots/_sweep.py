@@ -21,6 +21,7 @@ from ._common import (
     fmt,
     join_names,
     param_title,
+    selected_points,
     tick_labels,
 )
 from ._series import metric_title
@@ -84,16 +85,9 @@ def sweep_selection(event: Any) -> tuple[int, int, int] | None:
     cell is read from the point's customdata (``CUSTOMDATA_COLUMNS``), never from the curve number: the figure
     holds several traces per panel (heatmap, diverged layer, click layer), so curve numbers are not panels.
     """
-    try:
-        points = event["selection"]["points"]
-    except (KeyError, TypeError, IndexError):
-        return None
-    for point in points or ():
-        custom = point.get("customdata") if isinstance(point, dict) else None
-        if isinstance(custom, dict):  # plotly.js may hand a typed array over as {0: …, 1: …}
-            custom = [custom[k] for k in sorted(custom, key=int)]
+    for _, custom in selected_points(event):
         try:
-            i, j, panel = (int(float(v)) for v in list(custom)[:3])
+            i, j, panel = (int(float(v)) for v in custom[:3])
         except (TypeError, ValueError):
             continue
         if min(i, j, panel) >= 0:
