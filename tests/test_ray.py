@@ -62,8 +62,10 @@ def test_ray_equals_local_cell_for_cell(embedded_ray, local_grid):
     assert not grid.failed.any() and grid.failure == ""
     assert np.isfinite(grid.lambda_max).all()  # computed by the workers, each at its cell's θ_n
     assert_cells_equal(grid, local_grid)
-    done = [c[0] for c in calls]  # progress streams as the chunks finish, in cell-steps
-    assert len(calls) > 1 and done == sorted(done) and done[-1] == calls[-1][1] == 8 * BASE.steps
+    # progress in cell-steps, never backwards, ending at the total (a fast machine finishes this small grid
+    # within one GRID_PROGRESS_EVERY_S, so one report may be all there is; streaming is the next test's)
+    done = [c[0] for c in calls]
+    assert calls and done == sorted(done) and done[-1] == calls[-1][1] == 8 * BASE.steps
 
 
 def test_progress_arrives_while_the_chunks_train(embedded_ray):
